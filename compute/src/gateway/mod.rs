@@ -1,0 +1,93 @@
+//! The gateway (root): accepts every client request of the public API, turns it into meta
+//! commands, segment writes and searches over the engine, and answers with gRPC codes.
+//!
+//! # Layout
+//! - `collections.rs`: create, list, describe, drop, and the catalog ↔ API conversions.
+//! - `write.rs`: insert — conform rows, write one segment per shard, commit, acknowledge.
+//! - `query.rs`: search and SQL.
+//! - `service.rs`: the tonic service, one line per RPC into the methods above.
+
+mod collections;
+mod query;
+mod service;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grape_storage::Storage;
+
+pub use service::{GrapeService, MAX_MESSAGE_BYTES};
+
+use crate::engine::Engine;
+use crate::error::ComputeError;
+use crate::meta_client::MetaClient;
+
+/// How long a request waits for this node to catch up with a version it needs.
+pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the public API on one node.
+pub struct Gateway {
+    /// The meta service: catalog reads and commits.
+    meta: Arc<dyn MetaClient>,
+    /// Segments in memory on this node.
+    engine: Arc<Engine>,
+    /// Where new segments are written.
+    storage: Storage,
+    /// Id of this node, reported in status.
+    node_id: u64,
+    /// Serialises catalog syncs, so an older catalog never replaces a newer one.
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+impl Gateway {
+    /// A gateway over the given meta client, engine and storage.
+    pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, storage: Storage, node_id: u64) -> Self {
+        Self { meta, engine, storage, node_id, sync_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The engine this gateway serves from.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Brings the engine in step with the catalog meta has applied.
+    pub async fn refresh(&self) {
+        let _guard = self.sync_lock.lock().await;
+        let catalog = self.meta.applied_catalog();
+        self.engine.sync(&catalog).await;
+    }
+
+    /// Follows catalog changes until `shutdown` resolves, refreshing the engine on each one.
+    pub async fn follow_catalog(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut changes = self.meta.changes();
+        tokio::pin!(shutdown);
+        self.refresh().await;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.refresh().await;
+                }
+            }
+        }
+    }
+}
+
+/// Checks a collection name: a letter, then letters, digits or `_`, at most 64 characters.
+pub fn validate_name(name: &str) -> Result<(), ComputeError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(ComputeError::InvalidArgument(format!(
+            "invalid collection name \"{name}\": use a letter, then letters, digits or _ (at most 64)"
+        )))
+    }
+}

@@ -1,0 +1,64 @@
+//! The tonic service of the public API: one line per RPC into [`Gateway`].
+
+use std::sync::Arc;
+
+use grape_proto::v1::{self, grape_server::Grape};
+use tonic::{Request, Response, Status};
+
+use super::Gateway;
+
+/// Largest request or response message, in bytes (inserts carry rows).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The `grape.v1.Grape` service over a shared [`Gateway`].
+#[derive(Clone)]
+pub struct GrapeService(pub Arc<Gateway>);
+
+impl GrapeService {
+    /// The tonic server for this service, with message limits set.
+    pub fn into_server(self) -> v1::grape_server::GrapeServer<Self> {
+        v1::grape_server::GrapeServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Grape for GrapeService {
+    async fn create_collection(&self, r: Request<v1::CreateCollectionRequest>) -> Reply<v1::CollectionInfo> {
+        Ok(Response::new(self.0.create_collection(r.into_inner()).await?))
+    }
+
+    async fn list_collections(&self, _: Request<v1::ListCollectionsRequest>) -> Reply<v1::ListCollectionsResponse> {
+        Ok(Response::new(v1::ListCollectionsResponse { collections: self.0.list_collections().await? }))
+    }
+
+    async fn describe_collection(&self, r: Request<v1::DescribeCollectionRequest>) -> Reply<v1::CollectionInfo> {
+        Ok(Response::new(self.0.describe_collection(&r.into_inner().name).await?))
+    }
+
+    async fn drop_collection(&self, r: Request<v1::DropCollectionRequest>) -> Reply<v1::DropCollectionResponse> {
+        self.0.drop_collection(&r.into_inner().name).await?;
+        Ok(Response::new(v1::DropCollectionResponse {}))
+    }
+
+    async fn insert(&self, r: Request<v1::InsertRequest>) -> Reply<v1::InsertResponse> {
+        let r = r.into_inner();
+        let done = self.0.insert(&r.collection, &r.arrow_ipc).await?;
+        Ok(Response::new(v1::InsertResponse { rows: done.rows, version: done.version }))
+    }
+
+    async fn search(&self, r: Request<v1::SearchRequest>) -> Reply<v1::SearchResponse> {
+        Ok(Response::new(self.0.search(r.into_inner()).await?))
+    }
+
+    async fn sql(&self, r: Request<v1::SqlRequest>) -> Reply<v1::SqlResponse> {
+        Ok(Response::new(self.0.sql(&r.into_inner().query).await?))
+    }
+
+    async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::StatusResponse> {
+        Ok(Response::new(self.0.status().await?))
+    }
+}

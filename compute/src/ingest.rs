@@ -1,0 +1,273 @@
+//! The write path's checks and shaping: decoding Arrow IPC, conforming rows to a collection's
+//! schema (vector length, NaN, column types), and splitting rows into shards by primary key.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
+use arrow::compute::{cast_with_options, take_record_batch, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use grape_meta::catalog::CollectionSpec;
+
+use crate::error::ComputeError;
+use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+
+fn invalid(msg: String) -> ComputeError {
+    ComputeError::InvalidArgument(msg)
+}
+
+/// Decodes an Arrow IPC stream into its batches.
+pub fn decode_ipc(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ComputeError> {
+    let reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+    Ok((schema, batches))
+}
+
+/// Encodes batches as one Arrow IPC stream.
+pub fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ComputeError> {
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, schema)?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// The Arrow type of the `vector` column of a collection of dimension `dim`.
+pub fn vector_type(dim: u32) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32)
+}
+
+/// Derives a collection's schema from the first rows inserted into it: `id` becomes uint64
+/// (from any integer type) or utf8, `vector` becomes `fixed_size_list<float32, dim>`, and the
+/// payload columns keep their types.
+pub fn schema_from_rows(spec: &CollectionSpec, rows: &Schema) -> Result<Schema, ComputeError> {
+    let id = rows
+        .field_with_name(ID_COLUMN)
+        .map_err(|_| invalid(format!("rows for collection \"{}\" have no `id` column", spec.name)))?;
+    let id_type = match id.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        t if t.is_integer() => DataType::UInt64,
+        t => return Err(invalid(format!("`id` must be an integer or a string, the rows have {t}"))),
+    };
+    let mut fields = vec![
+        Field::new(ID_COLUMN, id_type, false),
+        Field::new(VECTOR_COLUMN, vector_type(spec.dim), false),
+    ];
+    for f in rows.fields() {
+        if f.name() != ID_COLUMN && f.name() != VECTOR_COLUMN {
+            fields.push(Field::new(f.name(), f.data_type().clone(), true));
+        }
+    }
+    if rows.field_with_name(VECTOR_COLUMN).is_err() {
+        return Err(invalid(format!("rows for collection \"{}\" have no `vector` column", spec.name)));
+    }
+    Ok(Schema::new(fields))
+}
+
+/// Conforms one batch to the collection's schema, or explains why it cannot.
+///
+/// Checks: every column is known, required columns are present, `id` has no nulls, every
+/// vector has exactly `dim` finite values; casts integer and float widths and string kinds
+/// where the value fits, and refuses any other type change.
+pub fn conform(spec: &CollectionSpec, target: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, ComputeError> {
+    let name = &spec.name;
+    if let Some(extra) = batch.schema().fields().iter().find(|f| target.field_with_name(f.name()).is_err()) {
+        let known: Vec<_> = target.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(invalid(format!(
+            "column `{}` is not in the schema of collection \"{name}\" (columns: {})",
+            extra.name(),
+            known.join(", ")
+        )));
+    }
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) => c.clone(),
+            None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
+            None => return Err(invalid(format!("rows for collection \"{name}\" have no `{}` column", field.name()))),
+        };
+        let column = if field.name() == VECTOR_COLUMN {
+            conform_vectors(spec, &column)?
+        } else {
+            conform_column(name, field, column)?
+        };
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(invalid(format!("column `{}` of collection \"{name}\" may not hold nulls", field.name())));
+        }
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+fn conform_column(collection: &str, field: &Field, column: ArrayRef) -> Result<ArrayRef, ComputeError> {
+    let (from, to) = (column.data_type(), field.data_type());
+    if from == to {
+        return Ok(column);
+    }
+    let stringy = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let compatible = (from.is_integer() && to.is_integer())
+        || (from.is_numeric() && to.is_floating())
+        || (stringy(from) && stringy(to))
+        || from == &DataType::Null;
+    if !compatible {
+        return Err(invalid(format!(
+            "column `{}` is {from} in the rows, collection \"{collection}\" has {to}",
+            field.name()
+        )));
+    }
+    let strict = CastOptions { safe: false, ..Default::default() };
+    cast_with_options(&column, to, &strict).map_err(|e| {
+        invalid(format!("column `{}` cannot be stored as {to} in collection \"{collection}\": {e}", field.name()))
+    })
+}
+
+/// Turns list-of-float vectors of any list kind into `fixed_size_list<float32, dim>`, checking
+/// each row's length and that every value is finite.
+fn conform_vectors(spec: &CollectionSpec, column: &ArrayRef) -> Result<ArrayRef, ComputeError> {
+    let (name, dim) = (&spec.name, spec.dim as usize);
+    if column.null_count() > 0 {
+        return Err(invalid(format!("collection \"{name}\": `vector` may not hold nulls")));
+    }
+    let lengths: Vec<usize> = match column.data_type() {
+        DataType::FixedSizeList(_, n) => vec![*n as usize; column.len()],
+        DataType::List(_) => column.as_list::<i32>().offsets().lengths().collect(),
+        DataType::LargeList(_) => column.as_list::<i64>().offsets().lengths().collect(),
+        t => return Err(invalid(format!("`vector` must be a list of floats, the rows have {t}"))),
+    };
+    if let Some((row, len)) = lengths.iter().enumerate().find(|(_, l)| **l != dim) {
+        return Err(invalid(format!("row {row}: vector has {len} values, collection \"{name}\" expects {dim}")));
+    }
+    let values = match column.data_type() {
+        DataType::FixedSizeList(..) => column.as_fixed_size_list().values().slice(column.offset() * dim, column.len() * dim),
+        DataType::List(_) => {
+            let l = column.as_list::<i32>();
+            let start = l.value_offsets()[0] as usize;
+            l.values().slice(start, column.len() * dim)
+        }
+        _ => {
+            let l = column.as_list::<i64>();
+            let start = l.value_offsets()[0] as usize;
+            l.values().slice(start, column.len() * dim)
+        }
+    };
+    if !values.data_type().is_floating() {
+        return Err(invalid(format!("`vector` values must be floats, the rows have {}", values.data_type())));
+    }
+    if values.null_count() > 0 {
+        return Err(invalid(format!("collection \"{name}\": vectors may not contain nulls")));
+    }
+    let values = cast_with_options(&values, &DataType::Float32, &CastOptions::default())?;
+    let floats: &Float32Array = values.as_primitive();
+    if let Some(i) = floats.values().iter().position(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "row {}: vector value {} is {}; vectors must be finite numbers",
+            i / dim.max(1),
+            i % dim.max(1),
+            floats.value(i)
+        )));
+    }
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    Ok(Arc::new(FixedSizeListArray::try_new(item, dim as i32, Arc::new(floats.clone()), None)?))
+}
+
+/// Stable 64-bit FNV-1a hash of a primary key's bytes; decides a row's shard.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The shard of each row of `batch`, by a stable hash of its `id`.
+pub fn shard_rows(batch: &RecordBatch, shards: u32) -> Result<Vec<u32>, ComputeError> {
+    let id = batch
+        .column_by_name(ID_COLUMN)
+        .ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
+    let shards = shards.max(1) as u64;
+    let hashes: Vec<u64> = match id.data_type() {
+        DataType::UInt64 => id.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
+        DataType::Utf8 => id.as_string::<i32>().iter().map(|v| fnv1a(v.unwrap_or_default().as_bytes())).collect(),
+        t => return Err(ComputeError::Internal(format!("unexpected id type {t}"))),
+    };
+    Ok(hashes.into_iter().map(|h| (h % shards) as u32).collect())
+}
+
+/// Splits a conformed batch into one batch per shard (shards with no rows are left out).
+pub fn split_by_shard(batch: &RecordBatch, shards: u32) -> Result<Vec<(u32, RecordBatch)>, ComputeError> {
+    let assignment = shard_rows(batch, shards)?;
+    let mut out = Vec::new();
+    for shard in 0..shards.max(1) {
+        let rows: Vec<u32> = assignment.iter().enumerate().filter(|(_, s)| **s == shard).map(|(i, _)| i as u32).collect();
+        if !rows.is_empty() {
+            out.push((shard, take_record_batch(batch, &UInt32Array::from(rows))?));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, ListArray};
+    use arrow::datatypes::Float32Type;
+    use grape_meta::catalog::Metric;
+
+    fn spec(dim: u32) -> CollectionSpec {
+        CollectionSpec { name: "docs".into(), dim, metric: Metric::L2, shards: 2, replicas: 1, schema: None }
+    }
+
+    fn rows(vectors: Vec<Option<Vec<Option<f32>>>>) -> RecordBatch {
+        let n = vectors.len() as i64;
+        let list = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("vector", list.data_type().clone(), true),
+            Field::new("price", DataType::Int32, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..n)), Arc::new(list), Arc::new(arrow::array::Int32Array::from(vec![5; n as usize]))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn list_vectors_become_fixed_size_and_ids_u64() {
+        let b = rows(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(3.0), Some(4.0)])]);
+        let schema = Arc::new(schema_from_rows(&spec(2), &b.schema()).unwrap());
+        let c = conform(&spec(2), &schema, &b).unwrap();
+        assert_eq!(c.column(0).data_type(), &DataType::UInt64);
+        assert_eq!(c.column(1).data_type(), &vector_type(2));
+        let parts = split_by_shard(&c, 2).unwrap();
+        assert_eq!(parts.iter().map(|(_, b)| b.num_rows()).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn wrong_length_and_nan_are_refused_with_the_row() {
+        let b = rows(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![Some(3.0)])]);
+        let schema = Arc::new(schema_from_rows(&spec(2), &b.schema()).unwrap());
+        let e = conform(&spec(2), &schema, &b).unwrap_err().to_string();
+        assert!(e.contains("row 1: vector has 1 values, collection \"docs\" expects 2"), "{e}");
+        let b = rows(vec![Some(vec![Some(1.0), Some(f32::NAN)])]);
+        let e = conform(&spec(2), &schema, &b).unwrap_err().to_string();
+        assert!(e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn type_changes_and_unknown_columns_are_refused() {
+        let b = rows(vec![Some(vec![Some(1.0), Some(2.0)])]);
+        let mut fields: Vec<Field> = schema_from_rows(&spec(2), &b.schema()).unwrap().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[2] = Field::new("price", DataType::Utf8, true);
+        let e = conform(&spec(2), &Arc::new(Schema::new(fields.clone())), &b).unwrap_err().to_string();
+        assert!(e.contains("column `price` is Int32"), "{e}");
+        fields[2] = Field::new("cost", DataType::Int32, true);
+        let e = conform(&spec(2), &Arc::new(Schema::new(fields)), &b).unwrap_err().to_string();
+        assert!(e.contains("column `price` is not in the schema"), "{e}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Grape compute: segments in memory, exact vector search, filters and SQL through DataFusion,
+//! and the gateway that serves the public API.
+//!
+//! A compute node owns nothing durable: it follows the catalog of the meta service, loads the
+//! segments the manifests name from object storage, and answers from memory. Losing it loses
+//! nothing; another node loads the same segments.
+//!
+//! # Layout
+//! - [`gateway`] (root): the public API — turns requests into meta commands, segment writes
+//!   and searches; [`server`] serves it over gRPC.
+//! - [`engine`] (leaf): the loaded segments of every collection, kept in step with the catalog.
+//! - [`segment`]: one segment in memory; [`index`]: read-only vector indexes over it
+//!   (`flat/` = exact search); [`distance`]: vectorised kernels; [`topk`]: bounded selection.
+//! - [`search`]: parallel search over a collection's segments and the hit batch.
+//! - [`filter`]: SQL boolean filters; [`sql`] and [`table`]: collections as DataFusion tables
+//!   with min/max segment pruning.
+//! - [`ingest`]: decoding, conforming and sharding of inserted rows.
+//! - [`meta_client`]: the one trait through which compute talks to meta.
+//! - [`error`]: errors, and their single mapping to gRPC codes.
+
+pub mod datagen;
+pub mod distance;
+pub mod engine;
+pub mod error;
+pub mod filter;
+pub mod gateway;
+pub mod index;
+pub mod ingest;
+pub mod meta_client;
+pub mod search;
+pub mod segment;
+pub mod server;
+pub mod sql;
+pub mod table;
+pub mod topk;
+
+pub use engine::Engine;
+pub use error::ComputeError;
+pub use gateway::Gateway;

@@ -1,0 +1,90 @@
+//! A segment held in memory: its rows as one Arrow batch and its vectors as one flat slice.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Float32Type, SchemaRef};
+use grape_storage::format::SegmentMeta;
+
+use crate::distance::norm;
+use crate::error::ComputeError;
+
+/// Name of the vector column in every collection.
+pub const VECTOR_COLUMN: &str = "vector";
+/// Name of the primary-key column in every collection.
+pub const ID_COLUMN: &str = "id";
+
+/// An immutable segment loaded into memory, ready to be searched and scanned.
+#[derive(Debug)]
+pub struct LoadedSegment {
+    /// The manifest entry this was loaded from.
+    pub meta: SegmentMeta,
+    /// All rows of the segment (every column, vectors included), as one batch.
+    pub batch: RecordBatch,
+    /// Dimension of the vectors.
+    pub dim: usize,
+    /// Row-major vectors: row `r` is `vectors[r*dim .. (r+1)*dim]`. Shares the Arrow buffer.
+    vectors: arrow::buffer::ScalarBuffer<f32>,
+    /// Euclidean norm of each row's vector, for cosine distance.
+    norms: Vec<f32>,
+}
+
+impl LoadedSegment {
+    /// Builds the in-memory form of a segment from the batches read from storage.
+    ///
+    /// Fails with `Corrupt` if the batches have no `vector` column of `fixed_size_list<float32>`
+    /// or contain null vectors.
+    pub fn new(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Self, ComputeError> {
+        let batch = concat_batches(&schema, batches)
+            .map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
+        let column = batch
+            .column_by_name(VECTOR_COLUMN)
+            .ok_or_else(|| ComputeError::Corrupt(format!("segment {} has no `vector` column", meta.path)))?;
+        let list: &FixedSizeListArray = column
+            .as_fixed_size_list_opt()
+            .filter(|l| l.value_type() == DataType::Float32)
+            .ok_or_else(|| {
+                ComputeError::Corrupt(format!(
+                    "segment {}: `vector` is {}, expected fixed_size_list<float32>",
+                    meta.path,
+                    column.data_type()
+                ))
+            })?;
+        if list.null_count() > 0 {
+            return Err(ComputeError::Corrupt(format!("segment {} has null vectors", meta.path)));
+        }
+        let dim = list.value_length() as usize;
+        // Slice the child values to exactly this list's rows (the list may be an offset view).
+        let values = list.values().as_primitive::<Float32Type>();
+        let start = list.offset() * dim;
+        let vectors = values.values().slice(start, list.len() * dim);
+        let norms = if dim == 0 { vec![0.0; list.len()] } else { vectors.chunks_exact(dim).map(norm).collect() };
+        Ok(Self { meta, batch, dim, vectors, norms })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The vector of row `row`.
+    #[inline]
+    pub fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// The norm of row `row`'s vector.
+    #[inline]
+    pub fn norm(&self, row: usize) -> f32 {
+        self.norms[row]
+    }
+
+    /// Bytes of memory the segment holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.batch.get_array_memory_size() + self.norms.len() * 4
+    }
+}
+
+/// A shared handle to a loaded segment.
+pub type SegmentRef = Arc<LoadedSegment>;

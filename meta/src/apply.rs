@@ -1,0 +1,234 @@
+//! The one place a [`Command`] changes the [`Catalog`].
+//!
+//! [`apply`] is deterministic: it reads nothing but the catalog and the command, so every
+//! member of the group that applies the same log holds the same catalog. Refusals
+//! (`AlreadyExists`, `NotFound`, `Conflict`) are results, not errors: they are decided once, in
+//! log order, and leave the catalog unchanged.
+
+use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest, Tombstone};
+use crate::command::{Command, CommandResult};
+use grape_storage::format::SegmentMeta;
+
+/// Applies `cmd` to `catalog` and returns the outcome.
+///
+/// A command either applies completely or not at all: every check runs before the first change.
+pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
+    match cmd {
+        Command::CreateCollection { spec } => create_collection(catalog, spec),
+        Command::DropCollection { name } => match catalog.collections.remove(name) {
+            Some(_) => CommandResult::Applied { version: 0 },
+            None => CommandResult::NotFound(name.clone()),
+        },
+        Command::SetSchema { name, schema } => {
+            let Some(coll) = catalog.collections.get_mut(name) else {
+                return CommandResult::NotFound(name.clone());
+            };
+            match &coll.spec.schema {
+                None => {
+                    coll.spec.schema = Some(schema.clone());
+                    CommandResult::Applied { version: coll.version }
+                }
+                Some(existing) if existing == schema => {
+                    CommandResult::Applied { version: coll.version }
+                }
+                Some(existing) => CommandResult::Conflict(format!(
+                    "collection {name} already has schema {existing}, which differs from {schema}"
+                )),
+            }
+        }
+        Command::CommitSegments { collection, collection_id, segments, tombstones } => {
+            commit_segments(catalog, collection, *collection_id, segments, tombstones)
+        }
+    }
+}
+
+fn create_collection(catalog: &mut Catalog, spec: &CollectionSpec) -> CommandResult {
+    if catalog.collections.contains_key(&spec.name) {
+        return CommandResult::AlreadyExists(spec.name.clone());
+    }
+    let id = catalog.next_collection_id;
+    catalog.next_collection_id += 1;
+    let shards = (0..spec.shards).map(|_| ShardManifest::default()).collect();
+    let coll = Collection { spec: spec.clone(), id, shards, version: 0 };
+    catalog.collections.insert(spec.name.clone(), coll);
+    CommandResult::Applied { version: 0 }
+}
+
+fn commit_segments(
+    catalog: &mut Catalog,
+    name: &str,
+    collection_id: u64,
+    segments: &[SegmentMeta],
+    tombstones: &[(u32, Tombstone)],
+) -> CommandResult {
+    let Some(coll) = catalog.collections.get_mut(name) else {
+        return CommandResult::NotFound(name.to_string());
+    };
+    if coll.id != collection_id {
+        // The collection was dropped and recreated since the writer looked it up.
+        return CommandResult::NotFound(format!("{name} (id {collection_id})"));
+    }
+    let shard_count = coll.shards.len();
+    let bad_shard = segments
+        .iter()
+        .map(|s| s.shard)
+        .chain(tombstones.iter().map(|(shard, _)| *shard))
+        .find(|&shard| shard as usize >= shard_count);
+    if let Some(shard) = bad_shard {
+        return CommandResult::Conflict(format!(
+            "collection {name} has {shard_count} shards, commit names shard {shard}"
+        ));
+    }
+
+    coll.version += 1;
+    let version = coll.version;
+    for seg in segments {
+        let manifest = &mut coll.shards[seg.shard as usize];
+        manifest.segments.push(seg.clone());
+        manifest.version = version;
+    }
+    for (shard, tomb) in tombstones {
+        let manifest = &mut coll.shards[*shard as usize];
+        manifest.tombstones.push(Tombstone { key: tomb.key.clone(), version });
+        manifest.version = version;
+    }
+    CommandResult::Applied { version }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::catalog::Metric;
+
+    fn spec(name: &str, shards: u32) -> CollectionSpec {
+        CollectionSpec {
+            name: name.to_string(),
+            dim: 4,
+            metric: Metric::L2,
+            shards,
+            replicas: 1,
+            schema: None,
+        }
+    }
+
+    fn seg(id: &str, shard: u32, rows: u64) -> SegmentMeta {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "shard": shard, "path": format!("p/{id}"), "rows": rows, "size_bytes": 10
+        }))
+        .expect("segment meta from json")
+    }
+
+    fn schema(extra: &str) -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::UInt64, false),
+            Field::new(extra, DataType::Utf8, true),
+        ])
+    }
+
+    fn create(c: &mut Catalog, name: &str, shards: u32) -> CommandResult {
+        apply(c, &Command::CreateCollection { spec: spec(name, shards) })
+    }
+
+    fn commit(c: &mut Catalog, name: &str, id: u64, segs: Vec<SegmentMeta>) -> CommandResult {
+        let cmd = Command::CommitSegments {
+            collection: name.into(),
+            collection_id: id,
+            segments: segs,
+            tombstones: vec![],
+        };
+        apply(c, &cmd)
+    }
+
+    #[test]
+    fn create_assigns_ids_and_empty_shards() {
+        let mut c = Catalog::default();
+        assert_eq!(create(&mut c, "a", 3), CommandResult::Applied { version: 0 });
+        assert_eq!(create(&mut c, "b", 1), CommandResult::Applied { version: 0 });
+        let a = &c.collections["a"];
+        assert_eq!((a.id, a.version, a.shards.len()), (0, 0, 3));
+        assert!(a.shards.iter().all(|s| *s == ShardManifest::default()));
+        assert_eq!(c.collections["b"].id, 1);
+        assert_eq!(c.next_collection_id, 2);
+    }
+
+    #[test]
+    fn create_existing_name_is_refused() {
+        let mut c = Catalog::default();
+        create(&mut c, "a", 1);
+        let before = c.clone();
+        assert_eq!(create(&mut c, "a", 2), CommandResult::AlreadyExists("a".into()));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn drop_removes_and_ids_are_not_reused() {
+        let mut c = Catalog::default();
+        create(&mut c, "a", 1);
+        let drop = Command::DropCollection { name: "a".into() };
+        assert_eq!(apply(&mut c, &drop), CommandResult::Applied { version: 0 });
+        assert!(c.collections.is_empty());
+        assert_eq!(apply(&mut c, &drop), CommandResult::NotFound("a".into()));
+        create(&mut c, "a", 1);
+        assert_eq!(c.collections["a"].id, 1);
+    }
+
+    #[test]
+    fn set_schema_once_then_only_equal() {
+        let mut c = Catalog::default();
+        let set = |name: &str, s: Schema| Command::SetSchema { name: name.into(), schema: s };
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::NotFound("a".into()));
+        create(&mut c, "a", 1);
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
+        assert_eq!(c.collections["a"].spec.schema, Some(schema("x")));
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
+        match apply(&mut c, &set("a", schema("y"))) {
+            CommandResult::Conflict(msg) => assert!(msg.contains("already has schema"), "{msg}"),
+            other => panic!("expected conflict, got {other:?}"),
+        }
+        assert_eq!(c.collections["a"].spec.schema, Some(schema("x")));
+    }
+
+    #[test]
+    fn commit_bumps_versions_of_touched_shards() {
+        let mut c = Catalog::default();
+        create(&mut c, "a", 3);
+        let r = commit(&mut c, "a", 0, vec![seg("s1", 0, 5), seg("s2", 2, 7)]);
+        assert_eq!(r, CommandResult::Applied { version: 1 });
+        let cmd = Command::CommitSegments {
+            collection: "a".into(),
+            collection_id: 0,
+            segments: vec![seg("s3", 2, 1)],
+            tombstones: vec![(1, Tombstone { key: "42".into(), version: 0 })],
+        };
+        assert_eq!(apply(&mut c, &cmd), CommandResult::Applied { version: 2 });
+        let a = &c.collections["a"];
+        assert_eq!(a.version, 2);
+        assert_eq!(a.rows(), 13);
+        assert_eq!(a.shards[0].version, 1);
+        assert_eq!(a.shards[1].version, 2);
+        assert_eq!(a.shards[1].tombstones, vec![Tombstone { key: "42".into(), version: 2 }]);
+        assert_eq!(a.shards[2].version, 2);
+        assert_eq!(a.shards[2].segments.len(), 2);
+    }
+
+    #[test]
+    fn commit_refusals_change_nothing() {
+        let mut c = Catalog::default();
+        assert_eq!(commit(&mut c, "a", 0, vec![]), CommandResult::NotFound("a".into()));
+        create(&mut c, "a", 2);
+        let before = c.clone();
+        assert!(matches!(commit(&mut c, "a", 7, vec![]), CommandResult::NotFound(_)));
+        let r = commit(&mut c, "a", 0, vec![seg("ok", 1, 1), seg("bad", 2, 1)]);
+        assert!(matches!(r, CommandResult::Conflict(_)), "{r:?}");
+        let cmd = Command::CommitSegments {
+            collection: "a".into(),
+            collection_id: 0,
+            segments: vec![],
+            tombstones: vec![(5, Tombstone { key: "1".into(), version: 0 })],
+        };
+        assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
+        assert_eq!(c, before);
+    }
+}

@@ -1,0 +1,117 @@
+//! The catalog and the shard manifests: the state the meta service decides.
+//!
+//! Everything here is plain data. It changes only through [`crate::command::Command`]s applied
+//! in log order (see `apply.rs`), so every member of the group holds the same catalog at the
+//! same log index.
+
+use std::collections::BTreeMap;
+
+use arrow_schema::Schema;
+use grape_storage::format::SegmentMeta;
+use serde::{Deserialize, Serialize};
+
+/// Distance metric of a vector column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Squared Euclidean distance; smaller is closer.
+    L2,
+    /// Cosine distance `1 - cos(a, b)`; smaller is closer.
+    Cosine,
+    /// Negative inner product; smaller is closer (higher dot product ranks first).
+    Dot,
+}
+
+impl Metric {
+    /// Parses `l2`, `cosine` or `dot` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Metric> {
+        match s.to_ascii_lowercase().as_str() {
+            "l2" | "euclidean" => Some(Metric::L2),
+            "cosine" => Some(Metric::Cosine),
+            "dot" | "ip" => Some(Metric::Dot),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used in the CLI and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
+/// What a user asked for when creating a collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    /// Collection name: letters, digits and `_`, starting with a letter.
+    pub name: String,
+    /// Dimension of the vector column.
+    pub dim: u32,
+    /// Distance metric of the vector column.
+    pub metric: Metric,
+    /// Number of shards rows are hashed into by primary key.
+    pub shards: u32,
+    /// Replica factor for segment placement on compute nodes.
+    pub replicas: u32,
+    /// Full Arrow schema (`id`, `vector`, payload), once known: given at creation or taken
+    /// from the first ingested batch.
+    pub schema: Option<Schema>,
+}
+
+/// A collection as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    /// What the user asked for (and the schema once set).
+    pub spec: CollectionSpec,
+    /// Catalog id, unique for the lifetime of the meta group (names may be reused after drop).
+    pub id: u64,
+    /// One manifest per shard, index = shard number.
+    pub shards: Vec<ShardManifest>,
+    /// Incremented on every commit to any shard of the collection; a read at `min_version`
+    /// waits until this is at least that.
+    pub version: u64,
+}
+
+impl Collection {
+    /// Total rows in all live segments (tombstones not subtracted).
+    pub fn rows(&self) -> u64 {
+        self.shards.iter().flat_map(|s| &s.segments).map(|s| s.rows).sum()
+    }
+
+    /// All live segments of all shards.
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentMeta> {
+        self.shards.iter().flat_map(|s| s.segments.iter())
+    }
+}
+
+/// The live segments and delete tombstones of one shard, at one version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardManifest {
+    /// Monotonically increasing version of this shard's manifest.
+    pub version: u64,
+    /// Immutable segments that make up the shard.
+    pub segments: Vec<SegmentMeta>,
+    /// Primary keys deleted, with the collection version that deleted them.
+    pub tombstones: Vec<Tombstone>,
+}
+
+/// A deleted primary key: rows with this key in segments committed before `version` are hidden.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The primary key, as its string form (u64 keys in decimal).
+    pub key: String,
+    /// Collection version of the commit that deleted it.
+    pub version: u64,
+}
+
+/// The whole replicated state: collections by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Live collections by name.
+    pub collections: BTreeMap<String, Collection>,
+    /// Next collection id to hand out.
+    pub next_collection_id: u64,
+}

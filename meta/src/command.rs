@@ -1,0 +1,57 @@
+//! Commands: the only way the replicated state changes, and what applying one returns.
+
+use arrow_schema::Schema;
+use grape_storage::format::SegmentMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{CollectionSpec, Tombstone};
+
+/// A change to the replicated state, appended to the Raft log and applied in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create a collection; fails with `AlreadyExists` if the name is taken.
+    CreateCollection {
+        /// The new collection.
+        spec: CollectionSpec,
+    },
+    /// Drop a collection and its manifests; fails with `NotFound` if absent.
+    DropCollection {
+        /// Collection name.
+        name: String,
+    },
+    /// Set a collection's schema if it has none yet; if it has one, succeeds only when equal.
+    SetSchema {
+        /// Collection name.
+        name: String,
+        /// The full Arrow schema.
+        schema: Schema,
+    },
+    /// Publish already-uploaded segments and tombstones into shard manifests, atomically.
+    CommitSegments {
+        /// Collection name.
+        collection: String,
+        /// Collection id the writer saw; a commit to a dropped-and-recreated collection fails.
+        collection_id: u64,
+        /// Segments to add (each names its shard).
+        segments: Vec<SegmentMeta>,
+        /// Per shard, keys to delete.
+        tombstones: Vec<(u32, Tombstone)>,
+    },
+}
+
+/// The outcome of applying a [`Command`]: decided once, identically on every member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// The command was applied; `version` is the collection version after it (0 where no
+    /// collection version applies).
+    Applied {
+        /// Collection version after the command.
+        version: u64,
+    },
+    /// The named collection already exists.
+    AlreadyExists(String),
+    /// The named collection does not exist.
+    NotFound(String),
+    /// The command conflicts with the current state (message says how).
+    Conflict(String),
+}

@@ -1,0 +1,42 @@
+//! Grape's meta service: a Raft group (openraft 0.9) that holds the catalog, the shard
+//! manifests, and every other decision that must survive a crash.
+//!
+//! The main design choice: the replicated state is plain data ([`Catalog`]) that changes only
+//! by applying [`Command`]s in log order, in one function ([`apply::apply`]). The Raft log and
+//! periodic snapshots live in one local redb file; the catalog itself lives in memory and is
+//! rebuilt on restart from the latest snapshot plus the committed log after it.
+//!
+//! ```text
+//!  MetaNode::write(cmd) ──► openraft ──► LogStore (redb, fsync) ──► StateMachineStore
+//!                                                                     │ apply::apply
+//!  MetaNode::read_catalog / local_catalog / watch ◄────────────────── Catalog (memory)
+//!                                                                     │ every 1000 entries
+//!                                                                     ▼
+//!                                                          snapshot (redb) + log purge
+//! ```
+//!
+//! # Layout
+//!
+//! - [`catalog`]: the replicated state (collections, shard manifests, tombstones), plain serde.
+//! - [`command`]: [`Command`]s that change it and the [`CommandResult`] of applying one.
+//! - [`apply`]: the only code that changes a [`Catalog`].
+//! - [`types`]: the openraft type configuration and short aliases (`LogId`, `Entry`, …).
+//! - [`store`]: durable Raft storage on redb: [`store::LogStore`] (log, vote, committed) and
+//!   [`store::StateMachineStore`] (catalog in memory, snapshots on disk).
+//! - [`network`]: outgoing Raft RPCs; a single-member group needs none yet.
+//! - [`node`]: [`MetaNode`], the member API the rest of Grape uses.
+//! - [`error`]: [`MetaError`].
+
+pub mod apply;
+pub mod catalog;
+pub mod command;
+pub mod error;
+pub mod network;
+pub mod node;
+pub mod store;
+pub mod types;
+
+pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest, Tombstone};
+pub use command::{Command, CommandResult};
+pub use error::MetaError;
+pub use node::{MetaNode, MetaStatus};

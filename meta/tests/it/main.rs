@@ -1,0 +1,6 @@
+//! Integration tests of the meta service, one binary with one module per scenario.
+
+mod helpers;
+mod restart;
+mod snapshot;
+mod storage_suite;

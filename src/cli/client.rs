@@ -1,0 +1,21 @@
+//! Connecting to a gateway.
+
+use grape_compute::gateway::MAX_MESSAGE_BYTES;
+use grape_proto::v1::grape_client::GrapeClient;
+use tonic::transport::Channel;
+
+use crate::error::CliError;
+
+/// A client of the public API.
+pub type Client = GrapeClient<Channel>;
+
+/// Connects to `endpoint` (`http://host:port`; a bare `host:port` is accepted too).
+pub async fn connect(endpoint: &str) -> Result<Client, CliError> {
+    let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+    let channel = Channel::from_shared(url.clone())
+        .map_err(|e| CliError::Usage(format!("invalid endpoint \"{endpoint}\": {e}")))?
+        .connect()
+        .await
+        .map_err(|source| CliError::Connect { endpoint: url, source })?;
+    Ok(GrapeClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
+}

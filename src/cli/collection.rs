@@ -1,0 +1,79 @@
+//! `grape collection create|list|describe|drop`.
+
+use grape_proto::v1;
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::output::print_object;
+use super::{CollectionCommand, CreateArgs, OutputFormat};
+use crate::error::CliError;
+
+/// Runs a `collection` subcommand.
+pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionCommand) -> Result<(), CliError> {
+    match cmd {
+        CollectionCommand::Create(args) => {
+            let info = client.create_collection(create_request(args)?).await?.into_inner();
+            print_object(format, &info_json(&info));
+        }
+        CollectionCommand::List => {
+            let list = client.list_collections(v1::ListCollectionsRequest {}).await?.into_inner();
+            match format {
+                OutputFormat::Json => println!("{}", Value::Array(list.collections.iter().map(info_json).collect())),
+                OutputFormat::Table => {
+                    println!("{:<24} {:>6} {:>8} {:>7} {:>12} {:>9} {:>8}", "name", "dim", "metric", "shards", "rows", "segments", "version");
+                    for c in &list.collections {
+                        println!(
+                            "{:<24} {:>6} {:>8} {:>7} {:>12} {:>9} {:>8}",
+                            c.name, c.dim, c.metric, c.shards, c.rows, c.segments, c.version
+                        );
+                    }
+                }
+            }
+        }
+        CollectionCommand::Describe { name } => {
+            let info = client.describe_collection(v1::DescribeCollectionRequest { name }).await?.into_inner();
+            print_object(format, &info_json(&info));
+        }
+        CollectionCommand::Drop { name } => {
+            client.drop_collection(v1::DropCollectionRequest { name: name.clone() }).await?;
+            print_object(format, &json!({ "dropped": name }));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the create request, parsing `--schema name:type,…`.
+fn create_request(args: CreateArgs) -> Result<v1::CreateCollectionRequest, CliError> {
+    let mut fields = Vec::new();
+    for part in args.schema.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, ty) = part
+            .split_once(':')
+            .ok_or_else(|| CliError::Usage(format!("--schema entry \"{part}\" must be name:type, e.g. price:float64")))?;
+        fields.push(v1::Field { name: name.trim().to_string(), r#type: ty.trim().to_string(), nullable: true });
+    }
+    Ok(v1::CreateCollectionRequest {
+        name: args.name,
+        dim: args.dim,
+        metric: args.metric,
+        shards: args.shards,
+        replicas: args.replicas,
+        fields,
+        id_type: args.id_type,
+    })
+}
+
+/// A collection's description as JSON.
+pub fn info_json(c: &v1::CollectionInfo) -> Value {
+    let fields: Vec<Value> = c.fields.iter().map(|f| json!({ "name": f.name, "type": f.r#type, "nullable": f.nullable })).collect();
+    json!({
+        "name": c.name,
+        "dim": c.dim,
+        "metric": c.metric,
+        "shards": c.shards,
+        "replicas": c.replicas,
+        "rows": c.rows,
+        "segments": c.segments,
+        "version": c.version,
+        "fields": fields,
+    })
+}

@@ -1,0 +1,170 @@
+//! The command line: one `grape` binary for the servers and the client commands.
+//!
+//! # Layout
+//! - this file: the clap definitions, exactly the commands DESIGN.md names;
+//! - `client.rs`: connecting to an endpoint; `collection.rs`, `ingest.rs`, `query.rs`:
+//!   the client commands; `output.rs`: tables for people, `--output json` for programs.
+
+pub mod client;
+pub mod collection;
+pub mod ingest;
+pub mod output;
+pub mod query;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Grape: vector search and SQL over object storage.
+#[derive(Debug, Parser)]
+#[command(name = "grape", version, about)]
+pub struct Cli {
+    /// Gateway to talk to (any compute node, or `grape dev`).
+    #[arg(long, global = true, env = "GRAPE_ENDPOINT", default_value = "http://127.0.0.1:6800")]
+    pub endpoint: String,
+    /// How to print results: `table` for people, `json` for programs (one JSON document).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned tables.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start Grape in-process on a temporary directory, ingest generated data, and show
+    /// search, filtered search and SQL with timings. Needs nothing installed.
+    Demo(DemoArgs),
+    /// Run meta, one compute node and the gateway in one process.
+    Dev(DevArgs),
+    /// Create, list, describe or drop collections.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// Ingest Parquet files into a collection.
+    Ingest(IngestArgs),
+    /// k-nearest-neighbour search, optionally filtered.
+    Search(SearchArgs),
+    /// Run a SQL query; every collection is a table.
+    Sql(SqlArgs),
+    /// Show the state of the node and the meta group.
+    Status,
+}
+
+/// Arguments of `grape demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 128)]
+    pub dim: u32,
+}
+
+/// Arguments of `grape dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where meta's Raft log and (by default) the segment objects are kept.
+    #[arg(long, default_value = "./grape-data")]
+    pub data_dir: PathBuf,
+    /// Address the gateway listens on.
+    #[arg(long, default_value = "127.0.0.1:6800")]
+    pub listen: String,
+    /// Object storage URL for segments (`file:///…`, `memory://`); default: DATA_DIR/objects.
+    #[arg(long)]
+    pub storage: Option<String>,
+}
+
+/// `grape collection …`.
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Create a collection.
+    Create(CreateArgs),
+    /// List collections.
+    List,
+    /// Describe a collection: schema, shards, rows, version.
+    Describe {
+        /// Collection name.
+        name: String,
+    },
+    /// Drop a collection.
+    Drop {
+        /// Collection name.
+        name: String,
+    },
+}
+
+/// Arguments of `grape collection create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension.
+    #[arg(long)]
+    pub dim: u32,
+    /// Distance metric.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Number of shards.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    /// Replica factor.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// Payload columns as `name:type,…` (types: int8..int64, uint8..uint64, float32, float64,
+    /// utf8, bool, timestamp, date). Default: taken from the first ingested file.
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Type of the `id` column when `--schema` is given: uint64 or utf8.
+    #[arg(long, default_value = "uint64")]
+    pub id_type: String,
+}
+
+/// Arguments of `grape ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Collection to ingest into.
+    pub collection: String,
+    /// Parquet files with columns `id`, `vector` and payload.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Rows per insert request (each becomes one segment per shard).
+    #[arg(long, default_value_t = 50_000)]
+    pub batch_rows: usize,
+}
+
+/// Arguments of `grape search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Collection to search.
+    pub collection: String,
+    /// Query vector as a JSON array, e.g. `[0.1, 0.2, …]`.
+    #[arg(long)]
+    pub vector: String,
+    /// Number of hits.
+    #[arg(long, default_value_t = 10)]
+    pub k: u32,
+    /// SQL boolean filter over payload columns, e.g. `category = 3 AND price < 9.5`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Wait until the collection is at least at this version (read your writes).
+    #[arg(long, default_value_t = 0)]
+    pub min_version: u64,
+}
+
+/// Arguments of `grape sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+}

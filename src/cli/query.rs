@@ -1,0 +1,64 @@
+//! `grape search`, `grape sql` and `grape status`.
+
+use arrow::array::RecordBatch;
+use grape_compute::ingest::decode_ipc;
+use grape_proto::v1;
+use serde_json::json;
+
+use super::client::Client;
+use super::output::{print_object, print_rows};
+use super::{OutputFormat, SearchArgs};
+use crate::error::CliError;
+
+/// Decodes the Arrow IPC rows of a reply.
+fn rows(ipc: &[u8]) -> Result<Vec<RecordBatch>, CliError> {
+    let (_, batches) = decode_ipc(ipc).map_err(|e| CliError::Server(format!("server sent unreadable rows: {e}")))?;
+    Ok(batches)
+}
+
+/// Parses `--vector` as a JSON array of numbers.
+pub fn parse_vector(text: &str) -> Result<Vec<f32>, CliError> {
+    serde_json::from_str::<Vec<f32>>(text)
+        .map_err(|e| CliError::Usage(format!("--vector must be a JSON array of numbers, e.g. [0.1, 0.2]: {e}")))
+}
+
+/// Runs a search and prints its hits.
+pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs) -> Result<(), CliError> {
+    let request = v1::SearchRequest {
+        collection: args.collection,
+        vector: parse_vector(&args.vector)?,
+        k: args.k,
+        filter: args.filter.unwrap_or_default(),
+        min_version: args.min_version,
+        include_vectors: false,
+    };
+    let reply = client.search(request).await?.into_inner();
+    print_rows(format, &rows(&reply.arrow_ipc)?)
+}
+
+/// Runs a SQL query and prints its rows.
+pub async fn sql(client: &mut Client, format: OutputFormat, query: String) -> Result<(), CliError> {
+    let reply = client.sql(v1::SqlRequest { query }).await?.into_inner();
+    print_rows(format, &rows(&reply.arrow_ipc)?)
+}
+
+/// Prints the node's and the meta group's state.
+pub async fn status(client: &mut Client, format: OutputFormat) -> Result<(), CliError> {
+    let s = client.status(v1::StatusRequest {}).await?.into_inner();
+    let value = json!({
+        "node_id": s.node_id,
+        "meta_leader_id": s.meta_leader_id,
+        "meta_term": s.meta_term,
+        "meta_last_log_index": s.meta_last_log_index,
+        "meta_applied_index": s.meta_applied_index,
+        "meta_members": s.meta_members,
+        "storage": s.storage_url,
+        "collections": s.collections,
+        "segments_loaded": s.segments_loaded,
+        "rows_loaded": s.rows_loaded,
+        "memory_bytes": s.memory_bytes,
+        "version": s.version,
+    });
+    print_object(format, &value);
+    Ok(())
+}

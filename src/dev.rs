@@ -1,0 +1,107 @@
+//! `grape dev`: meta (a single-member Raft group), one compute node and the gateway in one
+//! process, on one data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use grape_compute::{server, Engine, Gateway};
+use grape_meta::MetaNode;
+use grape_storage::Storage;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::CliError;
+
+/// A running single-process Grape.
+pub struct DevServer {
+    /// Address the gateway listens on.
+    pub addr: SocketAddr,
+    /// The meta node, for an orderly shutdown.
+    meta: Arc<MetaNode>,
+    /// Dropping or sending on this stops the server and the catalog follower.
+    stop: watch::Sender<bool>,
+    /// The gRPC server task.
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// The default storage URL of a data directory: its `objects/` folder.
+pub fn default_storage_url(data_dir: &Path) -> Result<String, CliError> {
+    let dir = absolute(data_dir)?.join("objects");
+    Ok(format!("file://{}", dir.display()))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(p).map_err(|source| CliError::File { path: p.display().to_string(), source })
+}
+
+impl DevServer {
+    /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`.
+    pub async fn start(data_dir: &Path, listen: &str, storage_url: Option<String>) -> Result<DevServer, CliError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
+        let url = match storage_url {
+            Some(u) => u,
+            None => default_storage_url(data_dir)?,
+        };
+        let storage = Storage::from_url(&url).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+        let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
+        let engine = Arc::new(Engine::new(storage.clone()));
+        let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1));
+        let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
+        let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        gateway.refresh().await;
+        tokio::spawn(gateway.clone().follow_catalog(until_stopped(stopped.clone())));
+        let serving = tokio::spawn(server::serve(listener, gateway, until_stopped(stopped)));
+        Ok(DevServer { addr, meta, stop, serving })
+    }
+
+    /// The endpoint clients connect to.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving, waits for in-flight requests, and shuts meta down.
+    pub async fn shutdown(self) -> Result<(), CliError> {
+        let _ = self.stop.send(true);
+        match self.serving.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CliError::Server(format!("gateway: {e}"))),
+            Err(e) => return Err(CliError::Server(format!("gateway task: {e}"))),
+        }
+        self.meta.shutdown().await.map_err(|e| CliError::Server(format!("meta: {e}")))
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> Result<(), CliError> {
+        wait_for_signal().await;
+        eprintln!("shutting down");
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

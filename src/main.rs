@@ -1,0 +1,57 @@
+//! `grape`: the one binary of Grape — servers (`dev`, and later `meta` and `compute`) and the
+//! client commands that talk to any gateway.
+//!
+//! # Layout
+//! - `cli/`: the command line and the client commands;
+//! - `dev.rs`: meta, compute and gateway in one process;
+//! - `demo.rs`: the main job on the embedded default;
+//! - `error.rs`: what a command can fail with.
+
+mod cli;
+mod demo;
+mod dev;
+mod error;
+
+use clap::Parser;
+
+use cli::{client::connect, Cli, Command};
+use error::CliError;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRAPE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let format = cli.output;
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Dev(args) => {
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, args.storage).await?;
+            eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
+            server.run_until_signal().await
+        }
+        Command::Collection(cmd) => cli::collection::run(&mut connect(&cli.endpoint).await?, format, cmd).await,
+        Command::Ingest(args) => cli::ingest::run(&mut connect(&cli.endpoint).await?, format, args).await,
+        Command::Search(args) => cli::query::search(&mut connect(&cli.endpoint).await?, format, args).await,
+        Command::Sql(args) => cli::query::sql(&mut connect(&cli.endpoint).await?, format, args.query).await,
+        Command::Status => cli::query::status(&mut connect(&cli.endpoint).await?, format).await,
+    }
+}

@@ -1,0 +1,274 @@
+//! [`Storage`]: one object store and a root prefix, with segment reads and writes on top.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{StorageError, StorageErrorKind};
+use crate::format::{SegmentMeta, SEGMENT_META_VERSION};
+use crate::segment::{decode_lance, encode_lance};
+use crate::stats::column_stats;
+use crate::store::{store_from_url, StorageOptions};
+
+/// Grape's handle on object storage: a store built from a URL and the root prefix inside it.
+///
+/// All paths taken and returned are relative to the root and use `/` as separator
+/// (`collections/docs/shard-0/<uuid>.lance`). Cloning is cheap and shares the store, which
+/// matters for `memory://`: every [`Storage::from_url`] call makes a new empty store.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("url", &self.url)
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Opens the storage named by `url` (see [`crate::store`] for the accepted forms).
+    pub fn from_url(url: &str) -> Result<Storage, StorageError> {
+        Self::from_url_with_options(url, &StorageOptions::default())
+    }
+
+    /// Opens the storage named by `url`, with connection options for remote stores.
+    pub fn from_url_with_options(
+        url: &str,
+        options: &StorageOptions,
+    ) -> Result<Storage, StorageError> {
+        let (store, root) = store_from_url(url, options)?;
+        Ok(Storage {
+            store,
+            root,
+            url: url.to_string(),
+        })
+    }
+
+    /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
+    /// reported back by [`Storage::url`].
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
+        Storage {
+            store,
+            root,
+            url: url.into(),
+        }
+    }
+
+    /// The URL this storage was opened from, as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying object store (paths in it include [`Storage::root`]).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The root prefix inside the object store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full object store path of `path`, which is relative to the root.
+    ///
+    /// Fails with [`StorageErrorKind::InvalidData`] for paths with empty, `.` or `..` parts.
+    pub fn object_path(&self, path: &str) -> Result<Path, StorageError> {
+        let relative = parse_relative(path)?;
+        Ok(self.root.parts().chain(relative.parts()).collect())
+    }
+
+    /// Writes `bytes` at `path` unless an object is already there
+    /// ([`StorageErrorKind::AlreadyExists`] then; the existing object is left untouched).
+    pub async fn put_if_absent(&self, path: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let location = self.object_path(path)?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&location, PutPayload::from(bytes), options)
+            .await
+            .map_err(|e| StorageError::from(e).add_context(format!("put {path}")))?;
+        Ok(())
+    }
+
+    /// Reads the whole object at `path`.
+    pub async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
+        let location = self.object_path(path)?;
+        let ctx = || format!("get {path}");
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| StorageError::from(e).add_context(ctx()))
+    }
+
+    /// Deletes the object at `path`; deleting a missing object succeeds.
+    pub async fn delete(&self, path: &str) -> Result<(), StorageError> {
+        let location = self.object_path(path)?;
+        match self.store.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StorageError::from(e).add_context(format!("delete {path}"))),
+        }
+    }
+
+    /// Lists the objects under the directory-like `prefix` (`""` for everything), as paths
+    /// relative to the root with their sizes in bytes, sorted by path.
+    ///
+    /// `prefix` matches whole path parts: `a/b` lists `a/b/c` but not `a/bc`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        let location = self.object_path(prefix)?;
+        let location = (!location.as_ref().is_empty()).then_some(location);
+        let metas: Vec<_> = self
+            .store
+            .list(location.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::from(e).add_context(format!("list {prefix:?}")))?;
+        let mut out: Vec<(String, u64)> = metas
+            .into_iter()
+            .map(|meta| {
+                let relative = match meta.location.prefix_match(&self.root) {
+                    Some(parts) => parts.collect::<Path>().to_string(),
+                    None => meta.location.to_string(),
+                };
+                (relative, meta.size)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes `batches` (one schema, at least one batch) as one new immutable Lance segment of
+    /// `shard` at `{dir}/shard-{shard}/{uuid}.lance`, and returns its metadata.
+    ///
+    /// The upload is create-only, so an existing object is never overwritten. The segment is
+    /// only staged: it becomes visible when the meta service commits the returned
+    /// [`SegmentMeta`] to the shard's manifest; until then it is an orphan for garbage
+    /// collection if the commit never happens.
+    pub async fn write_segment(
+        &self,
+        dir: &str,
+        shard: u32,
+        batches: &[RecordBatch],
+    ) -> Result<SegmentMeta, StorageError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let path = parse_relative(dir)?
+            .join(format!("shard-{shard}"))
+            .join(format!("{id}.lance"))
+            .to_string();
+        let ctx = || format!("write segment {path}");
+        let encoded = encode_lance(batches)
+            .await
+            .map_err(|e| e.add_context(ctx()))?;
+        let size_bytes = encoded.bytes.len() as u64;
+        self.put_if_absent(&path, encoded.bytes)
+            .await
+            .map_err(|e| e.add_context(ctx()))?;
+        tracing::debug!(%path, rows = encoded.rows, size_bytes, "wrote segment");
+        Ok(SegmentMeta {
+            format_version: SEGMENT_META_VERSION,
+            id,
+            shard,
+            path,
+            rows: encoded.rows,
+            size_bytes,
+            columns: column_stats(batches),
+        })
+    }
+
+    /// Reads a whole segment back as Arrow batches, in the order written.
+    ///
+    /// A missing object is [`StorageErrorKind::NotFound`]; an object whose size, format or row
+    /// count does not match `meta` is [`StorageErrorKind::Corrupt`].
+    pub async fn read_segment(&self, meta: &SegmentMeta) -> Result<Vec<RecordBatch>, StorageError> {
+        let path = meta.path.as_str();
+        let ctx = || format!("read segment {path}");
+        let bytes = self.get(path).await.map_err(|e| e.add_context(ctx()))?;
+        if bytes.len() as u64 != meta.size_bytes {
+            return Err(StorageErrorKind::Corrupt.with_context(format!(
+                "segment {path} has {} bytes, its metadata says {}",
+                bytes.len(),
+                meta.size_bytes
+            )));
+        }
+        let batches = decode_lance(bytes, path)
+            .await
+            .map_err(|e| e.add_context(ctx()))?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if rows != meta.rows {
+            return Err(StorageErrorKind::Corrupt.with_context(format!(
+                "segment {path} has {rows} rows, its metadata says {}",
+                meta.rows
+            )));
+        }
+        Ok(batches)
+    }
+}
+
+/// Parses a relative path, refusing empty, `.` and `..` parts.
+fn parse_relative(path: &str) -> Result<Path, StorageError> {
+    Path::parse(path).map_err(|e| {
+        StorageErrorKind::InvalidData
+            .with_context(format!("invalid storage path {path:?}"))
+            .with_source(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_join_the_root() {
+        let storage = Storage::from_url("memory:///root/x").expect("memory");
+        assert_eq!(
+            storage.object_path("a/b.lance").expect("path").as_ref(),
+            "root/x/a/b.lance"
+        );
+        assert_eq!(storage.object_path("").expect("path").as_ref(), "root/x");
+        let err = storage
+            .object_path("a/../b")
+            .err()
+            .expect("dot-dot refused");
+        assert_eq!(err.kind(), StorageErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn list_is_relative_to_the_root() {
+        let storage = Storage::from_url("memory:///root").expect("memory");
+        storage
+            .put_if_absent("a/b", Bytes::from_static(b"12"))
+            .await
+            .expect("put");
+        storage
+            .put_if_absent("a/c/d", Bytes::from_static(b"345"))
+            .await
+            .expect("put");
+        storage
+            .put_if_absent("ab", Bytes::from_static(b"6"))
+            .await
+            .expect("put");
+        let all = storage.list("").await.expect("list");
+        assert_eq!(
+            all,
+            vec![("a/b".into(), 2), ("a/c/d".into(), 3), ("ab".into(), 1)]
+        );
+        assert_eq!(storage.list("a").await.expect("list").len(), 2);
+    }
+}

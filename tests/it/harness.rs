@@ -1,0 +1,134 @@
+//! Starting and stopping real `grape` processes, running client commands, and test data.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn grape_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_grape")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `grape dev` process; killed when dropped.
+pub struct DevProcess {
+    child: Option<Child>,
+    /// Gateway endpoint.
+    pub endpoint: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    port: u16,
+}
+
+impl DevProcess {
+    /// Starts `grape dev` on `data_dir` and waits until it answers `status`.
+    pub fn start(data_dir: &Path) -> DevProcess {
+        Self::start_on(data_dir, free_port())
+    }
+
+    /// Starts `grape dev` on `data_dir` and a given port.
+    pub fn start_on(data_dir: &Path, port: u16) -> DevProcess {
+        let child = Command::new(grape_bin())
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn grape dev");
+        let p = DevProcess { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf(), port };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.cli(&["status"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "grape dev did not become ready: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush or clean up) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills and starts again on the same directory and port.
+    pub fn restart_after_kill(mut self) -> DevProcess {
+        self.kill();
+        DevProcess::start_on(&self.data_dir.clone(), self.port)
+    }
+
+    /// Runs a client command against this process.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(grape_bin()).arg("--endpoint").arg(&self.endpoint).args(args).output().expect("run grape")
+    }
+
+    /// Runs a client command that must succeed, with `--output json`, and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "grape {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("grape {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs a client command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "grape {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Row count of a collection, through SQL.
+    pub fn count(&self, collection: &str) -> u64 {
+        let rows = self.json(&["sql", &format!("SELECT count(*) AS n FROM {collection}")]);
+        rows[0]["n"].as_u64().expect("count")
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes batches to a Parquet file.
+pub fn write_parquet(path: &Path, batches: &[RecordBatch]) {
+    let file = File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, batches[0].schema(), None).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// A JSON array for `--vector`.
+pub fn vector_arg(v: &[f32]) -> String {
+    serde_json::to_string(v).unwrap()
+}
+
+/// The ids of JSON hits, in order.
+pub fn hit_ids(hits: &Value) -> Vec<u64> {
+    hits.as_array().expect("hits array").iter().map(|h| h["id"].as_u64().expect("id")).collect()
+}
+
