@@ -42,16 +42,14 @@ pub enum ComputeError {
 }
 
 impl From<datafusion::error::DataFusionError> for ComputeError {
+    /// Errors in what the user wrote (SQL syntax, planning, unknown tables or columns) become
+    /// `InvalidArgument`; failures while running become `Query`. Wrapped errors (context,
+    /// diagnostics) are classified by their root cause.
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
-        match e {
+        match e.find_root() {
             D::SQL(..) | D::Plan(..) | D::SchemaError(..) | D::NotImplemented(..) => ComputeError::InvalidArgument(e.to_string()),
-            D::ArrowError(..) | D::Execution(..) => ComputeError::Query(e.to_string()),
-            D::Context(ctx, inner) => match ComputeError::from(*inner) {
-                ComputeError::InvalidArgument(m) => ComputeError::InvalidArgument(format!("{ctx}: {m}")),
-                other => ComputeError::Query(format!("{ctx}: {other}")),
-            },
-            other => ComputeError::Query(other.to_string()),
+            _ => ComputeError::Query(e.to_string()),
         }
     }
 }

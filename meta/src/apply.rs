@@ -26,19 +26,24 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             match &coll.spec.schema {
                 None => {
                     coll.spec.schema = Some(schema.clone());
-                    CommandResult::Applied { version: coll.version }
+                    CommandResult::Applied {
+                        version: coll.version,
+                    }
                 }
-                Some(existing) if existing == schema => {
-                    CommandResult::Applied { version: coll.version }
-                }
+                Some(existing) if existing == schema => CommandResult::Applied {
+                    version: coll.version,
+                },
                 Some(existing) => CommandResult::Conflict(format!(
                     "collection {name} already has schema {existing}, which differs from {schema}"
                 )),
             }
         }
-        Command::CommitSegments { collection, collection_id, segments, tombstones } => {
-            commit_segments(catalog, collection, *collection_id, segments, tombstones)
-        }
+        Command::CommitSegments {
+            collection,
+            collection_id,
+            segments,
+            tombstones,
+        } => commit_segments(catalog, collection, *collection_id, segments, tombstones),
     }
 }
 
@@ -49,7 +54,12 @@ fn create_collection(catalog: &mut Catalog, spec: &CollectionSpec) -> CommandRes
     let id = catalog.next_collection_id;
     catalog.next_collection_id += 1;
     let shards = (0..spec.shards).map(|_| ShardManifest::default()).collect();
-    let coll = Collection { spec: spec.clone(), id, shards, version: 0 };
+    let coll = Collection {
+        spec: spec.clone(),
+        id,
+        shards,
+        version: 0,
+    };
     catalog.collections.insert(spec.name.clone(), coll);
     CommandResult::Applied { version: 0 }
 }
@@ -89,7 +99,10 @@ fn commit_segments(
     }
     for (shard, tomb) in tombstones {
         let manifest = &mut coll.shards[*shard as usize];
-        manifest.tombstones.push(Tombstone { key: tomb.key.clone(), version });
+        manifest.tombstones.push(Tombstone {
+            key: tomb.key.clone(),
+            version,
+        });
         manifest.version = version;
     }
     CommandResult::Applied { version }
@@ -128,7 +141,12 @@ mod tests {
     }
 
     fn create(c: &mut Catalog, name: &str, shards: u32) -> CommandResult {
-        apply(c, &Command::CreateCollection { spec: spec(name, shards) })
+        apply(
+            c,
+            &Command::CreateCollection {
+                spec: spec(name, shards),
+            },
+        )
     }
 
     fn commit(c: &mut Catalog, name: &str, id: u64, segs: Vec<SegmentMeta>) -> CommandResult {
@@ -144,8 +162,14 @@ mod tests {
     #[test]
     fn create_assigns_ids_and_empty_shards() {
         let mut c = Catalog::default();
-        assert_eq!(create(&mut c, "a", 3), CommandResult::Applied { version: 0 });
-        assert_eq!(create(&mut c, "b", 1), CommandResult::Applied { version: 0 });
+        assert_eq!(
+            create(&mut c, "a", 3),
+            CommandResult::Applied { version: 0 }
+        );
+        assert_eq!(
+            create(&mut c, "b", 1),
+            CommandResult::Applied { version: 0 }
+        );
         let a = &c.collections["a"];
         assert_eq!((a.id, a.version, a.shards.len()), (0, 0, 3));
         assert!(a.shards.iter().all(|s| *s == ShardManifest::default()));
@@ -158,7 +182,10 @@ mod tests {
         let mut c = Catalog::default();
         create(&mut c, "a", 1);
         let before = c.clone();
-        assert_eq!(create(&mut c, "a", 2), CommandResult::AlreadyExists("a".into()));
+        assert_eq!(
+            create(&mut c, "a", 2),
+            CommandResult::AlreadyExists("a".into())
+        );
         assert_eq!(c, before);
     }
 
@@ -177,12 +204,24 @@ mod tests {
     #[test]
     fn set_schema_once_then_only_equal() {
         let mut c = Catalog::default();
-        let set = |name: &str, s: Schema| Command::SetSchema { name: name.into(), schema: s };
-        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::NotFound("a".into()));
+        let set = |name: &str, s: Schema| Command::SetSchema {
+            name: name.into(),
+            schema: s,
+        };
+        assert_eq!(
+            apply(&mut c, &set("a", schema("x"))),
+            CommandResult::NotFound("a".into())
+        );
         create(&mut c, "a", 1);
-        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
+        assert_eq!(
+            apply(&mut c, &set("a", schema("x"))),
+            CommandResult::Applied { version: 0 }
+        );
         assert_eq!(c.collections["a"].spec.schema, Some(schema("x")));
-        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
+        assert_eq!(
+            apply(&mut c, &set("a", schema("x"))),
+            CommandResult::Applied { version: 0 }
+        );
         match apply(&mut c, &set("a", schema("y"))) {
             CommandResult::Conflict(msg) => assert!(msg.contains("already has schema"), "{msg}"),
             other => panic!("expected conflict, got {other:?}"),
@@ -200,7 +239,13 @@ mod tests {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![seg("s3", 2, 1)],
-            tombstones: vec![(1, Tombstone { key: "42".into(), version: 0 })],
+            tombstones: vec![(
+                1,
+                Tombstone {
+                    key: "42".into(),
+                    version: 0,
+                },
+            )],
         };
         assert_eq!(apply(&mut c, &cmd), CommandResult::Applied { version: 2 });
         let a = &c.collections["a"];
@@ -208,7 +253,13 @@ mod tests {
         assert_eq!(a.rows(), 13);
         assert_eq!(a.shards[0].version, 1);
         assert_eq!(a.shards[1].version, 2);
-        assert_eq!(a.shards[1].tombstones, vec![Tombstone { key: "42".into(), version: 2 }]);
+        assert_eq!(
+            a.shards[1].tombstones,
+            vec![Tombstone {
+                key: "42".into(),
+                version: 2
+            }]
+        );
         assert_eq!(a.shards[2].version, 2);
         assert_eq!(a.shards[2].segments.len(), 2);
     }
@@ -216,17 +267,29 @@ mod tests {
     #[test]
     fn commit_refusals_change_nothing() {
         let mut c = Catalog::default();
-        assert_eq!(commit(&mut c, "a", 0, vec![]), CommandResult::NotFound("a".into()));
+        assert_eq!(
+            commit(&mut c, "a", 0, vec![]),
+            CommandResult::NotFound("a".into())
+        );
         create(&mut c, "a", 2);
         let before = c.clone();
-        assert!(matches!(commit(&mut c, "a", 7, vec![]), CommandResult::NotFound(_)));
+        assert!(matches!(
+            commit(&mut c, "a", 7, vec![]),
+            CommandResult::NotFound(_)
+        ));
         let r = commit(&mut c, "a", 0, vec![seg("ok", 1, 1), seg("bad", 2, 1)]);
         assert!(matches!(r, CommandResult::Conflict(_)), "{r:?}");
         let cmd = Command::CommitSegments {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![],
-            tombstones: vec![(5, Tombstone { key: "1".into(), version: 0 })],
+            tombstones: vec![(
+                5,
+                Tombstone {
+                    key: "1".into(),
+                    version: 0,
+                },
+            )],
         };
         assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
         assert_eq!(c, before);

@@ -31,7 +31,11 @@ struct NoTransport(NodeId);
 
 impl fmt::Display for NoTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "meta node {} is unreachable: this build has no Raft transport", self.0)
+        write!(
+            f,
+            "meta node {} is unreachable: this build has no Raft transport",
+            self.0
+        )
     }
 }
 

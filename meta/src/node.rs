@@ -119,12 +119,19 @@ impl MetaNode {
             raft.initialize(members).await.map_err(raft_err)?;
         }
 
-        let node = Arc::new(MetaNode { id, raft, sm, data_dir: data_dir.to_path_buf() });
+        let node = Arc::new(MetaNode {
+            id,
+            raft,
+            sm,
+            data_dir: data_dir.to_path_buf(),
+        });
         node.raft
             .wait(Some(LEADER_TIMEOUT))
             .current_leader(id, "meta node becomes leader")
             .await
-            .map_err(|e| MetaError::Timeout(format!("meta node {id} did not become leader: {e}")))?;
+            .map_err(|e| {
+                MetaError::Timeout(format!("meta node {id} did not become leader: {e}"))
+            })?;
         Ok(node)
     }
 
@@ -146,7 +153,9 @@ impl MetaNode {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(MetaError::NotLeader { leader: f.leader_id })
+                Err(MetaError::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(RaftError::APIError(e)) => Err(MetaError::Raft(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(MetaError::Raft(e.to_string())),
@@ -159,7 +168,9 @@ impl MetaNode {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.sm.catalog()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(MetaError::NotLeader { leader: f.leader_id })
+                Err(MetaError::NotLeader {
+                    leader: f.leader_id,
+                })
             }
             Err(RaftError::APIError(e)) => Err(MetaError::Timeout(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(MetaError::Raft(e.to_string())),
@@ -209,7 +220,10 @@ impl MetaNode {
     /// Stops Raft and waits until its tasks released the database, so the directory can be
     /// reopened in this process once this `MetaNode` is dropped.
     pub async fn shutdown(&self) -> Result<(), MetaError> {
-        self.raft.shutdown().await.map_err(|e| MetaError::Raft(format!("shutdown: {e}")))?;
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| MetaError::Raft(format!("shutdown: {e}")))?;
         let deadline = Instant::now() + RELEASE_TIMEOUT;
         while self.sm.db_handles() > 1 {
             if Instant::now() > deadline {
@@ -232,7 +246,9 @@ async fn open_db_retrying(path: PathBuf) -> Result<Arc<redb::Database>, MetaErro
             .await
             .map_err(|e| MetaError::Io(std::io::Error::other(e)))?;
         match res {
-            Err(MetaError::Storage(redb::Error::DatabaseAlreadyOpen)) if Instant::now() < deadline => {
+            Err(MetaError::Storage(redb::Error::DatabaseAlreadyOpen))
+                if Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             other => return other,

@@ -1,7 +1,7 @@
 //! The walking skeleton end to end: Parquet → ingest → search, filtered search, SQL → SIGKILL
 //! → restart → everything still there.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type, UInt64Type};
 use grape_compute::datagen;
 

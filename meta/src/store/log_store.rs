@@ -83,7 +83,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.read_entries(range).map_err(|e| StorageIOError::read_logs(&e).into())
+        self.read_entries(range)
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -91,10 +92,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState, StorageError> {
-        let purged: Option<LogId> =
-            read_json(&self.db, META_TABLE, PURGED_KEY).map_err(|e| StorageIOError::read_logs(&e))?;
-        let last = self.last_entry_log_id().map_err(|e| StorageIOError::read_logs(&e))?;
-        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
+        let purged: Option<LogId> = read_json(&self.db, META_TABLE, PURGED_KEY)
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        let last = self
+            .last_entry_log_id()
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.or(purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -166,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
-            txn.open_table(LOG_TABLE)?.retain_in(log_id.index.., |_, _| false)?;
+            txn.open_table(LOG_TABLE)?
+                .retain_in(log_id.index.., |_, _| false)?;
             txn.commit()?;
             Ok(())
         })
@@ -180,8 +187,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
-            txn.open_table(META_TABLE)?.insert(PURGED_KEY, bytes.as_slice())?;
-            txn.open_table(LOG_TABLE)?.retain_in(..=log_id.index, |_, _| false)?;
+            txn.open_table(META_TABLE)?
+                .insert(PURGED_KEY, bytes.as_slice())?;
+            txn.open_table(LOG_TABLE)?
+                .retain_in(..=log_id.index, |_, _| false)?;
             txn.commit()?;
             Ok(())
         })

@@ -32,8 +32,7 @@ pub const LAYOUT_VERSION: u64 = 1;
 
 pub(crate) const LOG_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-pub(crate) const SNAPSHOT_TABLE: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("sm_snapshot");
+pub(crate) const SNAPSHOT_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_snapshot");
 
 const LAYOUT_KEY: &str = "layout_version";
 

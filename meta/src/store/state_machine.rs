@@ -107,7 +107,11 @@ impl StateMachineStore {
             }
         };
         let (applied_tx, _) = watch::channel(state.last_applied.map_or(0, |l| l.index));
-        Ok(StateMachineStore { db, state: Arc::new(RwLock::new(state)), applied_tx: Arc::new(applied_tx) })
+        Ok(StateMachineStore {
+            db,
+            state: Arc::new(RwLock::new(state)),
+            applied_tx: Arc::new(applied_tx),
+        })
     }
 
     /// A copy of the applied catalog.
@@ -170,7 +174,10 @@ impl StateMachineStore {
 fn read_data(db: &Database) -> Result<Option<Vec<u8>>, std::io::Error> {
     let txn = db.begin_read().map_err(io_err)?;
     let table = txn.open_table(SNAPSHOT_TABLE).map_err(io_err)?;
-    Ok(table.get(DATA_KEY).map_err(io_err)?.map(|v| v.value().to_vec()))
+    Ok(table
+        .get(DATA_KEY)
+        .map_err(io_err)?
+        .map(|v| v.value().to_vec()))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -183,9 +190,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: st.last_membership.clone(),
                 catalog: st.catalog.clone(),
             };
-            let data =
-                serde_json::to_vec(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-            let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let data = serde_json::to_vec(&payload)
+                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
             let snapshot_id = match st.last_applied {
                 Some(l) => format!("{}-{}-{millis}", l.leader_id, l.index),
                 None => format!("none-{millis}"),
@@ -201,7 +210,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(snapshot = %meta, bytes = data.len(), "built meta snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -268,7 +280,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 catalog: payload.catalog,
             };
         }
-        self.applied_tx.send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        self.applied_tx
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(snapshot = %meta, "installed meta snapshot");
         Ok(())
     }
@@ -283,6 +296,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let e = std::io::Error::other("snapshot meta without data");
                 StorageIOError::read_snapshot(Some(meta.signature()), &e)
             })?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }

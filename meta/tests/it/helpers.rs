@@ -25,14 +25,27 @@ pub fn segment(id: &str, shard: u32, rows: u64) -> SegmentMeta {
     .expect("segment meta from json")
 }
 
-pub fn commit(collection: &str, id: u64, segments: Vec<SegmentMeta>, deletes: &[(u32, &str)]) -> Command {
+pub fn commit(
+    collection: &str,
+    id: u64,
+    segments: Vec<SegmentMeta>,
+    deletes: &[(u32, &str)],
+) -> Command {
     Command::CommitSegments {
         collection: collection.to_string(),
         collection_id: id,
         segments,
         tombstones: deletes
             .iter()
-            .map(|(shard, key)| (*shard, Tombstone { key: key.to_string(), version: 0 }))
+            .map(|(shard, key)| {
+                (
+                    *shard,
+                    Tombstone {
+                        key: key.to_string(),
+                        version: 0,
+                    },
+                )
+            })
             .collect(),
     }
 }
