@@ -34,6 +34,9 @@ pub mod sql;
 pub mod table;
 pub mod topk;
 
+#[cfg(test)]
+mod testutil;
+
 pub use engine::Engine;
 pub use error::ComputeError;
 pub use gateway::Gateway;

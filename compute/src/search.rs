@@ -127,3 +127,67 @@ fn materialise(view: &CollectionView, schema: &SchemaRef, hits: &[crate::topk::C
     columns.insert(at, scores);
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datagen;
+    use crate::testutil::view;
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    use grape_meta::catalog::Metric;
+
+    /// Naive f64 distance in each metric's definition.
+    fn naive(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        match metric {
+            Metric::L2 => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum(),
+            Metric::Dot => -dot,
+            Metric::Cosine => {
+                let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                1.0 - dot / (n(a) * n(b))
+            }
+        }
+    }
+
+    #[test]
+    fn every_metric_returns_the_brute_force_top_k_with_filter() {
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let v = view(metric, 24);
+            let q = datagen::query(24, 9);
+            let filter = Filter::compile("tag = 'tech' OR price > 80", v.schema.as_ref().unwrap()).unwrap();
+            for filter in [None, Some(filter)] {
+                let mut truth: Vec<(f64, u64)> = Vec::new();
+                for s in &v.segments {
+                    let ids = s.batch.column(0).as_primitive::<UInt64Type>();
+                    let mask = filter.as_ref().map(|f| f.evaluate(&s.batch).unwrap());
+                    for r in 0..s.rows() {
+                        if mask.as_ref().is_none_or(|m| m.value(r)) {
+                            truth.push((naive(metric, &q, s.vector(r)), ids.value(r)));
+                        }
+                    }
+                }
+                truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let expected: Vec<u64> = truth.iter().take(10).map(|t| t.1).collect();
+                let query = SearchQuery { vector: q.clone(), k: 10, filter: filter.clone(), include_vectors: false };
+                let got = search(&v, &query).unwrap();
+                let ids: Vec<u64> = got.hits.column(0).as_primitive::<UInt64Type>().values().to_vec();
+                assert_eq!(ids, expected, "{metric:?}, filtered: {}", filter.is_some());
+                assert_eq!(got.rows_scanned as usize, truth.len());
+                let scores = got.hits.column(1).as_primitive::<arrow::datatypes::Float32Type>();
+                for (s, t) in scores.values().iter().zip(&truth) {
+                    assert!((*s as f64 - t.0).abs() < 1e-3 * t.0.abs().max(1.0), "{metric:?} score {s} vs {}", t.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn missing_segments_fail_instead_of_answering_partially() {
+        let mut v = view(Metric::L2, 8);
+        v.failed.push(("p9".into(), "storage down".into()));
+        let query = SearchQuery { vector: vec![0.0; 8], k: 3, filter: None, include_vectors: false };
+        let err = search(&v, &query).unwrap_err();
+        assert!(matches!(err, ComputeError::Unavailable(_)), "{err}");
+    }
+}

@@ -139,3 +139,40 @@ impl PruningStatistics for SegmentStats<'_> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::prelude::{col, lit, SessionContext};
+    use grape_meta::catalog::Metric;
+
+    use super::CollectionTable;
+    use crate::sql::run_sql;
+    use crate::testutil::view;
+
+    #[test]
+    fn min_max_statistics_skip_segments_that_cannot_match() {
+        let v = view(Metric::L2, 4);
+        let table = CollectionTable::new(v.schema.clone().unwrap(), v.segments.clone());
+        let state = SessionContext::new().state();
+        assert_eq!(table.keep(&state, &[col("id").lt(lit(700u64))]), vec![true, false, false]);
+        assert_eq!(table.keep(&state, &[col("id").gt_eq(lit(1400u64)), col("price").lt(lit(50.0))]), vec![false, false, true]);
+        assert_eq!(table.keep(&state, &[col("price").gt(lit(1000.0))]), vec![false, false, false]);
+        assert_eq!(table.keep(&state, &[]), vec![true, true, true]);
+    }
+
+    #[tokio::test]
+    async fn pruned_scans_still_return_exact_answers() {
+        let v = Arc::new(view(Metric::L2, 4));
+        for (sql, expected) in [
+            ("SELECT count(*) AS n FROM t WHERE id < 700", 700i64),
+            ("SELECT count(*) AS n FROM t WHERE id >= 690 AND id < 710", 20),
+            ("SELECT count(*) AS n FROM t WHERE price > 1000", 0),
+        ] {
+            let (_, batches) = run_sql(&[v.clone()], sql).await.unwrap();
+            let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
+            assert_eq!(n, expected, "{sql}");
+        }
+    }
+}
