@@ -27,7 +27,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut client = connect(&server.endpoint()).await?;
 
     let t = Instant::now();
-    let create = v1::CreateCollectionRequest { name: "demo".into(), dim: args.dim, metric: "l2".into(), shards: 2, replicas: 1, ..Default::default() };
+    let create = v1::CreateCollectionRequest {
+        name: "demo".into(),
+        dim: args.dim,
+        metric: "l2".into(),
+        shards: 2,
+        replicas: 1,
+        ..Default::default()
+    };
     client.create_collection(create).await?;
     println!("created collection \"demo\" (dim {}, l2, 2 shards) in {:.1} ms", args.dim, ms(t));
 
@@ -45,9 +52,18 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     println!("ingested {} rows in {:.2} s ({:.0} rows/s), collection version {version}\n", args.rows, secs, args.rows as f64 / secs);
 
     let query = datagen::query(args.dim, 7);
-    for (title, filter) in [("search: 5 nearest neighbours", ""), ("filtered search: category = 3 AND price < 50", "category = 3 AND price < 50")] {
+    for (title, filter) in
+        [("search: 5 nearest neighbours", ""), ("filtered search: category = 3 AND price < 50", "category = 3 AND price < 50")]
+    {
         let t = Instant::now();
-        let req = v1::SearchRequest { collection: "demo".into(), vector: query.clone(), k: 5, filter: filter.into(), min_version: version, include_vectors: false };
+        let req = v1::SearchRequest {
+            collection: "demo".into(),
+            vector: query.clone(),
+            k: 5,
+            filter: filter.into(),
+            min_version: version,
+            include_vectors: false,
+        };
         let reply = client.search(req).await?.into_inner();
         println!("{title} ({:.1} ms, {} rows compared)", ms(t), reply.rows_scanned);
         let (_, hits) = decode_ipc(&reply.arrow_ipc).map_err(|e| CliError::Server(e.to_string()))?;

@@ -34,7 +34,7 @@ enum Scenario {
 fn main() {
     let args = Args::parse();
     if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; run with --release for meaningful numbers");
+        eprintln!("note: built without --release; the search crates are optimised in dev builds too, but --release is what to quote");
     }
     let result = match args.scenario {
         Scenario::ExactSearch(o) => scenarios::exact_search::run(o),

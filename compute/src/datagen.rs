@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,7 +39,12 @@ pub fn batch(dim: u32, first_id: u64, rows: usize, seed: u64) -> RecordBatch {
         let c = &centres[rng.gen_range(0..centres.len())];
         values.extend(c.iter().map(|x| x + rng.gen_range(-0.3f32..0.3)));
     }
-    let vectors = FixedSizeListArray::new(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32, Arc::new(Float32Array::from(values)), None);
+    let vectors = FixedSizeListArray::new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+        Arc::new(Float32Array::from(values)),
+        None,
+    );
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(first_id..first_id + rows as u64)),
         Arc::new(vectors),

@@ -12,44 +12,38 @@ use grape_meta::catalog::Metric;
 /// Number of independent accumulators per kernel (two AVX registers of f32).
 pub const LANES: usize = 16;
 
-/// Squared Euclidean distance.
-#[inline]
-pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+/// Sums `term(a[i], b[i])` over all positions with [`LANES`] independent accumulators.
+///
+/// Generic over the term so every kernel shares one loop shape; `inline(always)` so the term
+/// is fused into the loop and vectorised in the kernel's own crate.
+#[inline(always)]
+fn sum_lanes(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let (a_chunks, a_rest) = a.as_chunks::<LANES>();
     let (b_chunks, b_rest) = b.as_chunks::<LANES>();
     for (x, y) in a_chunks.iter().zip(b_chunks) {
         for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
+            acc[i] += term(x[i], y[i]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for (x, y) in a_rest.iter().zip(b_rest) {
-        let d = x - y;
-        sum += d * d;
+        sum += term(*x, *y);
     }
     sum
+}
+
+/// Squared Euclidean distance.
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    sum_lanes(a, b, |x, y| (x - y) * (x - y))
 }
 
 /// Inner product.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; LANES];
-    let (a_chunks, a_rest) = a.as_chunks::<LANES>();
-    let (b_chunks, b_rest) = b.as_chunks::<LANES>();
-    for (x, y) in a_chunks.iter().zip(b_chunks) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        sum += x * y;
-    }
-    sum
+    sum_lanes(a, b, |x, y| x * y)
 }
 
 /// Euclidean norm of a vector.

@@ -86,11 +86,8 @@ impl Engine {
     /// A segment that fails to load is recorded in its view's `failed` list (queries on that
     /// collection then fail with `Unavailable`) and is retried on the next sync.
     pub async fn sync(&self, catalog: &Catalog) {
-        let current: HashMap<String, SegmentRef> = self
-            .views()
-            .iter()
-            .flat_map(|v| v.segments.iter().map(|s| (s.meta.id.clone(), s.clone())))
-            .collect();
+        let current: HashMap<String, SegmentRef> =
+            self.views().iter().flat_map(|v| v.segments.iter().map(|s| (s.meta.id.clone(), s.clone()))).collect();
         let mut next = HashMap::new();
         for (name, collection) in &catalog.collections {
             let schema = collection.spec.schema.clone().map(Arc::new);
@@ -151,9 +148,7 @@ impl Engine {
             rx.borrow_and_update();
             match self.view(collection) {
                 Some(v) if v.collection.version >= version => return Ok(v),
-                None if version == 0 => {
-                    return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist")))
-                }
+                None if version == 0 => return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
                 _ => {}
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {

@@ -39,13 +39,9 @@ impl Filter {
 
     /// Evaluates the filter on `batch`: true where the row matches (nulls count as false).
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ComputeError> {
-        let value = self
-            .expr
-            .evaluate(batch)
-            .map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;
-        let array = value
-            .into_array(batch.num_rows())
-            .map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;
+        let value = self.expr.evaluate(batch).map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;
+        let array =
+            value.into_array(batch.num_rows()).map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;
         let mask = array
             .as_boolean_opt()
             .ok_or_else(|| ComputeError::Internal(format!("filter `{}` returned {}", self.text, array.data_type())))?;

@@ -20,12 +20,9 @@ fn invalid(msg: String) -> ComputeError {
 
 /// Decodes an Arrow IPC stream into its batches.
 pub fn decode_ipc(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ComputeError> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+    let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
     Ok((schema, batches))
 }
 
@@ -50,18 +47,13 @@ pub fn vector_type(dim: u32) -> DataType {
 /// (from any integer type) or utf8, `vector` becomes `fixed_size_list<float32, dim>`, and the
 /// payload columns keep their types.
 pub fn schema_from_rows(spec: &CollectionSpec, rows: &Schema) -> Result<Schema, ComputeError> {
-    let id = rows
-        .field_with_name(ID_COLUMN)
-        .map_err(|_| invalid(format!("rows for collection \"{}\" have no `id` column", spec.name)))?;
+    let id = rows.field_with_name(ID_COLUMN).map_err(|_| invalid(format!("rows for collection \"{}\" have no `id` column", spec.name)))?;
     let id_type = match id.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
         t if t.is_integer() => DataType::UInt64,
         t => return Err(invalid(format!("`id` must be an integer or a string, the rows have {t}"))),
     };
-    let mut fields = vec![
-        Field::new(ID_COLUMN, id_type, false),
-        Field::new(VECTOR_COLUMN, vector_type(spec.dim), false),
-    ];
+    let mut fields = vec![Field::new(ID_COLUMN, id_type, false), Field::new(VECTOR_COLUMN, vector_type(spec.dim), false)];
     for f in rows.fields() {
         if f.name() != ID_COLUMN && f.name() != VECTOR_COLUMN {
             fields.push(Field::new(f.name(), f.data_type().clone(), true));
@@ -95,11 +87,7 @@ pub fn conform(spec: &CollectionSpec, target: &SchemaRef, batch: &RecordBatch) -
             None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
             None => return Err(invalid(format!("rows for collection \"{name}\" have no `{}` column", field.name()))),
         };
-        let column = if field.name() == VECTOR_COLUMN {
-            conform_vectors(spec, &column)?
-        } else {
-            conform_column(name, field, column)?
-        };
+        let column = if field.name() == VECTOR_COLUMN { conform_vectors(spec, &column)? } else { conform_column(name, field, column)? };
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(invalid(format!("column `{}` of collection \"{name}\" may not hold nulls", field.name())));
         }
@@ -119,15 +107,11 @@ fn conform_column(collection: &str, field: &Field, column: ArrayRef) -> Result<A
         || (stringy(from) && stringy(to))
         || from == &DataType::Null;
     if !compatible {
-        return Err(invalid(format!(
-            "column `{}` is {from} in the rows, collection \"{collection}\" has {to}",
-            field.name()
-        )));
+        return Err(invalid(format!("column `{}` is {from} in the rows, collection \"{collection}\" has {to}", field.name())));
     }
     let strict = CastOptions { safe: false, ..Default::default() };
-    cast_with_options(&column, to, &strict).map_err(|e| {
-        invalid(format!("column `{}` cannot be stored as {to} in collection \"{collection}\": {e}", field.name()))
-    })
+    cast_with_options(&column, to, &strict)
+        .map_err(|e| invalid(format!("column `{}` cannot be stored as {to} in collection \"{collection}\": {e}", field.name())))
 }
 
 /// Turns list-of-float vectors of any list kind into `fixed_size_list<float32, dim>`, checking
@@ -186,9 +170,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The shard of each row of `batch`, by a stable hash of its `id`.
 pub fn shard_rows(batch: &RecordBatch, shards: u32) -> Result<Vec<u32>, ComputeError> {
-    let id = batch
-        .column_by_name(ID_COLUMN)
-        .ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
+    let id = batch.column_by_name(ID_COLUMN).ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
     let shards = shards.max(1) as u64;
     let hashes: Vec<u64> = match id.data_type() {
         DataType::UInt64 => id.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
@@ -232,7 +214,11 @@ mod tests {
         ]);
         RecordBatch::try_new(
             Arc::new(schema),
-            vec![Arc::new(Int64Array::from_iter_values(0..n)), Arc::new(list), Arc::new(arrow::array::Int32Array::from(vec![5; n as usize]))],
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(list),
+                Arc::new(arrow::array::Int32Array::from(vec![5; n as usize])),
+            ],
         )
         .unwrap()
     }

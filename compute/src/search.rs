@@ -53,10 +53,7 @@ pub fn validate_vector(collection: &str, dim: u32, vector: &[f32]) -> Result<(),
         )));
     }
     if let Some(i) = vector.iter().position(|v| !v.is_finite()) {
-        return Err(ComputeError::InvalidArgument(format!(
-            "vector value {i} is {}; vectors must be finite numbers",
-            vector[i]
-        )));
+        return Err(ComputeError::InvalidArgument(format!("vector value {i} is {}; vectors must be finite numbers", vector[i])));
     }
     Ok(())
 }
@@ -96,21 +93,18 @@ pub fn search(view: &CollectionView, query: &SearchQuery) -> Result<SearchResult
 }
 
 fn hit_schema_without_payload() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(ID_COLUMN, DataType::UInt64, false),
-        Field::new("score", DataType::Float32, false),
-    ]))
+    Arc::new(Schema::new(vec![Field::new(ID_COLUMN, DataType::UInt64, false), Field::new("score", DataType::Float32, false)]))
 }
 
 /// Builds the hit batch: the candidates' rows with `score` after `id`.
-fn materialise(view: &CollectionView, schema: &SchemaRef, hits: &[crate::topk::Candidate], include_vectors: bool) -> Result<RecordBatch, ComputeError> {
-    let keep: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| include_vectors || f.name() != VECTOR_COLUMN)
-        .map(|(i, _)| i)
-        .collect();
+fn materialise(
+    view: &CollectionView,
+    schema: &SchemaRef,
+    hits: &[crate::topk::Candidate],
+    include_vectors: bool,
+) -> Result<RecordBatch, ComputeError> {
+    let keep: Vec<usize> =
+        schema.fields().iter().enumerate().filter(|(_, f)| include_vectors || f.name() != VECTOR_COLUMN).map(|(i, _)| i).collect();
     let projected = Arc::new(schema.project(&keep)?);
     let mut rows = Vec::with_capacity(hits.len());
     for hit in hits {

@@ -36,15 +36,12 @@ impl LoadedSegment {
     /// Fails with `Corrupt` if the batches have no `vector` column of `fixed_size_list<float32>`
     /// or contain null vectors.
     pub fn new(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Self, ComputeError> {
-        let batch = concat_batches(&schema, batches)
-            .map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
+        let batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
         let column = batch
             .column_by_name(VECTOR_COLUMN)
             .ok_or_else(|| ComputeError::Corrupt(format!("segment {} has no `vector` column", meta.path)))?;
-        let list: &FixedSizeListArray = column
-            .as_fixed_size_list_opt()
-            .filter(|l| l.value_type() == DataType::Float32)
-            .ok_or_else(|| {
+        let list: &FixedSizeListArray =
+            column.as_fixed_size_list_opt().filter(|l| l.value_type() == DataType::Float32).ok_or_else(|| {
                 ComputeError::Corrupt(format!(
                     "segment {}: `vector` is {}, expected fixed_size_list<float32>",
                     meta.path,

@@ -51,7 +51,6 @@ impl CollectionTable {
 
 #[async_trait]
 impl TableProvider for CollectionTable {
-
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -64,15 +63,15 @@ impl TableProvider for CollectionTable {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
-    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], _limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let keep = self.keep(state, filters);
-        let partitions: Vec<Vec<_>> = self
-            .segments
-            .iter()
-            .zip(keep)
-            .filter(|(_, k)| *k)
-            .map(|(s, _)| vec![s.batch.clone()])
-            .collect();
+        let partitions: Vec<Vec<_>> = self.segments.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| vec![s.batch.clone()]).collect();
         Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
     }
 }

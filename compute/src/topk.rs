@@ -19,10 +19,7 @@ impl Eq for Candidate {}
 impl Ord for Candidate {
     /// Orders by distance, then by position so that results are deterministic on ties.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.distance
-            .total_cmp(&other.distance)
-            .then(self.segment.cmp(&other.segment))
-            .then(self.row.cmp(&other.row))
+        self.distance.total_cmp(&other.distance).then(self.segment.cmp(&other.segment)).then(self.row.cmp(&other.row))
     }
 }
 

@@ -26,24 +26,17 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             match &coll.spec.schema {
                 None => {
                     coll.spec.schema = Some(schema.clone());
-                    CommandResult::Applied {
-                        version: coll.version,
-                    }
+                    CommandResult::Applied { version: coll.version }
                 }
-                Some(existing) if existing == schema => CommandResult::Applied {
-                    version: coll.version,
-                },
-                Some(existing) => CommandResult::Conflict(format!(
-                    "collection {name} already has schema {existing}, which differs from {schema}"
-                )),
+                Some(existing) if existing == schema => CommandResult::Applied { version: coll.version },
+                Some(existing) => {
+                    CommandResult::Conflict(format!("collection {name} already has schema {existing}, which differs from {schema}"))
+                }
             }
         }
-        Command::CommitSegments {
-            collection,
-            collection_id,
-            segments,
-            tombstones,
-        } => commit_segments(catalog, collection, *collection_id, segments, tombstones),
+        Command::CommitSegments { collection, collection_id, segments, tombstones } => {
+            commit_segments(catalog, collection, *collection_id, segments, tombstones)
+        }
     }
 }
 
@@ -54,12 +47,7 @@ fn create_collection(catalog: &mut Catalog, spec: &CollectionSpec) -> CommandRes
     let id = catalog.next_collection_id;
     catalog.next_collection_id += 1;
     let shards = (0..spec.shards).map(|_| ShardManifest::default()).collect();
-    let coll = Collection {
-        spec: spec.clone(),
-        id,
-        shards,
-        version: 0,
-    };
+    let coll = Collection { spec: spec.clone(), id, shards, version: 0 };
     catalog.collections.insert(spec.name.clone(), coll);
     CommandResult::Applied { version: 0 }
 }
@@ -79,15 +67,10 @@ fn commit_segments(
         return CommandResult::NotFound(format!("{name} (id {collection_id})"));
     }
     let shard_count = coll.shards.len();
-    let bad_shard = segments
-        .iter()
-        .map(|s| s.shard)
-        .chain(tombstones.iter().map(|(shard, _)| *shard))
-        .find(|&shard| shard as usize >= shard_count);
+    let bad_shard =
+        segments.iter().map(|s| s.shard).chain(tombstones.iter().map(|(shard, _)| *shard)).find(|&shard| shard as usize >= shard_count);
     if let Some(shard) = bad_shard {
-        return CommandResult::Conflict(format!(
-            "collection {name} has {shard_count} shards, commit names shard {shard}"
-        ));
+        return CommandResult::Conflict(format!("collection {name} has {shard_count} shards, commit names shard {shard}"));
     }
 
     coll.version += 1;
@@ -99,10 +82,7 @@ fn commit_segments(
     }
     for (shard, tomb) in tombstones {
         let manifest = &mut coll.shards[*shard as usize];
-        manifest.tombstones.push(Tombstone {
-            key: tomb.key.clone(),
-            version,
-        });
+        manifest.tombstones.push(Tombstone { key: tomb.key.clone(), version });
         manifest.version = version;
     }
     CommandResult::Applied { version }
@@ -116,14 +96,7 @@ mod tests {
     use crate::catalog::Metric;
 
     fn spec(name: &str, shards: u32) -> CollectionSpec {
-        CollectionSpec {
-            name: name.to_string(),
-            dim: 4,
-            metric: Metric::L2,
-            shards,
-            replicas: 1,
-            schema: None,
-        }
+        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None }
     }
 
     fn seg(id: &str, shard: u32, rows: u64) -> SegmentMeta {
@@ -134,42 +107,23 @@ mod tests {
     }
 
     fn schema(extra: &str) -> Schema {
-        Schema::new(vec![
-            Field::new("id", DataType::UInt64, false),
-            Field::new(extra, DataType::Utf8, true),
-        ])
+        Schema::new(vec![Field::new("id", DataType::UInt64, false), Field::new(extra, DataType::Utf8, true)])
     }
 
     fn create(c: &mut Catalog, name: &str, shards: u32) -> CommandResult {
-        apply(
-            c,
-            &Command::CreateCollection {
-                spec: spec(name, shards),
-            },
-        )
+        apply(c, &Command::CreateCollection { spec: spec(name, shards) })
     }
 
     fn commit(c: &mut Catalog, name: &str, id: u64, segs: Vec<SegmentMeta>) -> CommandResult {
-        let cmd = Command::CommitSegments {
-            collection: name.into(),
-            collection_id: id,
-            segments: segs,
-            tombstones: vec![],
-        };
+        let cmd = Command::CommitSegments { collection: name.into(), collection_id: id, segments: segs, tombstones: vec![] };
         apply(c, &cmd)
     }
 
     #[test]
     fn create_assigns_ids_and_empty_shards() {
         let mut c = Catalog::default();
-        assert_eq!(
-            create(&mut c, "a", 3),
-            CommandResult::Applied { version: 0 }
-        );
-        assert_eq!(
-            create(&mut c, "b", 1),
-            CommandResult::Applied { version: 0 }
-        );
+        assert_eq!(create(&mut c, "a", 3), CommandResult::Applied { version: 0 });
+        assert_eq!(create(&mut c, "b", 1), CommandResult::Applied { version: 0 });
         let a = &c.collections["a"];
         assert_eq!((a.id, a.version, a.shards.len()), (0, 0, 3));
         assert!(a.shards.iter().all(|s| *s == ShardManifest::default()));
@@ -182,10 +136,7 @@ mod tests {
         let mut c = Catalog::default();
         create(&mut c, "a", 1);
         let before = c.clone();
-        assert_eq!(
-            create(&mut c, "a", 2),
-            CommandResult::AlreadyExists("a".into())
-        );
+        assert_eq!(create(&mut c, "a", 2), CommandResult::AlreadyExists("a".into()));
         assert_eq!(c, before);
     }
 
@@ -204,24 +155,12 @@ mod tests {
     #[test]
     fn set_schema_once_then_only_equal() {
         let mut c = Catalog::default();
-        let set = |name: &str, s: Schema| Command::SetSchema {
-            name: name.into(),
-            schema: s,
-        };
-        assert_eq!(
-            apply(&mut c, &set("a", schema("x"))),
-            CommandResult::NotFound("a".into())
-        );
+        let set = |name: &str, s: Schema| Command::SetSchema { name: name.into(), schema: s };
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::NotFound("a".into()));
         create(&mut c, "a", 1);
-        assert_eq!(
-            apply(&mut c, &set("a", schema("x"))),
-            CommandResult::Applied { version: 0 }
-        );
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
         assert_eq!(c.collections["a"].spec.schema, Some(schema("x")));
-        assert_eq!(
-            apply(&mut c, &set("a", schema("x"))),
-            CommandResult::Applied { version: 0 }
-        );
+        assert_eq!(apply(&mut c, &set("a", schema("x"))), CommandResult::Applied { version: 0 });
         match apply(&mut c, &set("a", schema("y"))) {
             CommandResult::Conflict(msg) => assert!(msg.contains("already has schema"), "{msg}"),
             other => panic!("expected conflict, got {other:?}"),
@@ -239,13 +178,7 @@ mod tests {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![seg("s3", 2, 1)],
-            tombstones: vec![(
-                1,
-                Tombstone {
-                    key: "42".into(),
-                    version: 0,
-                },
-            )],
+            tombstones: vec![(1, Tombstone { key: "42".into(), version: 0 })],
         };
         assert_eq!(apply(&mut c, &cmd), CommandResult::Applied { version: 2 });
         let a = &c.collections["a"];
@@ -253,13 +186,7 @@ mod tests {
         assert_eq!(a.rows(), 13);
         assert_eq!(a.shards[0].version, 1);
         assert_eq!(a.shards[1].version, 2);
-        assert_eq!(
-            a.shards[1].tombstones,
-            vec![Tombstone {
-                key: "42".into(),
-                version: 2
-            }]
-        );
+        assert_eq!(a.shards[1].tombstones, vec![Tombstone { key: "42".into(), version: 2 }]);
         assert_eq!(a.shards[2].version, 2);
         assert_eq!(a.shards[2].segments.len(), 2);
     }
@@ -267,29 +194,17 @@ mod tests {
     #[test]
     fn commit_refusals_change_nothing() {
         let mut c = Catalog::default();
-        assert_eq!(
-            commit(&mut c, "a", 0, vec![]),
-            CommandResult::NotFound("a".into())
-        );
+        assert_eq!(commit(&mut c, "a", 0, vec![]), CommandResult::NotFound("a".into()));
         create(&mut c, "a", 2);
         let before = c.clone();
-        assert!(matches!(
-            commit(&mut c, "a", 7, vec![]),
-            CommandResult::NotFound(_)
-        ));
+        assert!(matches!(commit(&mut c, "a", 7, vec![]), CommandResult::NotFound(_)));
         let r = commit(&mut c, "a", 0, vec![seg("ok", 1, 1), seg("bad", 2, 1)]);
         assert!(matches!(r, CommandResult::Conflict(_)), "{r:?}");
         let cmd = Command::CommitSegments {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![],
-            tombstones: vec![(
-                5,
-                Tombstone {
-                    key: "1".into(),
-                    version: 0,
-                },
-            )],
+            tombstones: vec![(5, Tombstone { key: "1".into(), version: 0 })],
         };
         assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
         assert_eq!(c, before);

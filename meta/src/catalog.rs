@@ -78,11 +78,7 @@ pub struct Collection {
 impl Collection {
     /// Total rows in all live segments (tombstones not subtracted).
     pub fn rows(&self) -> u64 {
-        self.shards
-            .iter()
-            .flat_map(|s| &s.segments)
-            .map(|s| s.rows)
-            .sum()
+        self.shards.iter().flat_map(|s| &s.segments).map(|s| s.rows).sum()
     }
 
     /// All live segments of all shards.

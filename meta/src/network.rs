@@ -10,8 +10,7 @@ use std::fmt;
 use openraft::error::{InstallSnapshotError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 
 use crate::types::{Node, NodeId, RPCError, TypeConfig};
@@ -31,11 +30,7 @@ struct NoTransport(NodeId);
 
 impl fmt::Display for NoTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "meta node {} is unreachable: this build has no Raft transport",
-            self.0
-        )
+        write!(f, "meta node {} is unreachable: this build has no Raft transport", self.0)
     }
 }
 
@@ -72,11 +67,7 @@ impl RaftNetwork<TypeConfig> for UnreachablePeer {
         Err(self.err())
     }
 
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError> {
+    async fn vote(&mut self, _rpc: VoteRequest<NodeId>, _option: RPCOption) -> Result<VoteResponse<NodeId>, RPCError> {
         Err(self.err())
     }
 }

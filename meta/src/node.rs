@@ -76,10 +76,7 @@ pub struct MetaNode {
 
 impl std::fmt::Debug for MetaNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaNode")
-            .field("id", &self.id)
-            .field("data_dir", &self.data_dir)
-            .finish_non_exhaustive()
+        f.debug_struct("MetaNode").field("id", &self.id).field("data_dir", &self.data_dir).finish_non_exhaustive()
     }
 }
 
@@ -107,9 +104,8 @@ impl MetaNode {
         .validate()
         .map_err(|e| MetaError::Raft(format!("config: {e}")))?;
 
-        let raft = Raft::new(id, Arc::new(config), LocalOnlyNetwork, log, sm.clone())
-            .await
-            .map_err(|e| MetaError::Raft(format!("start: {e}")))?;
+        let raft =
+            Raft::new(id, Arc::new(config), LocalOnlyNetwork, log, sm.clone()).await.map_err(|e| MetaError::Raft(format!("start: {e}")))?;
 
         if raft.is_initialized().await.map_err(raft_err)? {
             tracing::info!(id, dir = %data_dir.display(), "reopened meta node");
@@ -119,19 +115,12 @@ impl MetaNode {
             raft.initialize(members).await.map_err(raft_err)?;
         }
 
-        let node = Arc::new(MetaNode {
-            id,
-            raft,
-            sm,
-            data_dir: data_dir.to_path_buf(),
-        });
+        let node = Arc::new(MetaNode { id, raft, sm, data_dir: data_dir.to_path_buf() });
         node.raft
             .wait(Some(LEADER_TIMEOUT))
             .current_leader(id, "meta node becomes leader")
             .await
-            .map_err(|e| {
-                MetaError::Timeout(format!("meta node {id} did not become leader: {e}"))
-            })?;
+            .map_err(|e| MetaError::Timeout(format!("meta node {id} did not become leader: {e}")))?;
         Ok(node)
     }
 
@@ -152,11 +141,7 @@ impl MetaNode {
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(MetaError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(MetaError::NotLeader { leader: f.leader_id }),
             Err(RaftError::APIError(e)) => Err(MetaError::Raft(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(MetaError::Raft(e.to_string())),
         }
@@ -167,11 +152,7 @@ impl MetaNode {
     pub async fn read_catalog(&self) -> Result<Catalog, MetaError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.sm.catalog()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(MetaError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(MetaError::NotLeader { leader: f.leader_id }),
             Err(RaftError::APIError(e)) => Err(MetaError::Timeout(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(MetaError::Raft(e.to_string())),
         }
@@ -192,12 +173,7 @@ impl MetaNode {
     /// A point-in-time view of this member.
     pub async fn status(&self) -> MetaStatus {
         let m = self.raft.metrics().borrow().clone();
-        let committed = self
-            .raft
-            .with_raft_state(|st| st.committed.map(|l| l.index))
-            .await
-            .ok()
-            .flatten();
+        let committed = self.raft.with_raft_state(|st| st.committed.map(|l| l.index)).await.ok().flatten();
         MetaStatus {
             id: self.id,
             leader_id: m.current_leader,
@@ -220,16 +196,11 @@ impl MetaNode {
     /// Stops Raft and waits until its tasks released the database, so the directory can be
     /// reopened in this process once this `MetaNode` is dropped.
     pub async fn shutdown(&self) -> Result<(), MetaError> {
-        self.raft
-            .shutdown()
-            .await
-            .map_err(|e| MetaError::Raft(format!("shutdown: {e}")))?;
+        self.raft.shutdown().await.map_err(|e| MetaError::Raft(format!("shutdown: {e}")))?;
         let deadline = Instant::now() + RELEASE_TIMEOUT;
         while self.sm.db_handles() > 1 {
             if Instant::now() > deadline {
-                return Err(MetaError::Timeout(
-                    "raft tasks still hold the meta database after shutdown".into(),
-                ));
+                return Err(MetaError::Timeout("raft tasks still hold the meta database after shutdown".into()));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -242,13 +213,9 @@ async fn open_db_retrying(path: PathBuf) -> Result<Arc<redb::Database>, MetaErro
     let deadline = Instant::now() + RELEASE_TIMEOUT;
     loop {
         let p = path.clone();
-        let res = tokio::task::spawn_blocking(move || open_db(&p))
-            .await
-            .map_err(|e| MetaError::Io(std::io::Error::other(e)))?;
+        let res = tokio::task::spawn_blocking(move || open_db(&p)).await.map_err(|e| MetaError::Io(std::io::Error::other(e)))?;
         match res {
-            Err(MetaError::Storage(redb::Error::DatabaseAlreadyOpen))
-                if Instant::now() < deadline =>
-            {
+            Err(MetaError::Storage(redb::Error::DatabaseAlreadyOpen)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             other => return other,

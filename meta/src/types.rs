@@ -59,5 +59,4 @@ pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
 /// API-specific error of `initialize`.
 pub type InitializeError = openraft::error::InitializeError<NodeId, Node>;
 /// Error of an outgoing Raft RPC.
-pub type RPCError<E = openraft::error::Infallible> =
-    openraft::error::RPCError<NodeId, Node, RaftError<E>>;
+pub type RPCError<E = openraft::error::Infallible> = openraft::error::RPCError<NodeId, Node, RaftError<E>>;

@@ -20,7 +20,10 @@ pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionComma
             match format {
                 OutputFormat::Json => println!("{}", Value::Array(list.collections.iter().map(info_json).collect())),
                 OutputFormat::Table => {
-                    println!("{:<24} {:>6} {:>8} {:>7} {:>12} {:>9} {:>8}", "name", "dim", "metric", "shards", "rows", "segments", "version");
+                    println!(
+                        "{:<24} {:>6} {:>8} {:>7} {:>12} {:>9} {:>8}",
+                        "name", "dim", "metric", "shards", "rows", "segments", "version"
+                    );
                     for c in &list.collections {
                         println!(
                             "{:<24} {:>6} {:>8} {:>7} {:>12} {:>9} {:>8}",

@@ -71,7 +71,12 @@ fn open_parquet(path: &Path) -> Result<(u64, BatchReader), CliError> {
 }
 
 /// Sends the pending batches as one insert; returns rows written and the new version.
-async fn send(client: &mut Client, collection: &str, schema: Option<&SchemaRef>, pending: &mut Vec<RecordBatch>) -> Result<(u64, u64), CliError> {
+async fn send(
+    client: &mut Client,
+    collection: &str,
+    schema: Option<&SchemaRef>,
+    pending: &mut Vec<RecordBatch>,
+) -> Result<(u64, u64), CliError> {
     let Some(schema) = schema else { return Ok((0, 0)) };
     if pending.is_empty() {
         return Ok((0, 0));

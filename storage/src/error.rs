@@ -66,11 +66,7 @@ pub struct StorageError {
     pub source: Option<BoxError>,
 }
 
-fn render(
-    kind: StorageErrorKind,
-    context: &str,
-    source: Option<&(dyn StdError + Send + Sync)>,
-) -> String {
+fn render(kind: StorageErrorKind, context: &str, source: Option<&(dyn StdError + Send + Sync)>) -> String {
     let mut out = kind.to_string();
     if !context.is_empty() {
         out.push_str(": ");
@@ -86,11 +82,7 @@ fn render(
 impl StorageError {
     /// An error of `kind` with a context message and no source.
     pub fn new(kind: StorageErrorKind, context: impl Into<String>) -> Self {
-        StorageError {
-            kind,
-            context: context.into(),
-            source: None,
-        }
+        StorageError { kind, context: context.into(), source: None }
     }
 
     /// Sets the underlying error.
@@ -101,11 +93,7 @@ impl StorageError {
 
     /// Prepends what the caller was doing to the context: `ctx: previous context`.
     pub fn add_context(mut self, ctx: impl fmt::Display) -> Self {
-        self.context = if self.context.is_empty() {
-            ctx.to_string()
-        } else {
-            format!("{ctx}: {}", self.context)
-        };
+        self.context = if self.context.is_empty() { ctx.to_string() } else { format!("{ctx}: {}", self.context) };
         self
     }
 
@@ -136,19 +124,13 @@ impl From<object_store::Error> for StorageError {
             E::NotFound { .. } => StorageErrorKind::NotFound,
             E::AlreadyExists { .. } => StorageErrorKind::AlreadyExists,
             E::Precondition { .. } | E::NotModified { .. } => StorageErrorKind::Precondition,
-            E::Unauthenticated { .. } | E::PermissionDenied { .. } => {
-                StorageErrorKind::Unauthorized
-            }
+            E::Unauthenticated { .. } | E::PermissionDenied { .. } => StorageErrorKind::Unauthorized,
             E::InvalidPath { .. } => StorageErrorKind::InvalidData,
             E::UnknownConfigurationKey { .. } => StorageErrorKind::InvalidUrl,
             other if is_timeout(other) => StorageErrorKind::Timeout,
             _ => StorageErrorKind::Io,
         };
-        StorageError {
-            kind,
-            context: String::new(),
-            source: Some(Box::new(err)),
-        }
+        StorageError { kind, context: String::new(), source: Some(Box::new(err)) }
     }
 }
 
@@ -160,17 +142,11 @@ impl From<std::io::Error> for StorageError {
             K::AlreadyExists => StorageErrorKind::AlreadyExists,
             K::PermissionDenied => StorageErrorKind::Unauthorized,
             K::TimedOut => StorageErrorKind::Timeout,
-            K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::NotConnected => {
-                StorageErrorKind::Unavailable
-            }
+            K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::NotConnected => StorageErrorKind::Unavailable,
             K::InvalidData | K::UnexpectedEof => StorageErrorKind::Corrupt,
             _ => StorageErrorKind::Io,
         };
-        StorageError {
-            kind,
-            context: String::new(),
-            source: Some(Box::new(err)),
-        }
+        StorageError { kind, context: String::new(), source: Some(Box::new(err)) }
     }
 }
 
@@ -185,53 +161,14 @@ mod tests {
     #[test]
     fn object_store_errors_keep_their_kind() {
         let cases = [
+            (object_store::Error::NotFound { path: "a".into(), source: boxed("x") }, StorageErrorKind::NotFound),
+            (object_store::Error::AlreadyExists { path: "a".into(), source: boxed("x") }, StorageErrorKind::AlreadyExists),
+            (object_store::Error::Precondition { path: "a".into(), source: boxed("x") }, StorageErrorKind::Precondition),
+            (object_store::Error::Unauthenticated { path: "a".into(), source: boxed("x") }, StorageErrorKind::Unauthorized),
+            (object_store::Error::PermissionDenied { path: "a".into(), source: boxed("x") }, StorageErrorKind::Unauthorized),
+            (object_store::Error::Generic { store: "S3", source: boxed("boom") }, StorageErrorKind::Io),
             (
-                object_store::Error::NotFound {
-                    path: "a".into(),
-                    source: boxed("x"),
-                },
-                StorageErrorKind::NotFound,
-            ),
-            (
-                object_store::Error::AlreadyExists {
-                    path: "a".into(),
-                    source: boxed("x"),
-                },
-                StorageErrorKind::AlreadyExists,
-            ),
-            (
-                object_store::Error::Precondition {
-                    path: "a".into(),
-                    source: boxed("x"),
-                },
-                StorageErrorKind::Precondition,
-            ),
-            (
-                object_store::Error::Unauthenticated {
-                    path: "a".into(),
-                    source: boxed("x"),
-                },
-                StorageErrorKind::Unauthorized,
-            ),
-            (
-                object_store::Error::PermissionDenied {
-                    path: "a".into(),
-                    source: boxed("x"),
-                },
-                StorageErrorKind::Unauthorized,
-            ),
-            (
-                object_store::Error::Generic {
-                    store: "S3",
-                    source: boxed("boom"),
-                },
-                StorageErrorKind::Io,
-            ),
-            (
-                object_store::Error::Generic {
-                    store: "S3",
-                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
-                },
+                object_store::Error::Generic { store: "S3", source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")) },
                 StorageErrorKind::Timeout,
             ),
         ];
@@ -242,30 +179,18 @@ mod tests {
 
     #[test]
     fn display_has_kind_context_and_source() {
-        let err = StorageError::from(object_store::Error::NotFound {
-            path: "p/x".into(),
-            source: boxed("gone"),
-        })
-        .add_context("read segment p/x")
-        .add_context("load shard 3");
+        let err = StorageError::from(object_store::Error::NotFound { path: "p/x".into(), source: boxed("gone") })
+            .add_context("read segment p/x")
+            .add_context("load shard 3");
         let shown = err.to_string();
-        assert!(
-            shown.starts_with("not found: load shard 3: read segment p/x: "),
-            "{shown}"
-        );
+        assert!(shown.starts_with("not found: load shard 3: read segment p/x: "), "{shown}");
         assert!(shown.contains("gone"), "{shown}");
         assert!(StdError::source(&err).is_some());
     }
 
     #[test]
     fn display_without_context_or_source() {
-        assert_eq!(
-            StorageError::new(StorageErrorKind::Corrupt, "").to_string(),
-            "corrupt"
-        );
-        assert_eq!(
-            StorageErrorKind::InvalidUrl.with_context("bad").to_string(),
-            "invalid storage url: bad"
-        );
+        assert_eq!(StorageError::new(StorageErrorKind::Corrupt, "").to_string(), "corrupt");
+        assert_eq!(StorageErrorKind::InvalidUrl.with_context("bad").to_string(), "invalid storage url: bad");
     }
 }

@@ -47,44 +47,25 @@ pub struct EncodedSegment {
 /// Encodes `batches` (all with one schema, at least one batch) as one Lance file.
 pub async fn encode_lance(batches: &[RecordBatch]) -> Result<EncodedSegment, StorageError> {
     let schema = check_schema(batches)?;
-    let lance_schema = lance_core::datatypes::Schema::try_from(schema.as_ref()).map_err(|e| {
-        StorageErrorKind::InvalidData
-            .with_context("schema cannot be stored as Lance")
-            .with_source(e)
-    })?;
+    let lance_schema = lance_core::datatypes::Schema::try_from(schema.as_ref())
+        .map_err(|e| StorageErrorKind::InvalidData.with_context("schema cannot be stored as Lance").with_source(e))?;
     let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = Box::new(MemoryWriter {
-        buffer: Arc::clone(&buffer),
-    });
-    let encode_err = |e: lance_core::Error| {
-        StorageErrorKind::InvalidData
-            .with_context("encode Lance file")
-            .with_source(e)
-    };
-    let mut writer = lance_file::versions::create_writer(
-        LANCE_FILE_VERSION,
-        sink,
-        lance_schema,
-        FileWriterOptions::default(),
-    )
-    .map_err(encode_err)?;
+    let sink = Box::new(MemoryWriter { buffer: Arc::clone(&buffer) });
+    let encode_err = |e: lance_core::Error| StorageErrorKind::InvalidData.with_context("encode Lance file").with_source(e);
+    let mut writer =
+        lance_file::versions::create_writer(LANCE_FILE_VERSION, sink, lance_schema, FileWriterOptions::default()).map_err(encode_err)?;
     for batch in batches {
         writer.write_batch(batch).await.map_err(encode_err)?;
     }
     let summary = writer.finish().await.map_err(encode_err)?;
     drop(writer);
     let bytes = std::mem::take(&mut *lock(&buffer)?);
-    Ok(EncodedSegment {
-        bytes: Bytes::from(bytes),
-        rows: summary.num_rows,
-    })
+    Ok(EncodedSegment { bytes: Bytes::from(bytes), rows: summary.num_rows })
 }
 
 /// Checks that there is at least one batch and that all share the first one's schema.
 fn check_schema(batches: &[RecordBatch]) -> Result<SchemaRef, StorageError> {
-    let first = batches.first().ok_or_else(|| {
-        StorageErrorKind::InvalidData.with_context("a segment needs at least one batch")
-    })?;
+    let first = batches.first().ok_or_else(|| StorageErrorKind::InvalidData.with_context("a segment needs at least one batch"))?;
     let schema = first.schema();
     for (i, batch) in batches.iter().enumerate().skip(1) {
         if batch.schema().fields() != schema.fields() {
@@ -107,18 +88,13 @@ pub async fn decode_lance(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, 
     let owned_name = name.to_string();
     match tokio::spawn(async move { decode_task(bytes, &owned_name).await }).await {
         Ok(result) => result,
-        Err(e) => Err(StorageErrorKind::Corrupt
-            .with_context(format!("decoding {name} failed"))
-            .with_source(e)),
+        Err(e) => Err(StorageErrorKind::Corrupt.with_context(format!("decoding {name} failed")).with_source(e)),
     }
 }
 
 async fn decode_task(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, StorageError> {
-    let corrupt = |e: lance_core::Error| {
-        StorageErrorKind::Corrupt
-            .with_context(format!("{name} is not a readable Lance file"))
-            .with_source(e)
-    };
+    let corrupt =
+        |e: lance_core::Error| StorageErrorKind::Corrupt.with_context(format!("{name} is not a readable Lance file")).with_source(e);
     let size = bytes.len() as u64;
     // An in-memory Lance store holding just this file: Lance's reader needs a scheduler over a
     // store, and bytes we already hold cannot fail with an I/O error.
@@ -132,39 +108,18 @@ async fn decode_task(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, Stora
     let store = Arc::new(store);
     let config = SchedulerConfig::max_bandwidth(&store);
     let scheduler = ScanScheduler::new(store, config);
-    let file = scheduler
-        .open_file(&path, &CachedFileSize::new(size))
-        .await
-        .map_err(corrupt)?;
-    let reader = FileReader::try_open(
-        file,
-        None,
-        Arc::new(DecoderPlugins::default()),
-        &LanceCache::no_cache(),
-        FileReaderOptions::default(),
-    )
-    .await
-    .map_err(corrupt)?;
-    let stream = reader
-        .read_stream(
-            ReadBatchParams::RangeFull,
-            READ_BATCH_ROWS,
-            4,
-            FilterExpression::no_filter(),
-        )
-        .await
-        .map_err(corrupt)?;
-    stream.try_collect().await.map_err(|e| {
-        StorageErrorKind::Corrupt
-            .with_context(format!("decode {name}"))
-            .with_source(e)
-    })
+    let file = scheduler.open_file(&path, &CachedFileSize::new(size)).await.map_err(corrupt)?;
+    let reader =
+        FileReader::try_open(file, None, Arc::new(DecoderPlugins::default()), &LanceCache::no_cache(), FileReaderOptions::default())
+            .await
+            .map_err(corrupt)?;
+    let stream =
+        reader.read_stream(ReadBatchParams::RangeFull, READ_BATCH_ROWS, 4, FilterExpression::no_filter()).await.map_err(corrupt)?;
+    stream.try_collect().await.map_err(|e| StorageErrorKind::Corrupt.with_context(format!("decode {name}")).with_source(e))
 }
 
 fn lock(buffer: &Mutex<Vec<u8>>) -> Result<std::sync::MutexGuard<'_, Vec<u8>>, StorageError> {
-    buffer
-        .lock()
-        .map_err(|_| StorageErrorKind::Io.with_context("segment buffer lock poisoned"))
+    buffer.lock().map_err(|_| StorageErrorKind::Io.with_context("segment buffer lock poisoned"))
 }
 
 /// A Lance [`lance_io::traits::Writer`] that appends to a shared in-memory buffer.
@@ -174,19 +129,12 @@ struct MemoryWriter {
 
 impl MemoryWriter {
     fn len(&self) -> std::io::Result<usize> {
-        self.buffer
-            .lock()
-            .map(|b| b.len())
-            .map_err(|_| std::io::Error::other("segment buffer lock poisoned"))
+        self.buffer.lock().map(|b| b.len()).map_err(|_| std::io::Error::other("segment buffer lock poisoned"))
     }
 }
 
 impl tokio::io::AsyncWrite for MemoryWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = match self.buffer.lock() {
             Ok(mut b) => {
                 b.extend_from_slice(buf);
@@ -213,10 +161,7 @@ impl lance_io::traits::Writer for MemoryWriter {
     }
 
     async fn shutdown(&mut self) -> lance_core::Result<WriteResult> {
-        Ok(WriteResult {
-            size: self.len()?,
-            e_tag: None,
-        })
+        Ok(WriteResult { size: self.len()?, e_tag: None })
     }
 }
 
@@ -229,18 +174,8 @@ mod tests {
 
     fn batch(ids: Vec<i64>) -> RecordBatch {
         let tags: Vec<String> = ids.iter().map(|i| format!("t{i}")).collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("tag", DataType::Utf8, true),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(ids)),
-                Arc::new(StringArray::from(tags)),
-            ],
-        )
-        .expect("batch")
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("tag", DataType::Utf8, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(tags))]).expect("batch")
     }
 
     #[tokio::test]
@@ -264,54 +199,35 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1]))],
         )
         .expect("batch");
-        let err = encode_lance(&[batch(vec![1]), other])
-            .await
-            .err()
-            .expect("mixed must fail");
+        let err = encode_lance(&[batch(vec![1]), other]).await.err().expect("mixed must fail");
         assert_eq!(err.kind(), StorageErrorKind::InvalidData);
     }
 
     #[tokio::test]
     async fn garbage_and_truncation_are_corrupt() {
-        let err = decode_lance(Bytes::from_static(b"definitely not lance"), "g")
-            .await
-            .err();
-        assert_eq!(
-            err.expect("garbage must fail").kind(),
-            StorageErrorKind::Corrupt
-        );
+        let err = decode_lance(Bytes::from_static(b"definitely not lance"), "g").await.err();
+        assert_eq!(err.expect("garbage must fail").kind(), StorageErrorKind::Corrupt);
         let encoded = encode_lance(&[batch(vec![1, 2, 3])]).await.expect("encode");
         let half = encoded.bytes.slice(0..encoded.bytes.len() / 2);
         let err = decode_lance(half, "t").await.err();
-        assert_eq!(
-            err.expect("truncated must fail").kind(),
-            StorageErrorKind::Corrupt
-        );
+        assert_eq!(err.expect("truncated must fail").kind(), StorageErrorKind::Corrupt);
         let tail = encoded.bytes.slice(encoded.bytes.len() / 2..);
         let err = decode_lance(tail, "t").await.err();
-        assert_eq!(
-            err.expect("headless must fail").kind(),
-            StorageErrorKind::Corrupt
-        );
+        assert_eq!(err.expect("headless must fail").kind(), StorageErrorKind::Corrupt);
     }
 
     /// Damaged bytes anywhere (footer and metadata included) give data or a `Corrupt` error:
     /// never a panic or a hang. Lance files have no checksums, so damaged data pages may decode.
     #[tokio::test]
     async fn damaged_bytes_never_panic() {
-        let encoded = encode_lance(&[batch((0..200).collect())])
-            .await
-            .expect("encode");
+        let encoded = encode_lance(&[batch((0..200).collect())]).await.expect("encode");
         let len = encoded.bytes.len();
         for pos in (0..len).step_by(7) {
             let mut damaged = encoded.bytes.to_vec();
             damaged[pos] ^= 0xFF;
-            let decoded = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                decode_lance(Bytes::from(damaged), "d"),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("decoding hung with byte {pos} of {len} damaged"));
+            let decoded = tokio::time::timeout(std::time::Duration::from_secs(10), decode_lance(Bytes::from(damaged), "d"))
+                .await
+                .unwrap_or_else(|_| panic!("decoding hung with byte {pos} of {len} damaged"));
             if let Err(e) = decoded {
                 assert_eq!(e.kind(), StorageErrorKind::Corrupt, "byte {pos}: {e}");
             }

@@ -29,10 +29,7 @@ pub struct Storage {
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Storage")
-            .field("url", &self.url)
-            .field("root", &self.root)
-            .finish()
+        f.debug_struct("Storage").field("url", &self.url).field("root", &self.root).finish()
     }
 }
 
@@ -43,26 +40,15 @@ impl Storage {
     }
 
     /// Opens the storage named by `url`, with connection options for remote stores.
-    pub fn from_url_with_options(
-        url: &str,
-        options: &StorageOptions,
-    ) -> Result<Storage, StorageError> {
+    pub fn from_url_with_options(url: &str, options: &StorageOptions) -> Result<Storage, StorageError> {
         let (store, root) = store_from_url(url, options)?;
-        Ok(Storage {
-            store,
-            root,
-            url: url.to_string(),
-        })
+        Ok(Storage { store, root, url: url.to_string() })
     }
 
     /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
     /// reported back by [`Storage::url`].
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
-        Storage {
-            store,
-            root,
-            url: url.into(),
-        }
+        Storage { store, root, url: url.into() }
     }
 
     /// The URL this storage was opened from, as given.
@@ -92,10 +78,7 @@ impl Storage {
     /// ([`StorageErrorKind::AlreadyExists`] then; the existing object is left untouched).
     pub async fn put_if_absent(&self, path: &str, bytes: Bytes) -> Result<(), StorageError> {
         let location = self.object_path(path)?;
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         self.store
             .put_opts(&location, PutPayload::from(bytes), options)
             .await
@@ -107,15 +90,8 @@ impl Storage {
     pub async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
         let location = self.object_path(path)?;
         let ctx = || format!("get {path}");
-        let result = self
-            .store
-            .get(&location)
-            .await
-            .map_err(|e| StorageError::from(e).add_context(ctx()))?;
-        result
-            .bytes()
-            .await
-            .map_err(|e| StorageError::from(e).add_context(ctx()))
+        let result = self.store.get(&location).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        result.bytes().await.map_err(|e| StorageError::from(e).add_context(ctx()))
     }
 
     /// Deletes the object at `path`; deleting a missing object succeeds.
@@ -161,25 +137,13 @@ impl Storage {
     /// only staged: it becomes visible when the meta service commits the returned
     /// [`SegmentMeta`] to the shard's manifest; until then it is an orphan for garbage
     /// collection if the commit never happens.
-    pub async fn write_segment(
-        &self,
-        dir: &str,
-        shard: u32,
-        batches: &[RecordBatch],
-    ) -> Result<SegmentMeta, StorageError> {
+    pub async fn write_segment(&self, dir: &str, shard: u32, batches: &[RecordBatch]) -> Result<SegmentMeta, StorageError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let path = parse_relative(dir)?
-            .join(format!("shard-{shard}"))
-            .join(format!("{id}.lance"))
-            .to_string();
+        let path = parse_relative(dir)?.join(format!("shard-{shard}")).join(format!("{id}.lance")).to_string();
         let ctx = || format!("write segment {path}");
-        let encoded = encode_lance(batches)
-            .await
-            .map_err(|e| e.add_context(ctx()))?;
+        let encoded = encode_lance(batches).await.map_err(|e| e.add_context(ctx()))?;
         let size_bytes = encoded.bytes.len() as u64;
-        self.put_if_absent(&path, encoded.bytes)
-            .await
-            .map_err(|e| e.add_context(ctx()))?;
+        self.put_if_absent(&path, encoded.bytes).await.map_err(|e| e.add_context(ctx()))?;
         tracing::debug!(%path, rows = encoded.rows, size_bytes, "wrote segment");
         Ok(SegmentMeta {
             format_version: SEGMENT_META_VERSION,
@@ -207,15 +171,10 @@ impl Storage {
                 meta.size_bytes
             )));
         }
-        let batches = decode_lance(bytes, path)
-            .await
-            .map_err(|e| e.add_context(ctx()))?;
+        let batches = decode_lance(bytes, path).await.map_err(|e| e.add_context(ctx()))?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows != meta.rows {
-            return Err(StorageErrorKind::Corrupt.with_context(format!(
-                "segment {path} has {rows} rows, its metadata says {}",
-                meta.rows
-            )));
+            return Err(StorageErrorKind::Corrupt.with_context(format!("segment {path} has {rows} rows, its metadata says {}", meta.rows)));
         }
         Ok(batches)
     }
@@ -223,11 +182,7 @@ impl Storage {
 
 /// Parses a relative path, refusing empty, `.` and `..` parts.
 fn parse_relative(path: &str) -> Result<Path, StorageError> {
-    Path::parse(path).map_err(|e| {
-        StorageErrorKind::InvalidData
-            .with_context(format!("invalid storage path {path:?}"))
-            .with_source(e)
-    })
+    Path::parse(path).map_err(|e| StorageErrorKind::InvalidData.with_context(format!("invalid storage path {path:?}")).with_source(e))
 }
 
 #[cfg(test)]
@@ -237,38 +192,20 @@ mod tests {
     #[test]
     fn object_paths_join_the_root() {
         let storage = Storage::from_url("memory:///root/x").expect("memory");
-        assert_eq!(
-            storage.object_path("a/b.lance").expect("path").as_ref(),
-            "root/x/a/b.lance"
-        );
+        assert_eq!(storage.object_path("a/b.lance").expect("path").as_ref(), "root/x/a/b.lance");
         assert_eq!(storage.object_path("").expect("path").as_ref(), "root/x");
-        let err = storage
-            .object_path("a/../b")
-            .err()
-            .expect("dot-dot refused");
+        let err = storage.object_path("a/../b").err().expect("dot-dot refused");
         assert_eq!(err.kind(), StorageErrorKind::InvalidData);
     }
 
     #[tokio::test]
     async fn list_is_relative_to_the_root() {
         let storage = Storage::from_url("memory:///root").expect("memory");
-        storage
-            .put_if_absent("a/b", Bytes::from_static(b"12"))
-            .await
-            .expect("put");
-        storage
-            .put_if_absent("a/c/d", Bytes::from_static(b"345"))
-            .await
-            .expect("put");
-        storage
-            .put_if_absent("ab", Bytes::from_static(b"6"))
-            .await
-            .expect("put");
+        storage.put_if_absent("a/b", Bytes::from_static(b"12")).await.expect("put");
+        storage.put_if_absent("a/c/d", Bytes::from_static(b"345")).await.expect("put");
+        storage.put_if_absent("ab", Bytes::from_static(b"6")).await.expect("put");
         let all = storage.list("").await.expect("list");
-        assert_eq!(
-            all,
-            vec![("a/b".into(), 2), ("a/c/d".into(), 3), ("ab".into(), 1)]
-        );
+        assert_eq!(all, vec![("a/b".into(), 2), ("a/c/d".into(), 3), ("ab".into(), 1)]);
         assert_eq!(storage.list("a").await.expect("list").len(), 2);
     }
 }

@@ -40,10 +40,7 @@ pub struct StorageOptions {
 }
 
 /// Builds the store for `url` and the root prefix inside it that all paths are relative to.
-pub fn store_from_url(
-    url: &str,
-    options: &StorageOptions,
-) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+pub fn store_from_url(url: &str, options: &StorageOptions) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
     let _ = options; // the seam for s3://
     let trimmed = url.trim();
     if trimmed.is_empty() {
@@ -52,21 +49,15 @@ pub fn store_from_url(
     if !trimmed.contains("://") {
         return local_store(PathBuf::from(trimmed), url);
     }
-    let parsed = Url::parse(trimmed).map_err(|e| {
-        StorageErrorKind::InvalidUrl
-            .with_context(format!("cannot parse {url:?}"))
-            .with_source(e)
-    })?;
+    let parsed =
+        Url::parse(trimmed).map_err(|e| StorageErrorKind::InvalidUrl.with_context(format!("cannot parse {url:?}")).with_source(e))?;
     match parsed.scheme() {
         "file" => {
             if !matches!(parsed.host_str(), None | Some("") | Some("localhost")) {
-                return Err(StorageErrorKind::InvalidUrl.with_context(format!(
-                    "{url:?}: file:// urls must be absolute local paths"
-                )));
+                return Err(StorageErrorKind::InvalidUrl.with_context(format!("{url:?}: file:// urls must be absolute local paths")));
             }
-            let dir = parsed.to_file_path().map_err(|()| {
-                StorageErrorKind::InvalidUrl.with_context(format!("{url:?} is not a local path"))
-            })?;
+            let dir =
+                parsed.to_file_path().map_err(|()| StorageErrorKind::InvalidUrl.with_context(format!("{url:?} is not a local path")))?;
             local_store(dir, url)
         }
         "memory" => {
@@ -75,18 +66,13 @@ pub fn store_from_url(
                 prefix.push_str(host);
             }
             prefix.push_str(parsed.path());
-            let root = Path::parse(prefix.trim_matches('/')).map_err(|e| {
-                StorageErrorKind::InvalidUrl
-                    .with_context(format!("bad prefix in {url:?}"))
-                    .with_source(e)
-            })?;
+            let root = Path::parse(prefix.trim_matches('/'))
+                .map_err(|e| StorageErrorKind::InvalidUrl.with_context(format!("bad prefix in {url:?}")).with_source(e))?;
             Ok((Arc::new(InMemory::new()), root))
         }
-        "s3" | "s3a" => Err(StorageErrorKind::InvalidUrl
-            .with_context(format!("{url:?}: s3:// storage is not built yet"))),
-        other => Err(StorageErrorKind::InvalidUrl.with_context(format!(
-            "{url:?}: unsupported scheme {other:?} (use file://, memory:// or a directory path)"
-        ))),
+        "s3" | "s3a" => Err(StorageErrorKind::InvalidUrl.with_context(format!("{url:?}: s3:// storage is not built yet"))),
+        other => Err(StorageErrorKind::InvalidUrl
+            .with_context(format!("{url:?}: unsupported scheme {other:?} (use file://, memory:// or a directory path)"))),
     }
 }
 
@@ -95,19 +81,12 @@ fn local_store(dir: PathBuf, url: &str) -> Result<(Arc<dyn ObjectStore>, Path), 
     let dir = if dir.is_absolute() {
         dir
     } else {
-        std::env::current_dir()
-            .map_err(|e| StorageError::from(e).add_context("resolve the current directory"))?
-            .join(dir)
+        std::env::current_dir().map_err(|e| StorageError::from(e).add_context("resolve the current directory"))?.join(dir)
     };
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        StorageError::from(e).add_context(format!(
-            "create storage directory {} for {url:?}",
-            dir.display()
-        ))
-    })?;
-    let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-        StorageError::from(e).add_context(format!("open storage directory {}", dir.display()))
-    })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StorageError::from(e).add_context(format!("create storage directory {} for {url:?}", dir.display())))?;
+    let store = LocalFileSystem::new_with_prefix(&dir)
+        .map_err(|e| StorageError::from(e).add_context(format!("open storage directory {}", dir.display())))?;
     Ok((Arc::new(store), Path::default()))
 }
 
@@ -127,10 +106,7 @@ mod tests {
         let err = store_from_url("s3://bucket/prefix", &StorageOptions::default()).err();
         let err = err.expect("s3 must fail for now");
         assert_eq!(err.kind(), StorageErrorKind::InvalidUrl);
-        assert!(
-            err.to_string().contains("s3:// storage is not built yet"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("s3:// storage is not built yet"), "{err}");
     }
 
     #[test]
@@ -144,11 +120,9 @@ mod tests {
     fn memory_with_and_without_prefix() {
         let (_, root) = store_from_url("memory://", &StorageOptions::default()).expect("memory");
         assert_eq!(root, Path::default());
-        let (_, root) =
-            store_from_url("memory:///a/b", &StorageOptions::default()).expect("memory");
+        let (_, root) = store_from_url("memory:///a/b", &StorageOptions::default()).expect("memory");
         assert_eq!(root.as_ref(), "a/b");
-        let (_, root) =
-            store_from_url("memory://bucket/x", &StorageOptions::default()).expect("memory");
+        let (_, root) = store_from_url("memory://bucket/x", &StorageOptions::default()).expect("memory");
         assert_eq!(root.as_ref(), "bucket/x");
     }
 
@@ -160,8 +134,7 @@ mod tests {
         store_from_url(&url, &StorageOptions::default()).expect("file url");
         assert!(dir.is_dir());
         let plain = tmp.path().join("plain");
-        store_from_url(&plain.display().to_string(), &StorageOptions::default())
-            .expect("plain path");
+        store_from_url(&plain.display().to_string(), &StorageOptions::default()).expect("plain path");
         assert!(plain.is_dir());
     }
 }

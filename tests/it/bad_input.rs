@@ -61,10 +61,16 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     // Wrong vector length in a search.
     let short = vector_arg(&[0.0; 15]);
-    assert_mentions(&grape.fails(&["search", "docs", "--vector", &short]), &["INVALID_ARGUMENT", "vector has 15 values, collection \"docs\" expects 16"]);
+    assert_mentions(
+        &grape.fails(&["search", "docs", "--vector", &short]),
+        &["INVALID_ARGUMENT", "vector has 15 values, collection \"docs\" expects 16"],
+    );
 
     // Malformed filter, unknown column in a filter, SQL errors, DML refused.
-    assert_mentions(&grape.fails(&["search", "docs", "--vector", &q, "--filter", "category = AND"]), &["INVALID_ARGUMENT", "invalid filter"]);
+    assert_mentions(
+        &grape.fails(&["search", "docs", "--vector", &q, "--filter", "category = AND"]),
+        &["INVALID_ARGUMENT", "invalid filter"],
+    );
     assert_mentions(&grape.fails(&["search", "docs", "--vector", &q, "--filter", "colour = 'red'"]), &["INVALID_ARGUMENT", "colour"]);
     assert_mentions(&grape.fails(&["sql", "SELEC * FROM docs"]), &["INVALID_ARGUMENT"]);
     assert_mentions(&grape.fails(&["sql", "SELECT * FROM missing_table"]), &["INVALID_ARGUMENT", "missing_table"]);
@@ -72,9 +78,17 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     // Files: wrong dimension, NaN, schema mismatch, missing file, not Parquet.
     let file = dir.path().join("bad.parquet");
-    let wrong_dim = with_column(&good, "vector", Field::new("vector", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 15), false), vectors(100, 15, 0.0));
+    let wrong_dim = with_column(
+        &good,
+        "vector",
+        Field::new("vector", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 15), false),
+        vectors(100, 15, 0.0),
+    );
     write_parquet(&file, &[wrong_dim]);
-    assert_mentions(&grape.fails(&["ingest", "docs", file.to_str().unwrap()]), &["INVALID_ARGUMENT", "vector has 15 values, collection \"docs\" expects 16"]);
+    assert_mentions(
+        &grape.fails(&["ingest", "docs", file.to_str().unwrap()]),
+        &["INVALID_ARGUMENT", "vector has 15 values, collection \"docs\" expects 16"],
+    );
     let nan = with_column(&good, "vector", good.schema().field(1).clone(), vectors(100, 16, f32::NAN));
     write_parquet(&file, &[nan]);
     assert_mentions(&grape.fails(&["ingest", "docs", file.to_str().unwrap()]), &["INVALID_ARGUMENT", "row 1", "NaN"]);

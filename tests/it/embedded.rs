@@ -84,10 +84,8 @@ fn ingest_search_sql_and_survive_sigkill() {
         }
 
         assert_eq!(grape.count("docs"), ROWS as u64);
-        let groups = grape.json(&[
-            "sql",
-            "SELECT category, count(*) AS n, sum(price) AS total FROM docs WHERE price < 10 GROUP BY 1 ORDER BY 1",
-        ]);
+        let groups =
+            grape.json(&["sql", "SELECT category, count(*) AS n, sum(price) AS total FROM docs WHERE price < 10 GROUP BY 1 ORDER BY 1"]);
         let groups = groups.as_array().unwrap();
         for cat in 0..10i64 {
             let matching: Vec<&Row> = rows.iter().filter(|r| r.category == cat && r.price < 10.0).collect();

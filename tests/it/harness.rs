@@ -88,7 +88,8 @@ impl DevProcess {
         all.extend(["--output", "json"]);
         let out = self.cli(&all);
         assert!(out.status.success(), "grape {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("grape {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("grape {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     /// Runs a client command that must fail; returns its stderr.
@@ -130,4 +131,3 @@ pub fn vector_arg(v: &[f32]) -> String {
 pub fn hit_ids(hits: &Value) -> Vec<u64> {
     hits.as_array().expect("hits array").iter().map(|h| h["id"].as_u64().expect("id")).collect()
 }
-

@@ -89,7 +89,8 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         Row::new(format!("memory read, {threads} threads"), read_n, "GB/s"),
         Row::new("kernel / memory read, 1 thread", kernel_1 / read_1, "ratio"),
     ];
-    let params = json!({ "rows": o.rows, "dim": o.dim, "k": o.k, "queries": o.queries, "segments": o.segments, "threads": threads, "metric": "l2" });
+    let params =
+        json!({ "rows": o.rows, "dim": o.dim, "k": o.k, "queries": o.queries, "segments": o.segments, "threads": threads, "metric": "l2" });
     report("exact-search", params, &rows, &o.out)?;
     Ok(())
 }
@@ -115,7 +116,14 @@ fn build_view(o: &Options) -> Result<CollectionView, Box<dyn std::error::Error>>
         segments.push(Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch])?));
         first += n;
     }
-    let spec = CollectionSpec { name: "bench".into(), dim: o.dim, metric: Metric::L2, shards: 1, replicas: 1, schema: Some(schema.as_ref().clone()) };
+    let spec = CollectionSpec {
+        name: "bench".into(),
+        dim: o.dim,
+        metric: Metric::L2,
+        shards: 1,
+        replicas: 1,
+        schema: Some(schema.as_ref().clone()),
+    };
     let collection = Collection { spec, id: 1, shards: vec![ShardManifest::default()], version: 1 };
     Ok(CollectionView { collection, schema: Some(schema), segments, failed: Vec::new() })
 }

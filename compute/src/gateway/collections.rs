@@ -82,9 +82,8 @@ impl Gateway {
         if req.dim == 0 || req.dim > MAX_DIM {
             return Err(ComputeError::InvalidArgument(format!("dim must be between 1 and {MAX_DIM}, got {}", req.dim)));
         }
-        let metric = if req.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&req.metric) }.ok_or_else(|| {
-            ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine or dot", req.metric))
-        })?;
+        let metric = if req.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&req.metric) }
+            .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine or dot", req.metric)))?;
         let schema = if req.fields.is_empty() { None } else { Some(explicit_schema(&req)?) };
         let spec = CollectionSpec {
             name: req.name.clone(),
@@ -147,4 +146,3 @@ fn explicit_schema(req: &v1::CreateCollectionRequest) -> Result<Schema, ComputeE
     }
     Ok(schema)
 }
-

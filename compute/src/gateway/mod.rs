@@ -80,9 +80,8 @@ impl Gateway {
 /// Checks a collection name: a letter, then letters, digits or `_`, at most 64 characters.
 pub fn validate_name(name: &str) -> Result<(), ComputeError> {
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 64;
+    let ok =
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && name.len() <= 64;
     if ok {
         Ok(())
     } else {

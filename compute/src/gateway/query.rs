@@ -31,11 +31,7 @@ impl Gateway {
         let result = tokio::task::spawn_blocking(move || search(&view, &query))
             .await
             .map_err(|e| ComputeError::Internal(format!("search task: {e}")))??;
-        Ok(v1::SearchResponse {
-            arrow_ipc: encode_ipc(&result.hits.schema(), &[result.hits])?,
-            version,
-            rows_scanned: result.rows_scanned,
-        })
+        Ok(v1::SearchResponse { arrow_ipc: encode_ipc(&result.hits.schema(), &[result.hits])?, version, rows_scanned: result.rows_scanned })
     }
 
     /// Runs one SQL query over all collections.

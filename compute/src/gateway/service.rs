@@ -17,9 +17,7 @@ pub struct GrapeService(pub Arc<Gateway>);
 impl GrapeService {
     /// The tonic server for this service, with message limits set.
     pub fn into_server(self) -> v1::grape_server::GrapeServer<Self> {
-        v1::grape_server::GrapeServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        v1::grape_server::GrapeServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 

@@ -15,9 +15,7 @@ use openraft::OptionalSend;
 use redb::{Database, Durability, ReadableTable};
 
 use super::{blocking, io_err, read_json, LOG_TABLE, META_TABLE};
-use crate::types::{
-    Entry, LogFlushed, LogId, LogState, StorageError, StorageIOError, TypeConfig, Vote,
-};
+use crate::types::{Entry, LogFlushed, LogId, LogState, StorageError, StorageIOError, TypeConfig, Vote};
 
 const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
@@ -38,12 +36,7 @@ impl LogStore {
     }
 
     /// Writes one JSON value into `raft_meta` under `key` with the given durability.
-    async fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &'static str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), std::io::Error> {
+    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T, durability: Durability) -> Result<(), std::io::Error> {
         let bytes = serde_json::to_vec(value)?;
         blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
@@ -83,8 +76,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.read_entries(range)
-            .map_err(|e| StorageIOError::read_logs(&e).into())
+        self.read_entries(range).map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -92,15 +84,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState, StorageError> {
-        let purged: Option<LogId> = read_json(&self.db, META_TABLE, PURGED_KEY)
-            .map_err(|e| StorageIOError::read_logs(&e))?;
-        let last = self
-            .last_entry_log_id()
-            .map_err(|e| StorageIOError::read_logs(&e))?;
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last.or(purged),
-        })
+        let purged: Option<LogId> = read_json(&self.db, META_TABLE, PURGED_KEY).map_err(|e| StorageIOError::read_logs(&e))?;
+        let last = self.last_entry_log_id().map_err(|e| StorageIOError::read_logs(&e))?;
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -108,9 +94,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(VOTE_KEY, vote, Durability::Immediate)
-            .await
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+        self.put_meta(VOTE_KEY, vote, Durability::Immediate).await.map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -118,14 +102,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED_KEY, &committed, Durability::Eventual)
-            .await
-            .map_err(|e| StorageIOError::write(&e).into())
+        self.put_meta(COMMITTED_KEY, &committed, Durability::Eventual).await.map_err(|e| StorageIOError::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed: Option<Option<LogId>> =
-            read_json(&self.db, META_TABLE, COMMITTED_KEY).map_err(|e| StorageIOError::read(&e))?;
+        let committed: Option<Option<LogId>> = read_json(&self.db, META_TABLE, COMMITTED_KEY).map_err(|e| StorageIOError::read(&e))?;
         Ok(committed.flatten())
     }
 
@@ -136,8 +117,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut rows = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            let bytes = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             rows.push((entry.log_id.index, bytes));
         }
         let res = blocking(&self.db, move |db| {
@@ -172,8 +152,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
-            txn.open_table(LOG_TABLE)?
-                .retain_in(log_id.index.., |_, _| false)?;
+            txn.open_table(LOG_TABLE)?.retain_in(log_id.index.., |_, _| false)?;
             txn.commit()?;
             Ok(())
         })
@@ -187,10 +166,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
-            txn.open_table(META_TABLE)?
-                .insert(PURGED_KEY, bytes.as_slice())?;
-            txn.open_table(LOG_TABLE)?
-                .retain_in(..=log_id.index, |_, _| false)?;
+            txn.open_table(META_TABLE)?.insert(PURGED_KEY, bytes.as_slice())?;
+            txn.open_table(LOG_TABLE)?.retain_in(..=log_id.index, |_, _| false)?;
             txn.commit()?;
             Ok(())
         })

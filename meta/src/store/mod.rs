@@ -48,23 +48,16 @@ pub fn open_db(path: &Path) -> Result<Arc<Database>, MetaError> {
         txn.open_table(SNAPSHOT_TABLE)?;
         let mut meta = txn.open_table(META_TABLE)?;
         let found = match meta.get(LAYOUT_KEY)? {
-            Some(v) => Some(
-                serde_json::from_slice::<u64>(v.value())
-                    .map_err(|e| MetaError::Corrupt(format!("layout version: {e}")))?,
-            ),
+            Some(v) => Some(serde_json::from_slice::<u64>(v.value()).map_err(|e| MetaError::Corrupt(format!("layout version: {e}")))?),
             None => None,
         };
         match found {
             Some(v) if v != LAYOUT_VERSION => {
-                return Err(MetaError::Corrupt(format!(
-                    "{} has layout version {v}, this build reads {LAYOUT_VERSION}",
-                    path.display()
-                )));
+                return Err(MetaError::Corrupt(format!("{} has layout version {v}, this build reads {LAYOUT_VERSION}", path.display())));
             }
             Some(_) => {}
             None => {
-                let v = serde_json::to_vec(&LAYOUT_VERSION)
-                    .map_err(|e| MetaError::Corrupt(e.to_string()))?;
+                let v = serde_json::to_vec(&LAYOUT_VERSION).map_err(|e| MetaError::Corrupt(e.to_string()))?;
                 meta.insert(LAYOUT_KEY, v.as_slice())?;
             }
         }
@@ -90,9 +83,7 @@ where
     F: FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
 {
     let db = db.clone();
-    tokio::task::spawn_blocking(move || f(&db))
-        .await
-        .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| redb::Error::Io(std::io::Error::other(e)))?
 }
 
 /// Reads one JSON value from a `&str`-keyed table, `None` if the key is absent.

@@ -24,10 +24,7 @@ use crate::apply::apply;
 use crate::catalog::Catalog;
 use crate::command::CommandResult;
 use crate::error::MetaError;
-use crate::types::{
-    Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership, TypeConfig,
-};
+use crate::types::{Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig};
 
 /// Version of the [`SnapshotPayload`] layout written by this build.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -56,8 +53,7 @@ struct VersionProbe {
 impl SnapshotPayload {
     /// Decodes a payload, refusing unknown format versions.
     pub fn decode(bytes: &[u8]) -> Result<SnapshotPayload, MetaError> {
-        let probe: VersionProbe = serde_json::from_slice(bytes)
-            .map_err(|e| MetaError::Corrupt(format!("snapshot header: {e}")))?;
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(|e| MetaError::Corrupt(format!("snapshot header: {e}")))?;
         if probe.format_version != SNAPSHOT_FORMAT_VERSION {
             return Err(MetaError::Corrupt(format!(
                 "snapshot format version {} (this build reads {SNAPSHOT_FORMAT_VERSION})",
@@ -95,23 +91,14 @@ impl StateMachineStore {
         let state = match read_json::<SnapshotMeta>(&db, SNAPSHOT_TABLE, META_KEY)? {
             None => SmState::default(),
             Some(meta) => {
-                let data = read_data(&db)?
-                    .ok_or_else(|| MetaError::Corrupt("snapshot meta without data".into()))?;
+                let data = read_data(&db)?.ok_or_else(|| MetaError::Corrupt("snapshot meta without data".into()))?;
                 let p = SnapshotPayload::decode(&data)?;
                 tracing::info!(snapshot = %meta, "loaded meta snapshot");
-                SmState {
-                    last_applied: p.last_applied,
-                    last_membership: p.last_membership,
-                    catalog: p.catalog,
-                }
+                SmState { last_applied: p.last_applied, last_membership: p.last_membership, catalog: p.catalog }
             }
         };
         let (applied_tx, _) = watch::channel(state.last_applied.map_or(0, |l| l.index));
-        Ok(StateMachineStore {
-            db,
-            state: Arc::new(RwLock::new(state)),
-            applied_tx: Arc::new(applied_tx),
-        })
+        Ok(StateMachineStore { db, state: Arc::new(RwLock::new(state)), applied_tx: Arc::new(applied_tx) })
     }
 
     /// A copy of the applied catalog.
@@ -174,10 +161,7 @@ impl StateMachineStore {
 fn read_data(db: &Database) -> Result<Option<Vec<u8>>, std::io::Error> {
     let txn = db.begin_read().map_err(io_err)?;
     let table = txn.open_table(SNAPSHOT_TABLE).map_err(io_err)?;
-    Ok(table
-        .get(DATA_KEY)
-        .map_err(io_err)?
-        .map(|v| v.value().to_vec()))
+    Ok(table.get(DATA_KEY).map_err(io_err)?.map(|v| v.value().to_vec()))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -190,30 +174,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: st.last_membership.clone(),
                 catalog: st.catalog.clone(),
             };
-            let data = serde_json::to_vec(&payload)
-                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-            let millis = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
+            let data = serde_json::to_vec(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let snapshot_id = match st.last_applied {
                 Some(l) => format!("{}-{}-{millis}", l.leader_id, l.index),
                 None => format!("none-{millis}"),
             };
-            let meta = SnapshotMeta {
-                last_log_id: st.last_applied,
-                last_membership: st.last_membership.clone(),
-                snapshot_id,
-            };
+            let meta = SnapshotMeta { last_log_id: st.last_applied, last_membership: st.last_membership.clone(), snapshot_id };
             (meta, data)
         };
-        self.persist(&meta, data.clone())
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.persist(&meta, data.clone()).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(snapshot = %meta, bytes = data.len(), "built meta snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -261,44 +233,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload = SnapshotPayload::decode(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.persist(meta, data)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let payload = SnapshotPayload::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.persist(meta, data).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         {
             let mut st = self.write();
-            *st = SmState {
-                last_applied: meta.last_log_id,
-                last_membership: meta.last_membership.clone(),
-                catalog: payload.catalog,
-            };
+            *st = SmState { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone(), catalog: payload.catalog };
         }
-        self.applied_tx
-            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        self.applied_tx.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(snapshot = %meta, "installed meta snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta: Option<SnapshotMeta> = read_json(&self.db, SNAPSHOT_TABLE, META_KEY)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let meta: Option<SnapshotMeta> =
+            read_json(&self.db, SNAPSHOT_TABLE, META_KEY).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let Some(meta) = meta else { return Ok(None) };
-        let data = read_data(&self.db)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?
-            .ok_or_else(|| {
-                let e = std::io::Error::other("snapshot meta without data");
-                StorageIOError::read_snapshot(Some(meta.signature()), &e)
-            })?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        let data = read_data(&self.db).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?.ok_or_else(|| {
+            let e = std::io::Error::other("snapshot meta without data");
+            StorageIOError::read_snapshot(Some(meta.signature()), &e)
+        })?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

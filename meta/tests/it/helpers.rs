@@ -4,14 +4,7 @@ use grape_meta::{CollectionSpec, Command, Metric, Tombstone};
 use grape_storage::format::SegmentMeta;
 
 pub fn spec(name: &str, shards: u32) -> CollectionSpec {
-    CollectionSpec {
-        name: name.to_string(),
-        dim: 8,
-        metric: Metric::Cosine,
-        shards,
-        replicas: 1,
-        schema: None,
-    }
+    CollectionSpec { name: name.to_string(), dim: 8, metric: Metric::Cosine, shards, replicas: 1, schema: None }
 }
 
 pub fn segment(id: &str, shard: u32, rows: u64) -> SegmentMeta {
@@ -25,27 +18,11 @@ pub fn segment(id: &str, shard: u32, rows: u64) -> SegmentMeta {
     .expect("segment meta from json")
 }
 
-pub fn commit(
-    collection: &str,
-    id: u64,
-    segments: Vec<SegmentMeta>,
-    deletes: &[(u32, &str)],
-) -> Command {
+pub fn commit(collection: &str, id: u64, segments: Vec<SegmentMeta>, deletes: &[(u32, &str)]) -> Command {
     Command::CommitSegments {
         collection: collection.to_string(),
         collection_id: id,
         segments,
-        tombstones: deletes
-            .iter()
-            .map(|(shard, key)| {
-                (
-                    *shard,
-                    Tombstone {
-                        key: key.to_string(),
-                        version: 0,
-                    },
-                )
-            })
-            .collect(),
+        tombstones: deletes.iter().map(|(shard, key)| (*shard, Tombstone { key: key.to_string(), version: 0 })).collect(),
     }
 }

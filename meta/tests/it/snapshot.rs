@@ -17,24 +17,14 @@ const WRITES: u64 = 1200;
 async fn snapshot_purges_log_and_restart_restores_state() {
     let dir = tempfile::tempdir().unwrap();
     let node = MetaNode::open(7, dir.path()).await.unwrap();
-    let create = Command::CreateCollection {
-        spec: spec("docs", 4),
-    };
-    assert_eq!(
-        node.write(create).await.unwrap(),
-        CommandResult::Applied { version: 0 }
-    );
+    let create = Command::CreateCollection { spec: spec("docs", 4) };
+    assert_eq!(node.write(create).await.unwrap(), CommandResult::Applied { version: 0 });
 
     // Concurrent writes, so openraft batches them into fewer fsyncs.
     for chunk in 0..WRITES / 100 {
         let writes = (0..100).map(|i| {
             let n = chunk * 100 + i;
-            let cmd = commit(
-                "docs",
-                0,
-                vec![segment(&format!("s{n}"), (n % 4) as u32, 1)],
-                &[],
-            );
+            let cmd = commit("docs", 0, vec![segment(&format!("s{n}"), (n % 4) as u32, 1)], &[]);
             node.write(cmd)
         });
         for r in join_all(writes).await {
@@ -47,10 +37,7 @@ async fn snapshot_purges_log_and_restart_restores_state() {
 
     node.raft()
         .wait(Some(Duration::from_secs(10)))
-        .metrics(
-            |m| m.snapshot.is_some_and(|s| s.index + 1 >= SNAPSHOT_EVERY) && m.purged.is_some(),
-            "snapshot built and log purged",
-        )
+        .metrics(|m| m.snapshot.is_some_and(|s| s.index + 1 >= SNAPSHOT_EVERY) && m.purged.is_some(), "snapshot built and log purged")
         .await
         .unwrap();
     let status = node.status().await;
@@ -68,22 +55,13 @@ async fn snapshot_purges_log_and_restart_restores_state() {
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(purged));
         let entries = log.try_get_log_entries(0..).await.unwrap();
-        assert!(
-            entries.len() < (WRITES - purged + 10) as usize,
-            "{} entries",
-            entries.len()
-        );
+        assert!(entries.len() < (WRITES - purged + 10) as usize, "{} entries", entries.len());
         assert_eq!(entries.first().map(|e| e.log_id.index), Some(purged + 1));
     }
 
     let node = MetaNode::open(7, dir.path()).await.unwrap();
     assert_eq!(node.local_catalog(), before);
     let cmd = commit("docs", 0, vec![segment("last", 0, 1)], &[]);
-    assert_eq!(
-        node.write(cmd).await.unwrap(),
-        CommandResult::Applied {
-            version: WRITES + 1
-        }
-    );
+    assert_eq!(node.write(cmd).await.unwrap(), CommandResult::Applied { version: WRITES + 1 });
     node.shutdown().await.unwrap();
 }

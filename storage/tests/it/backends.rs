@@ -24,9 +24,7 @@ async fn file_url() {
     assert_eq!(storage.url(), url);
     storage_test_suite(&storage).await;
     // Objects really are files under the directory.
-    let files: Vec<_> = std::fs::read_dir(tmp.path().join("grape/collections/docs"))
-        .expect("collection dir")
-        .collect();
+    let files: Vec<_> = std::fs::read_dir(tmp.path().join("grape/collections/docs")).expect("collection dir").collect();
     assert!(!files.is_empty());
 }
 
@@ -43,11 +41,7 @@ async fn file_storage_survives_reopening() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let url = format!("file://{}", tmp.path().display());
     let batch = crate::data::batch(0, 10);
-    let meta = Storage::from_url(&url)
-        .expect("open")
-        .write_segment("c", 0, std::slice::from_ref(&batch))
-        .await
-        .expect("write");
+    let meta = Storage::from_url(&url).expect("open").write_segment("c", 0, std::slice::from_ref(&batch)).await.expect("write");
     let reopened = Storage::from_url(&url).expect("reopen");
     let read = reopened.read_segment(&meta).await.expect("read");
     assert_eq!(read, vec![batch]);
@@ -57,10 +51,7 @@ async fn file_storage_survives_reopening() {
 async fn memory_urls_are_separate_stores() {
     let a = Storage::from_url("memory://").expect("a");
     let b = Storage::from_url("memory://").expect("b");
-    let meta = a
-        .write_segment("c", 0, &[crate::data::batch(0, 3)])
-        .await
-        .expect("write");
+    let meta = a.write_segment("c", 0, &[crate::data::batch(0, 3)]).await.expect("write");
     let err = b.read_segment(&meta).await.err().expect("not in b");
     assert_eq!(err.kind(), StorageErrorKind::NotFound);
     // Clones share the store.
@@ -69,12 +60,7 @@ async fn memory_urls_are_separate_stores() {
 
 #[test]
 fn s3_is_not_built_yet() {
-    let err = Storage::from_url("s3://bucket/prefix")
-        .err()
-        .expect("s3 refused");
+    let err = Storage::from_url("s3://bucket/prefix").err().expect("s3 refused");
     assert_eq!(err.kind(), StorageErrorKind::InvalidUrl);
-    assert!(
-        err.to_string().contains("s3:// storage is not built yet"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("s3:// storage is not built yet"), "{err}");
 }
