@@ -23,7 +23,7 @@ const BATCH_ROWS: usize = 25_000;
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let dir = tempfile::tempdir().map_err(|source| CliError::File { path: "temporary directory".into(), source })?;
     println!("Grape demo: one process, data under {}\n", dir.path().display());
-    let server = DevServer::start(dir.path(), "127.0.0.1:0", None).await?;
+    let server = DevServer::start(dir.path(), "127.0.0.1:0", &args.storage).await?;
     let mut client = connect(&server.endpoint()).await?;
 
     let t = Instant::now();

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cli::StorageArgs;
 use crate::error::CliError;
 
 /// A running single-process Grape.
@@ -38,13 +39,18 @@ fn absolute(p: &Path) -> Result<PathBuf, CliError> {
 
 impl DevServer {
     /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`.
-    pub async fn start(data_dir: &Path, listen: &str, storage_url: Option<String>) -> Result<DevServer, CliError> {
+    ///
+    /// Fails before serving anything if the storage is unusable (missing bucket, rejected
+    /// credentials, unreachable endpoint), with a message that says which.
+    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageArgs) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
-        let url = match storage_url {
-            Some(u) => u,
+        let url = match &storage.storage {
+            Some(u) => u.clone(),
             None => default_storage_url(data_dir)?,
         };
-        let storage = Storage::from_url(&url).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+        let storage =
+            Storage::from_url_with_options(&url, &storage.options()).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+        storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         let engine = Arc::new(Engine::new(storage.clone()));
         let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1));

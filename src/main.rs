@@ -44,7 +44,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => {
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, args.storage).await?;
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &args.storage).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             server.run_until_signal().await
         }

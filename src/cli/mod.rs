@@ -69,6 +69,9 @@ pub struct DemoArgs {
     /// Vector dimension.
     #[arg(long, default_value_t = 128)]
     pub dim: u32,
+    /// Where the demo's segments go (default: a temporary directory).
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// Arguments of `grape dev`.
@@ -80,9 +83,45 @@ pub struct DevArgs {
     /// Address the gateway listens on.
     #[arg(long, default_value = "127.0.0.1:6800")]
     pub listen: String,
-    /// Object storage URL for segments (`file:///…`, `memory://`); default: DATA_DIR/objects.
+    /// Where segments are stored.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Object storage flags, shared by every command that runs a server.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Object storage URL for segments: `file:///dir`, `s3://bucket/prefix`, `memory://`.
+    /// Default: DATA_DIR/objects on local disk.
     #[arg(long)]
     pub storage: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000` for MinIO
+    /// (default: `AWS_ENDPOINT_URL`, else AWS). Credentials come from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "GRAPE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: `AWS_REGION`, else us-east-1).
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Timeout of one S3 request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub s3_timeout_secs: u64,
+    /// Retries of a failed S3 request, with exponential backoff.
+    #[arg(long, default_value_t = 3)]
+    pub s3_retries: usize,
+}
+
+impl StorageArgs {
+    /// The connection options these flags describe.
+    pub fn options(&self) -> grape_storage::StorageOptions {
+        grape_storage::StorageOptions {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            timeout: Some(std::time::Duration::from_secs(self.s3_timeout_secs.max(1))),
+            retries: Some(self.s3_retries),
+            ..Default::default()
+        }
+    }
 }
 
 /// `grape collection …`.

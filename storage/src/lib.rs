@@ -8,7 +8,7 @@
 //!
 //! - **One store from a URL.** [`Storage::from_url`] builds a single [`object_store::ObjectStore`]
 //!   the way `object_store::parse_url` does (`file:///dir`, a plain directory path,
-//!   `memory://`; `s3://` is refused until built, behind [`StorageOptions`]). There is no second
+//!   `memory://`, `s3://bucket/prefix` with [`StorageOptions`]). There is no second
 //!   storage trait: everything above talks to `object_store` through [`Storage`].
 //! - **Immutable segments.** A segment is one Lance v2 file, encoded in memory and uploaded
 //!   with a create-only put, so no object is ever overwritten. Compaction writes new segments.
@@ -34,7 +34,7 @@
 //! # Modules
 //!
 //! - [`error`]: [`StorageError`] and [`StorageErrorKind`].
-//! - [`store`]: building a store from a URL.
+//! - [`store`]: building a store from a URL; [`s3`]: the S3 backend.
 //! - [`format`]: plain serde records kept in manifests ([`SegmentMeta`], [`ColumnStats`]).
 //! - [`segment`]: Lance encoding and decoding of segments.
 //! - [`stats`]: per-column min/max/null statistics.
@@ -42,6 +42,7 @@
 
 pub mod error;
 pub mod format;
+pub mod s3;
 pub mod segment;
 pub mod stats;
 pub mod storage;
@@ -52,3 +53,6 @@ pub use format::{ColumnStats, SegmentMeta, StatValue, SEGMENT_META_VERSION};
 pub use stats::column_stats;
 pub use storage::Storage;
 pub use store::StorageOptions;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -49,6 +49,30 @@ impl Storage {
     /// reported back by [`Storage::url`].
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
         Storage { store, root, url: url.into() }
+    }
+
+    /// Checks that the storage can be used (the bucket exists, the credentials are accepted,
+    /// the endpoint answers) by listing under the root, and says which of those failed.
+    ///
+    /// Servers call this at start so a wrong URL fails at once with a message naming the
+    /// problem, not at the first insert.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        let mut listing = self.store.list(Some(&self.root));
+        let Some(Err(e)) = listing.next().await else { return Ok(()) };
+        let err = StorageError::from(e);
+        // S3 list errors arrive as generic HTTP failures; the S3 error code in the body says more.
+        let text = err.to_string();
+        let says = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
+        let hint = if err.kind() == StorageErrorKind::NotFound || says(&["NoSuchBucket"]) {
+            "the bucket does not exist (create it, or fix the URL)"
+        } else if err.kind() == StorageErrorKind::Unauthorized
+            || says(&["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"])
+        {
+            "the credentials were rejected (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        } else {
+            "the store could not be reached (check the endpoint and that the server is running)"
+        };
+        Err(err.add_context(format!("storage {} is not usable: {hint}", self.url)))
     }
 
     /// The URL this storage was opened from, as given.

@@ -5,7 +5,7 @@
 //! | `file:///abs/dir`        | `LocalFileSystem` rooted at `/abs/dir` (created if missing)   |
 //! | `/abs/dir`, `rel/dir`    | the same, for a plain filesystem path (relative to the cwd)   |
 //! | `memory://[prefix]`      | a fresh `InMemory` store (each call gets its own)             |
-//! | `s3://bucket/prefix`     | not built yet: [`StorageErrorKind::InvalidUrl`]               |
+//! | `s3://bucket/prefix`     | S3 or an S3-compatible server, see [`crate::s3`]              |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,8 +20,7 @@ use crate::error::{StorageError, StorageErrorKind};
 
 /// Connection options for remote stores (S3-compatible servers such as MinIO).
 ///
-/// Not used yet: `s3://` URLs are refused until the S3 backend is built. The fields are the
-/// ones the `grape` CLI collects from `--s3-endpoint` and the `AWS_*` variables.
+/// Unset fields fall back to the standard `AWS_*` environment variables, then to defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageOptions {
     /// Endpoint URL of an S3-compatible server, e.g. `http://127.0.0.1:9000`.
@@ -35,13 +34,16 @@ pub struct StorageOptions {
     /// Use virtual-hosted-style requests (`bucket.host/key`) instead of path-style
     /// (`host/bucket/key`, what MinIO expects).
     pub virtual_hosted_style: bool,
-    /// Allow plain `http://` endpoints.
+    /// Allow plain `http://` endpoints (implied by an `http://` endpoint).
     pub allow_http: bool,
+    /// Timeout of one request (default [`crate::s3::DEFAULT_TIMEOUT`]).
+    pub timeout: Option<std::time::Duration>,
+    /// Retries of a failed request, with exponential backoff (default [`crate::s3::DEFAULT_RETRIES`]).
+    pub retries: Option<usize>,
 }
 
 /// Builds the store for `url` and the root prefix inside it that all paths are relative to.
 pub fn store_from_url(url: &str, options: &StorageOptions) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
-    let _ = options; // the seam for s3://
     let trimmed = url.trim();
     if trimmed.is_empty() {
         return Err(StorageErrorKind::InvalidUrl.with_context("empty storage url"));
@@ -70,9 +72,9 @@ pub fn store_from_url(url: &str, options: &StorageOptions) -> Result<(Arc<dyn Ob
                 .map_err(|e| StorageErrorKind::InvalidUrl.with_context(format!("bad prefix in {url:?}")).with_source(e))?;
             Ok((Arc::new(InMemory::new()), root))
         }
-        "s3" | "s3a" => Err(StorageErrorKind::InvalidUrl.with_context(format!("{url:?}: s3:// storage is not built yet"))),
+        "s3" | "s3a" => crate::s3::s3_store(&parsed, options),
         other => Err(StorageErrorKind::InvalidUrl
-            .with_context(format!("{url:?}: unsupported scheme {other:?} (use file://, memory:// or a directory path)"))),
+            .with_context(format!("{url:?}: unsupported scheme {other:?} (use file://, s3://, memory:// or a directory path)"))),
     }
 }
 
@@ -102,11 +104,11 @@ mod tests {
     }
 
     #[test]
-    fn s3_is_a_clear_invalid_url() {
-        let err = store_from_url("s3://bucket/prefix", &StorageOptions::default()).err();
-        let err = err.expect("s3 must fail for now");
-        assert_eq!(err.kind(), StorageErrorKind::InvalidUrl);
-        assert!(err.to_string().contains("s3:// storage is not built yet"), "{err}");
+    fn s3_urls_need_a_bucket() {
+        assert_eq!(kind_of("s3:///prefix-only"), StorageErrorKind::InvalidUrl);
+        let options = StorageOptions { endpoint: Some("http://127.0.0.1:1".into()), ..Default::default() };
+        let (_, root) = store_from_url("s3://bucket/a/b", &options).expect("s3 store");
+        assert_eq!(root.as_ref(), "a/b");
     }
 
     #[test]

@@ -5,7 +5,9 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type, UInt64Type};
 use grape_compute::datagen;
 
-use crate::harness::{hit_ids, vector_arg, write_parquet, DevProcess};
+use grape_storage::testing::S3TestServer;
+
+use crate::harness::{hit_ids, vector_arg, write_parquet, DevProcess, ServerFlags};
 
 const ROWS: usize = 20_000;
 const DIM: u32 = 128;
@@ -50,15 +52,28 @@ fn brute_force(rows: &[Row], q: &[f32], k: usize, keep: impl Fn(&Row) -> bool) -
 }
 
 #[test]
-fn ingest_search_sql_and_survive_sigkill() {
+fn ingest_search_sql_and_survive_sigkill_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
+    ingest_search_sql_and_survive_sigkill(dir.path(), ServerFlags::default());
+}
+
+/// The same scenario with segments on a real S3-compatible server on loopback.
+#[test]
+fn ingest_search_sql_and_survive_sigkill_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3TestServer::start().expect("start the S3 test server (minio/s3-server.sh)");
+    s3.create_bucket("grape").unwrap();
+    ingest_search_sql_and_survive_sigkill(dir.path(), ServerFlags::s3(&s3, "grape", "e2e"));
+}
+
+fn ingest_search_sql_and_survive_sigkill(dir: &std::path::Path, flags: ServerFlags) {
     let batches: Vec<RecordBatch> = (0..4).map(|i| datagen::batch(DIM, i * 5_000, 5_000, 100 + i)).collect();
     let rows = rows_of(&batches);
     assert_eq!(rows.len(), ROWS);
-    let file = dir.path().join("docs.parquet");
+    let file = dir.join("docs.parquet");
     write_parquet(&file, &batches);
 
-    let grape = DevProcess::start(&dir.path().join("data"));
+    let grape = DevProcess::start_with(&dir.join("data"), flags);
     grape.json(&["collection", "create", "docs", "--dim", "128", "--shards", "2"]);
     let ingested = grape.json(&["ingest", "docs", file.to_str().unwrap(), "--batch-rows", "6000"]);
     assert_eq!(ingested["rows"], ROWS as u64);

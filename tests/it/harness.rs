@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use grape_storage::testing::S3TestServer;
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
@@ -28,25 +29,52 @@ pub struct DevProcess {
     /// Data directory.
     pub data_dir: PathBuf,
     port: u16,
+    extra: ServerFlags,
+}
+
+/// Extra flags and environment for a server process (e.g. S3 storage).
+#[derive(Debug, Clone, Default)]
+pub struct ServerFlags {
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerFlags {
+    /// Flags that put segments in `bucket` on a loopback S3 server, with test credentials.
+    pub fn s3(server: &S3TestServer, bucket: &str, prefix: &str) -> ServerFlags {
+        let args = vec!["--storage".into(), format!("s3://{bucket}/{prefix}"), "--s3-endpoint".into(), server.endpoint()];
+        let env = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
+        ServerFlags { args, env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
 }
 
 impl DevProcess {
     /// Starts `grape dev` on `data_dir` and waits until it answers `status`.
     pub fn start(data_dir: &Path) -> DevProcess {
-        Self::start_on(data_dir, free_port())
+        Self::start_with(data_dir, ServerFlags::default())
+    }
+
+    /// Starts `grape dev` on `data_dir` with extra flags.
+    pub fn start_with(data_dir: &Path, extra: ServerFlags) -> DevProcess {
+        Self::start_on(data_dir, free_port(), extra)
     }
 
     /// Starts `grape dev` on `data_dir` and a given port.
-    pub fn start_on(data_dir: &Path, port: u16) -> DevProcess {
+    pub fn start_on(data_dir: &Path, port: u16, extra: ServerFlags) -> DevProcess {
         let child = Command::new(grape_bin())
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(&extra.args)
+            .envs(extra.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn grape dev");
-        let p = DevProcess { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf(), port };
+        let p =
+            DevProcess { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf(), port, extra };
         p.wait_ready();
         p
     }
@@ -74,7 +102,7 @@ impl DevProcess {
     /// Kills and starts again on the same directory and port.
     pub fn restart_after_kill(mut self) -> DevProcess {
         self.kill();
-        DevProcess::start_on(&self.data_dir.clone(), self.port)
+        DevProcess::start_on(&self.data_dir.clone(), self.port, self.extra.clone())
     }
 
     /// Runs a client command against this process.

@@ -4,3 +4,4 @@
 mod bad_input;
 mod embedded;
 mod harness;
+mod s3_storage;

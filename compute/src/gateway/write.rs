@@ -49,7 +49,9 @@ impl Gateway {
         let dir = format!("collections/{}-{}", spec.name, entry.id);
         let parts = split_by_shard(&all, spec.shards)?;
         let writes = parts.iter().map(|(shard, batch)| self.storage.write_segment(&dir, *shard, std::slice::from_ref(batch)));
-        let segments = try_join_all(writes).await?;
+        let segments = try_join_all(writes).await.map_err(|e| {
+            e.add_context(format!("cannot write segments to {}; nothing was committed, the insert can be retried", self.storage.url()))
+        })?;
         let cmd = Command::CommitSegments { collection: collection.to_string(), collection_id: entry.id, segments, tombstones: Vec::new() };
         let version = outcome(self.meta.write(cmd).await?)?;
         // Serve our own writes: the caller's next query on this node sees them.
