@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use grape_compute::{server, Engine, Gateway};
 use grape_meta::MetaNode;
-use grape_storage::Storage;
+use grape_storage::{SegmentCache, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,6 +25,19 @@ pub struct DevServer {
     stop: watch::Sender<bool>,
     /// The gRPC server task.
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Opens and checks the storage at `url`; a remote store gets a local segment cache.
+async fn open_storage(data_dir: &Path, url: &str, args: &StorageArgs) -> Result<Storage, CliError> {
+    let mut storage = Storage::from_url_with_options(url, &args.options()).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+    storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
+    let local = url.starts_with("file:") || url.starts_with("memory:") || !url.contains("://");
+    if !local && args.cache_bytes > 0 {
+        let dir = args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
+        let cache = SegmentCache::open(&dir, args.cache_bytes).map_err(|e| CliError::Server(e.to_string()))?;
+        storage = storage.with_cache(cache);
+    }
+    Ok(storage)
 }
 
 /// The default storage URL of a data directory: its `objects/` folder.
@@ -48,9 +61,7 @@ impl DevServer {
             Some(u) => u.clone(),
             None => default_storage_url(data_dir)?,
         };
-        let storage =
-            Storage::from_url_with_options(&url, &storage.options()).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
-        storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
+        let storage = open_storage(data_dir, &url, storage).await?;
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         let engine = Arc::new(Engine::new(storage.clone()));
         let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1));

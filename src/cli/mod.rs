@@ -109,6 +109,13 @@ pub struct StorageArgs {
     /// Retries of a failed S3 request, with exponential backoff.
     #[arg(long, default_value_t = 3)]
     pub s3_retries: usize,
+    /// Local cache of segment objects read from a remote store (default: DATA_DIR/cache).
+    /// Not used for local-disk storage.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the segment cache in bytes; 0 turns it off.
+    #[arg(long, default_value_t = 8 << 30)]
+    pub cache_bytes: u64,
 }
 
 impl StorageArgs {

@@ -38,8 +38,10 @@
 //! - [`format`]: plain serde records kept in manifests ([`SegmentMeta`], [`ColumnStats`]).
 //! - [`segment`]: Lance encoding and decoding of segments.
 //! - [`stats`]: per-column min/max/null statistics.
+//! - [`cache`]: the local on-disk cache of segment objects for compute nodes.
 //! - [`storage`]: [`Storage`], the handle the other crates use.
 
+pub mod cache;
 pub mod error;
 pub mod format;
 pub mod s3;
@@ -48,6 +50,7 @@ pub mod stats;
 pub mod storage;
 pub mod store;
 
+pub use cache::{CacheStats, SegmentCache};
 pub use error::{StorageError, StorageErrorKind};
 pub use format::{ColumnStats, SegmentMeta, StatValue, SEGMENT_META_VERSION};
 pub use stats::column_stats;

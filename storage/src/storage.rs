@@ -1,6 +1,7 @@
 //! [`Storage`]: one object store and a root prefix, with segment reads and writes on top.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -9,6 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use crate::cache::SegmentCache;
 use crate::error::{StorageError, StorageErrorKind};
 use crate::format::{SegmentMeta, SEGMENT_META_VERSION};
 use crate::segment::{decode_lance, encode_lance};
@@ -25,6 +27,10 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// Local copies of segment objects, for nodes reading from a remote store.
+    cache: Option<Arc<SegmentCache>>,
+    /// Bytes of object bodies fetched from the store (not from the cache), shared by clones.
+    fetched: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Storage {
@@ -42,13 +48,29 @@ impl Storage {
     /// Opens the storage named by `url`, with connection options for remote stores.
     pub fn from_url_with_options(url: &str, options: &StorageOptions) -> Result<Storage, StorageError> {
         let (store, root) = store_from_url(url, options)?;
-        Ok(Storage { store, root, url: url.to_string() })
+        Ok(Storage::new(store, root, url))
     }
 
     /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
     /// reported back by [`Storage::url`].
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
-        Storage { store, root, url: url.into() }
+        Storage { store, root, url: url.into(), cache: None, fetched: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// This storage with segment reads going through `cache` (see [`SegmentCache`]).
+    pub fn with_cache(mut self, cache: SegmentCache) -> Storage {
+        self.cache = Some(Arc::new(cache));
+        self
+    }
+
+    /// The segment cache, if any.
+    pub fn cache(&self) -> Option<&SegmentCache> {
+        self.cache.as_deref()
+    }
+
+    /// Bytes of object bodies fetched from the store so far (cache hits not counted).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
     }
 
     /// Checks that the storage can be used (the bucket exists, the credentials are accepted,
@@ -115,7 +137,26 @@ impl Storage {
         let location = self.object_path(path)?;
         let ctx = || format!("get {path}");
         let result = self.store.get(&location).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
-        result.bytes().await.map_err(|e| StorageError::from(e).add_context(ctx()))
+        let bytes = result.bytes().await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        self.fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Reads a whole object through the cache: a HEAD for its e-tag, then local disk if the
+    /// cache has that version, else the store (and the cache keeps a copy; a failure to cache
+    /// is logged, not returned).
+    async fn get_cached(&self, cache: &SegmentCache, path: &str) -> Result<Bytes, StorageError> {
+        let location = self.object_path(path)?;
+        let head = self.store.head(&location).await.map_err(|e| StorageError::from(e).add_context(format!("head {path}")))?;
+        let etag = head.e_tag.clone().unwrap_or_else(|| format!("{}-{}", head.size, head.last_modified.timestamp_millis()));
+        if let Some(bytes) = cache.get(path, &etag, head.size).await {
+            return Ok(bytes);
+        }
+        let bytes = self.get(path).await?;
+        if let Err(e) = cache.put(path, &etag, &bytes).await {
+            tracing::warn!(error = %e, "could not cache segment object");
+        }
+        Ok(bytes)
     }
 
     /// Deletes the object at `path`; deleting a missing object succeeds.
@@ -187,7 +228,11 @@ impl Storage {
     pub async fn read_segment(&self, meta: &SegmentMeta) -> Result<Vec<RecordBatch>, StorageError> {
         let path = meta.path.as_str();
         let ctx = || format!("read segment {path}");
-        let bytes = self.get(path).await.map_err(|e| e.add_context(ctx()))?;
+        let bytes = match &self.cache {
+            Some(cache) => self.get_cached(cache, path).await,
+            None => self.get(path).await,
+        }
+        .map_err(|e| e.add_context(ctx()))?;
         if bytes.len() as u64 != meta.size_bytes {
             return Err(StorageErrorKind::Corrupt.with_context(format!(
                 "segment {path} has {} bytes, its metadata says {}",

@@ -2,7 +2,7 @@
 //! S3-compatible server on loopback.
 
 use grape_storage::testing::S3TestServer;
-use grape_storage::{Storage, StorageErrorKind};
+use grape_storage::{SegmentCache, Storage, StorageErrorKind};
 
 use crate::conformance::storage_test_suite;
 
@@ -90,4 +90,30 @@ async fn s3_misconfigurations_say_what_is_wrong() {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Segment reads from S3 go through the local cache: the second read, and a read by a
+/// restarted node with the same cache directory, fetch no object body from S3.
+#[tokio::test]
+async fn s3_reads_go_through_the_local_cache() {
+    let server = S3TestServer::start().expect("start the S3 test server");
+    server.create_bucket("grape").expect("bucket");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || {
+        let cache = SegmentCache::open(dir.path(), 1 << 30).expect("cache");
+        Storage::from_url_with_options("s3://grape/cached", &server.options()).expect("s3 storage").with_cache(cache)
+    };
+    let storage = open();
+    let batch = crate::data::batch(0, 500);
+    let meta = storage.write_segment("c", 0, std::slice::from_ref(&batch)).await.expect("write");
+    assert_eq!(storage.read_segment(&meta).await.expect("first read"), vec![batch.clone()]);
+    assert_eq!(storage.bytes_fetched(), meta.size_bytes);
+    assert_eq!(storage.read_segment(&meta).await.expect("second read"), vec![batch.clone()]);
+    assert_eq!(storage.bytes_fetched(), meta.size_bytes, "second read comes from the cache");
+    let stats = storage.cache().expect("cache").stats();
+    assert_eq!((stats.hits, stats.misses), (1, 1));
+
+    let restarted = open();
+    assert_eq!(restarted.read_segment(&meta).await.expect("read after restart"), vec![batch]);
+    assert_eq!(restarted.bytes_fetched(), 0, "a restarted node reloads from local disk");
 }
