@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use grape_compute::{server, Engine, Gateway};
 use grape_meta::MetaNode;
@@ -25,6 +26,8 @@ pub struct DevServer {
     stop: watch::Sender<bool>,
     /// The gRPC server task.
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The gateway, for background jobs.
+    gateway: Arc<Gateway>,
 }
 
 /// Opens and checks the storage at `url`; a remote store gets a local segment cache.
@@ -73,8 +76,18 @@ impl DevServer {
         };
         gateway.refresh().await;
         tokio::spawn(gateway.clone().follow_catalog(until_stopped(stopped.clone())));
-        let serving = tokio::spawn(server::serve(listener, gateway, until_stopped(stopped)));
-        Ok(DevServer { addr, meta, stop, serving })
+        let serving = tokio::spawn(server::serve(listener, gateway.clone(), until_stopped(stopped)));
+        Ok(DevServer { addr, meta, stop, serving, gateway })
+    }
+
+    /// Starts the garbage-collection job: a pass every `interval`, collecting unreferenced
+    /// objects older than `grace`, until the server stops.
+    pub fn start_gc_job(&self, interval: Duration, grace: Duration) {
+        let mut stopped = self.stop.subscribe();
+        let until_stopped = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tokio::spawn(self.gateway.clone().run_gc_job(interval, grace, until_stopped));
     }
 
     /// The endpoint clients connect to.

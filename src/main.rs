@@ -12,6 +12,8 @@ mod demo;
 mod dev;
 mod error;
 
+use std::time::Duration;
+
 use clap::Parser;
 
 use cli::{client::connect, Cli, Command};
@@ -45,6 +47,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => {
             let server = dev::DevServer::start(&args.data_dir, &args.listen, &args.storage).await?;
+            if args.gc_interval_secs > 0 {
+                server.start_gc_job(Duration::from_secs(args.gc_interval_secs), Duration::from_secs(args.gc_grace_secs));
+            }
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             server.run_until_signal().await
         }
@@ -53,5 +58,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Search(args) => cli::query::search(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Sql(args) => cli::query::sql(&mut connect(&cli.endpoint).await?, format, args.query).await,
         Command::Status => cli::query::status(&mut connect(&cli.endpoint).await?, format).await,
+        Command::Gc(args) => cli::query::gc(&mut connect(&cli.endpoint).await?, format, args.grace_secs).await,
     }
 }

@@ -14,7 +14,8 @@
 //! - [`search`]: parallel search over a collection's segments and the hit batch.
 //! - [`filter`]: SQL boolean filters; [`sql`] and [`table`]: collections as DataFusion tables
 //!   with min/max segment pruning.
-//! - [`ingest`]: decoding, conforming and sharding of inserted rows.
+//! - [`ingest`]: decoding, conforming and sharding of inserted rows; [`gc`]: deleting orphan
+//!   segment objects.
 //! - [`meta_client`]: the one trait through which compute talks to meta.
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod gateway;
+pub mod gc;
 pub mod index;
 pub mod ingest;
 pub mod meta_client;

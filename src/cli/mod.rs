@@ -58,6 +58,17 @@ pub enum Command {
     Sql(SqlArgs),
     /// Show the state of the node and the meta group.
     Status,
+    /// Delete segment objects that no manifest names (left by failed inserts and dropped
+    /// collections) and that are older than a grace period. Nodes also do this periodically.
+    Gc(GcArgs),
+}
+
+/// Arguments of `grape gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only delete objects older than this many seconds (default: the server's, 1 hour).
+    #[arg(long)]
+    pub grace_secs: Option<u64>,
 }
 
 /// Arguments of `grape demo`.
@@ -86,6 +97,12 @@ pub struct DevArgs {
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Seconds between garbage-collection passes over the storage (0 turns them off).
+    #[arg(long, default_value_t = 600)]
+    pub gc_interval_secs: u64,
+    /// Unreferenced objects younger than this many seconds are never collected.
+    #[arg(long, default_value_t = 3600)]
+    pub gc_grace_secs: u64,
 }
 
 /// Object storage flags, shared by every command that runs a server.

@@ -1,4 +1,4 @@
-//! `grape search`, `grape sql` and `grape status`.
+//! `grape search`, `grape sql`, `grape status` and `grape gc`.
 
 use arrow::array::RecordBatch;
 use grape_compute::ingest::decode_ipc;
@@ -58,6 +58,21 @@ pub async fn status(client: &mut Client, format: OutputFormat) -> Result<(), Cli
         "rows_loaded": s.rows_loaded,
         "memory_bytes": s.memory_bytes,
         "version": s.version,
+    });
+    print_object(format, &value);
+    Ok(())
+}
+
+/// Runs a garbage-collection pass and prints what it did.
+pub async fn gc(client: &mut Client, format: OutputFormat, grace_secs: Option<u64>) -> Result<(), CliError> {
+    let r = client.collect_garbage(v1::CollectGarbageRequest { grace_seconds: grace_secs }).await?.into_inner();
+    let value = json!({
+        "scanned": r.scanned,
+        "referenced": r.referenced,
+        "too_young": r.too_young,
+        "deleted": r.deleted.len(),
+        "bytes_freed": r.bytes_freed,
+        "deleted_paths": r.deleted,
     });
     print_object(format, &value);
     Ok(())

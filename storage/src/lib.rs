@@ -54,7 +54,7 @@ pub use cache::{CacheStats, SegmentCache};
 pub use error::{StorageError, StorageErrorKind};
 pub use format::{ColumnStats, SegmentMeta, StatValue, SEGMENT_META_VERSION};
 pub use stats::column_stats;
-pub use storage::Storage;
+pub use storage::{ObjectInfo, Storage};
 pub use store::StorageOptions;
 
 #[cfg(feature = "testing")]

@@ -17,6 +17,17 @@ use crate::segment::{decode_lance, encode_lance};
 use crate::stats::column_stats;
 use crate::store::{store_from_url, StorageOptions};
 
+/// An object found by [`Storage::list_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the storage root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was written.
+    pub last_modified: std::time::SystemTime,
+}
+
 /// Grape's handle on object storage: a store built from a URL and the root prefix inside it.
 ///
 /// All paths taken and returned are relative to the root and use `/` as separator
@@ -173,6 +184,11 @@ impl Storage {
     ///
     /// `prefix` matches whole path parts: `a/b` lists `a/b/c` but not `a/bc`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        Ok(self.list_objects(prefix).await?.into_iter().map(|o| (o.path, o.size)).collect())
+    }
+
+    /// Like [`Storage::list`], with each object's last-modified time.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let location = self.object_path(prefix)?;
         let location = (!location.as_ref().is_empty()).then_some(location);
         let metas: Vec<_> = self
@@ -181,17 +197,17 @@ impl Storage {
             .try_collect()
             .await
             .map_err(|e| StorageError::from(e).add_context(format!("list {prefix:?}")))?;
-        let mut out: Vec<(String, u64)> = metas
+        let mut out: Vec<ObjectInfo> = metas
             .into_iter()
             .map(|meta| {
-                let relative = match meta.location.prefix_match(&self.root) {
+                let path = match meta.location.prefix_match(&self.root) {
                     Some(parts) => parts.collect::<Path>().to_string(),
                     None => meta.location.to_string(),
                 };
-                (relative, meta.size)
+                ObjectInfo { path, size: meta.size, last_modified: meta.last_modified.into() }
             })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 

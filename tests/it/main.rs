@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod embedded;
+mod gc;
 mod harness;
 mod s3_storage;

@@ -23,6 +23,9 @@ use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::meta_client::MetaClient;
 
+/// Age below which an unreferenced object is never collected (an upload may be about to commit).
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(3600);
+
 /// How long a request waits for this node to catch up with a version it needs.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -71,6 +74,31 @@ impl Gateway {
                         return;
                     }
                     self.refresh().await;
+                }
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Deletes orphan segment objects older than `grace` (see [`crate::gc`]).
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<crate::gc::GcReport, ComputeError> {
+        crate::gc::collect_garbage(&self.storage, grace, || async { Ok(self.meta.catalog().await?) }).await
+    }
+
+    /// Collects garbage every `interval` until `shutdown` resolves: the garbage-collection job
+    /// of a node. Failures are logged and retried at the next interval.
+    pub async fn run_gc_job(self: Arc<Self>, interval: Duration, grace: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(interval) => {
+                    match self.collect_garbage(grace).await {
+                        Ok(r) if !r.deleted.is_empty() => tracing::info!(deleted = r.deleted.len(), bytes = r.bytes_freed, "garbage collected"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "garbage collection failed; retrying at the next interval"),
+                    }
                 }
             }
         }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use grape_proto::v1::{self, grape_server::Grape};
 use tonic::{Request, Response, Status};
 
-use super::Gateway;
+use std::time::Duration;
+
+use super::{Gateway, DEFAULT_GC_GRACE};
 
 /// Largest request or response message, in bytes (inserts carry rows).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -58,5 +60,17 @@ impl Grape for GrapeService {
 
     async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::StatusResponse> {
         Ok(Response::new(self.0.status().await?))
+    }
+
+    async fn collect_garbage(&self, r: Request<v1::CollectGarbageRequest>) -> Reply<v1::CollectGarbageResponse> {
+        let grace = r.into_inner().grace_seconds.map_or(DEFAULT_GC_GRACE, Duration::from_secs);
+        let report = self.0.collect_garbage(grace).await?;
+        Ok(Response::new(v1::CollectGarbageResponse {
+            scanned: report.scanned,
+            referenced: report.referenced,
+            too_young: report.too_young,
+            bytes_freed: report.bytes_freed,
+            deleted: report.deleted,
+        }))
     }
 }

@@ -1,0 +1,46 @@
+//! Garbage collection deletes the objects no manifest names, and only those.
+
+use grape_compute::datagen;
+
+use crate::harness::{write_parquet, DevProcess};
+
+fn lance_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(lance_files(&p));
+            } else if p.extension().is_some_and(|x| x == "lance") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gc_deletes_dropped_collections_objects_and_keeps_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let grape = DevProcess::start(&dir.path().join("data"));
+    let file = dir.path().join("rows.parquet");
+    write_parquet(&file, &[datagen::batch(8, 0, 300, 1)]);
+    for name in ["keep", "gone"] {
+        grape.json(&["collection", "create", name, "--dim", "8", "--shards", "2"]);
+        grape.json(&["ingest", name, file.to_str().unwrap()]);
+    }
+    let objects = dir.path().join("data/objects/collections");
+    assert_eq!(lance_files(&objects).len(), 4);
+
+    grape.json(&["collection", "drop", "gone"]);
+    let young = grape.json(&["gc"]);
+    assert_eq!((young["deleted"].as_u64(), young["too_young"].as_u64()), (Some(0), Some(2)), "the grace period protects: {young}");
+
+    let report = grape.json(&["gc", "--grace-secs", "0"]);
+    assert_eq!(report["deleted"], 2, "{report}");
+    assert_eq!(report["referenced"], 2, "{report}");
+    let left = lance_files(&objects);
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|p| p.to_string_lossy().contains("/keep-")), "{left:?}");
+    assert_eq!(grape.count("keep"), 300);
+}
