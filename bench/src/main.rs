@@ -5,12 +5,15 @@
 //! ```text
 //! cargo run --release -p grape-bench -- exact-search            # 100,000 × 128, k = 10
 //! cargo run --release -p grape-bench -- exact-search --rows 1000000 --out results.json
+//! cargo run --release -p grape-bench -- cold-load               # needs python3 for the S3 server
 //! ```
 //!
 //! | scenario       | what it measures                                                        |
 //! |----------------|-------------------------------------------------------------------------|
-//! | `exact-search` | exact k-NN QPS and latency (recall 1.0 by construction), distance-kernel |
-//! |                | throughput in GB/s beside this machine's measured memory bandwidth      |
+//! | `exact-search` | exact k-NN QPS and latency (recall measured), distance-kernel throughput |
+//! |                | in GB/s beside this machine's measured memory bandwidth                  |
+//! | `cold-load`    | a fresh node loading 1,000,000 × 128 from loopback S3 to its first query, |
+//! |                | with no, an empty and a warm local cache, and the bytes read from S3     |
 
 mod report;
 mod scenarios;
@@ -29,6 +32,9 @@ struct Args {
 enum Scenario {
     /// Exact search QPS, and kernel throughput against memory bandwidth.
     ExactSearch(scenarios::exact_search::Options),
+    /// A fresh node loading a collection from S3 and answering its first query, with and
+    /// without a warm local cache.
+    ColdLoad(scenarios::cold_load::Options),
 }
 
 fn main() {
@@ -38,6 +44,7 @@ fn main() {
     }
     let result = match args.scenario {
         Scenario::ExactSearch(o) => scenarios::exact_search::run(o),
+        Scenario::ColdLoad(o) => scenarios::cold_load::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

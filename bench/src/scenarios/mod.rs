@@ -1,3 +1,4 @@
 //! One module per scenario.
 
+pub mod cold_load;
 pub mod exact_search;

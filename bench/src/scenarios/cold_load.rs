@@ -1,0 +1,104 @@
+//! `cold-load`: how long a fresh compute node takes to load a collection from S3 and answer
+//! its first query, with an empty and with a warm local segment cache, and how many bytes it
+//! reads from S3. The S3 server is the loopback one `minio/s3-server.sh` starts.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use grape_compute::datagen;
+use grape_compute::engine::Engine;
+use grape_compute::search::{search, SearchQuery};
+use grape_meta::catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest};
+use grape_storage::testing::S3TestServer;
+use grape_storage::{SegmentCache, Storage};
+use serde_json::json;
+
+use crate::report::{report, Row};
+
+/// Options of the scenario.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Rows in the collection.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: u32,
+    /// Rows per segment.
+    #[arg(long, default_value_t = 50_000)]
+    segment_rows: usize,
+    /// Where to write the JSON result.
+    #[arg(long, default_value = "bench/results/cold-load.json")]
+    out: PathBuf,
+}
+
+/// Runs the scenario.
+pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
+    tokio::runtime::Runtime::new()?.block_on(run_async(o))
+}
+
+async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let server = S3TestServer::start()?;
+    server.create_bucket("bench")?;
+    let url = "s3://bench/cold-load";
+    let storage = Storage::from_url_with_options(url, &server.options())?;
+
+    let t = Instant::now();
+    let schema = datagen::schema(o.dim);
+    let mut segments = Vec::new();
+    let mut first = 0;
+    while first < o.rows {
+        let n = o.segment_rows.min(o.rows - first);
+        let batch = datagen::batch(o.dim, first as u64, n, first as u64);
+        segments.push(storage.write_segment("collections/bench-1", 0, &[batch]).await?);
+        first += n;
+    }
+    let upload_s = t.elapsed().as_secs_f64();
+    let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum();
+    let spec = CollectionSpec {
+        name: "bench".into(),
+        dim: o.dim,
+        metric: Metric::L2,
+        shards: 1,
+        replicas: 1,
+        schema: Some(schema.as_ref().clone()),
+    };
+    let manifest = ShardManifest { version: 1, segments, tombstones: Vec::new() };
+    let mut catalog = Catalog::default();
+    catalog.collections.insert("bench".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
+
+    let cache_dir = tempfile::tempdir()?;
+    let no_cache = load_and_query(Storage::from_url_with_options(url, &server.options())?, &catalog, o.dim).await?;
+    let filling = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
+    let warm = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
+
+    let rows = vec![
+        Row::new("segment bytes in S3", bytes as f64 / 1e6, "MB"),
+        Row::new("upload (write_segment, sequential)", upload_s, "s"),
+        Row::new("no cache: load + first query", no_cache.0, "s"),
+        Row::new("no cache: bytes read from S3", no_cache.1 as f64 / 1e6, "MB"),
+        Row::new("empty cache: load + first query", filling.0, "s"),
+        Row::new("empty cache: bytes read from S3", filling.1 as f64 / 1e6, "MB"),
+        Row::new("warm cache: load + first query", warm.0, "s"),
+        Row::new("warm cache: bytes read from S3", warm.1 as f64 / 1e6, "MB"),
+    ];
+    let params = json!({ "rows": o.rows, "dim": o.dim, "segment_rows": o.segment_rows, "s3": "moto on loopback (minio/s3-server.sh)" });
+    report("cold-load", params, &rows, &o.out)?;
+    Ok(())
+}
+
+fn cached(url: &str, server: &S3TestServer, dir: &std::path::Path) -> Result<Storage, Box<dyn std::error::Error>> {
+    Ok(Storage::from_url_with_options(url, &server.options())?.with_cache(SegmentCache::open(dir, u64::MAX)?))
+}
+
+/// A fresh engine on `storage` loads `catalog` and answers one query: seconds and S3 bytes.
+async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result<(f64, u64), Box<dyn std::error::Error>> {
+    let engine = Engine::new(storage.clone());
+    let t = Instant::now();
+    engine.sync(catalog).await;
+    let view = engine.view("bench").ok_or("collection not loaded")?;
+    view.require_complete()?;
+    search(&view, &SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false })?;
+    Ok((t.elapsed().as_secs_f64(), storage.bytes_fetched()))
+}
