@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use crate::cache::SegmentCache;
 use crate::error::{StorageError, StorageErrorKind};
@@ -42,7 +42,14 @@ pub struct Storage {
     cache: Option<Arc<SegmentCache>>,
     /// Bytes of object bodies fetched from the store (not from the cache), shared by clones.
     fetched: Arc<AtomicU64>,
+    /// Objects larger than this are uploaded in parts.
+    multipart_threshold: usize,
 }
+
+/// Objects larger than this are uploaded with a multipart upload by default.
+pub const MULTIPART_THRESHOLD_BYTES: usize = 64 << 20;
+/// Part size of multipart uploads (S3 wants at least 5 MiB per part but the last).
+pub const MULTIPART_PART_BYTES: usize = 16 << 20;
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,7 +72,14 @@ impl Storage {
     /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
     /// reported back by [`Storage::url`].
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
-        Storage { store, root, url: url.into(), cache: None, fetched: Arc::new(AtomicU64::new(0)) }
+        Storage {
+            store,
+            root,
+            url: url.into(),
+            cache: None,
+            fetched: Arc::new(AtomicU64::new(0)),
+            multipart_threshold: MULTIPART_THRESHOLD_BYTES,
+        }
     }
 
     /// This storage with segment reads going through `cache` (see [`SegmentCache`]).
@@ -133,14 +147,37 @@ impl Storage {
 
     /// Writes `bytes` at `path` unless an object is already there
     /// ([`StorageErrorKind::AlreadyExists`] then; the existing object is left untouched).
+    ///
+    /// Objects up to the multipart threshold go up in one conditional put (`If-None-Match: *`
+    /// on S3), which is atomic. Larger ones are uploaded in [`MULTIPART_PART_BYTES`] parts;
+    /// multipart uploads have no create-only mode in `object_store`, so existence is checked
+    /// first. That check is not atomic, which is safe for segments because their paths hold a
+    /// fresh UUID that no other writer can know.
     pub async fn put_if_absent(&self, path: &str, bytes: Bytes) -> Result<(), StorageError> {
         let location = self.object_path(path)?;
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        self.store
-            .put_opts(&location, PutPayload::from(bytes), options)
-            .await
-            .map_err(|e| StorageError::from(e).add_context(format!("put {path}")))?;
+        let ctx = || format!("put {path}");
+        if bytes.len() <= self.multipart_threshold {
+            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+            self.store.put_opts(&location, PutPayload::from(bytes), options).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+            return Ok(());
+        }
+        match self.store.head(&location).await {
+            Ok(_) => return Err(StorageErrorKind::AlreadyExists.with_context(format!("{} already exists", path))),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(StorageError::from(e).add_context(ctx())),
+        }
+        let upload = self.store.put_multipart(&location).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+        writer.put(bytes);
+        writer.finish().await.map_err(|e| StorageError::from(e).add_context(format!("multipart {}", ctx())))?;
         Ok(())
+    }
+
+    /// This storage with objects larger than `bytes` uploaded in parts (default
+    /// [`MULTIPART_THRESHOLD_BYTES`]).
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Storage {
+        self.multipart_threshold = bytes;
+        self
     }
 
     /// Reads the whole object at `path`.

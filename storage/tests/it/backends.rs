@@ -117,3 +117,20 @@ async fn s3_reads_go_through_the_local_cache() {
     assert_eq!(restarted.read_segment(&meta).await.expect("read after restart"), vec![batch]);
     assert_eq!(restarted.bytes_fetched(), 0, "a restarted node reloads from local disk");
 }
+
+/// Segments above the multipart threshold go up in parts and read back whole; an existing
+/// path is still never overwritten.
+#[tokio::test]
+async fn s3_large_segments_use_multipart_uploads() {
+    let server = S3TestServer::start().expect("start the S3 test server");
+    server.create_bucket("grape").expect("bucket");
+    let storage =
+        Storage::from_url_with_options("s3://grape/big", &server.options()).expect("s3 storage").with_multipart_threshold(1 << 20);
+    let batch = crate::data::batch(0, 40_000);
+    let meta = storage.write_segment("c", 0, std::slice::from_ref(&batch)).await.expect("multipart write");
+    assert!(meta.size_bytes > 16 << 20, "the segment spans more than one part: {} bytes", meta.size_bytes);
+    let read = storage.read_segment(&meta).await.expect("read");
+    assert_eq!(read.iter().map(|b| b.num_rows()).sum::<usize>(), 40_000);
+    let err = storage.put_if_absent(&meta.path, bytes::Bytes::from(vec![0u8; 2 << 20])).await.expect_err("exists");
+    assert_eq!(err.kind(), StorageErrorKind::AlreadyExists);
+}
