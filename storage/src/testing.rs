@@ -29,8 +29,19 @@ impl S3TestServer {
         Self::start_on(port)
     }
 
+    /// Starts a server that checks request signatures against its (empty) set of users, so
+    /// every access key is rejected: for testing what a user with wrong credentials sees.
+    pub fn start_rejecting_credentials() -> Result<S3TestServer, String> {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        Self::spawn(port, &[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
+    }
+
     /// Starts a server on `port` (e.g. to bring a stopped one back on the same address).
     pub fn start_on(port: u16) -> Result<S3TestServer, String> {
+        Self::spawn(port, &[])
+    }
+
+    fn spawn(port: u16, env: &[(&str, &str)]) -> Result<S3TestServer, String> {
         let install = Command::new("bash").arg(S3_SERVER_SCRIPT).arg("--install-only").status().map_err(|e| e.to_string())?;
         if !install.success() {
             return Err(format!("{S3_SERVER_SCRIPT} --install-only failed"));
@@ -38,6 +49,7 @@ impl S3TestServer {
         let child = Command::new("bash")
             .arg(S3_SERVER_SCRIPT)
             .arg(port.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -32,6 +32,9 @@ fn unusable_s3_storage_is_refused_at_start_with_the_reason() {
     assert!(err.contains("could not be reached"), "{err}");
     let err = dev_fails("s3:///no-bucket", &s3.endpoint());
     assert!(err.contains("names a bucket"), "{err}");
+    let strict = S3TestServer::start_rejecting_credentials().expect("start the S3 test server with auth");
+    let err = dev_fails("s3://grape/x", &strict.endpoint());
+    assert!(err.contains("the credentials were rejected"), "{err}");
 }
 
 /// S3 stops in the middle of work: the ingest fails with a clear error, nothing half-written
