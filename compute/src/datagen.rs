@@ -10,6 +10,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use grape_meta::catalog::{Collection, CollectionSpec, Metric, ShardManifest};
+use grape_storage::format::SegmentMeta;
+
 use crate::ingest::vector_type;
 
 /// Tags the `tag` column draws from.
@@ -60,4 +63,11 @@ pub fn batch(dim: u32, first_id: u64, rows: usize, seed: u64) -> RecordBatch {
 pub fn query(dim: u32, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5bd1_e995);
     (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// A one-shard catalog entry for a collection of generated rows made of `segments`.
+pub fn collection(name: &str, dim: u32, metric: Metric, segments: Vec<SegmentMeta>) -> Collection {
+    let spec = CollectionSpec { name: name.into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema(dim).as_ref().clone()) };
+    let manifest = ShardManifest { version: 1, segments, tombstones: Vec::new() };
+    Collection { spec, id: 1, shards: vec![manifest], version: 1 }
 }

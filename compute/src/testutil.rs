@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use grape_meta::catalog::{Collection, CollectionSpec, Metric, ShardManifest};
+use grape_meta::catalog::Metric;
 use grape_storage::format::SegmentMeta;
 
 use crate::datagen;
@@ -13,7 +13,7 @@ use crate::segment::LoadedSegment;
 /// their column statistics.
 pub fn view(metric: Metric, dim: u32) -> CollectionView {
     let schema = datagen::schema(dim);
-    let segments = (0..3u64)
+    let segments: Vec<_> = (0..3u64)
         .map(|i| {
             let batch = datagen::batch(dim, i * 700, 700, i);
             let meta = SegmentMeta {
@@ -28,7 +28,7 @@ pub fn view(metric: Metric, dim: u32) -> CollectionView {
             Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch]).unwrap())
         })
         .collect();
-    let spec = CollectionSpec { name: "t".into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema.as_ref().clone()) };
-    let collection = Collection { spec, id: 1, shards: vec![ShardManifest::default()], version: 1 };
+    let metas = segments.iter().map(|s: &Arc<LoadedSegment>| s.meta.clone()).collect();
+    let collection = datagen::collection("t", dim, metric, metas);
     CollectionView { collection, schema: Some(schema), segments, failed: vec![] }
 }

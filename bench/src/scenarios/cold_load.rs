@@ -9,7 +9,7 @@ use clap::Args;
 use grape_compute::datagen;
 use grape_compute::engine::Engine;
 use grape_compute::search::{search, SearchQuery};
-use grape_meta::catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest};
+use grape_meta::catalog::{Catalog, Metric};
 use grape_storage::testing::S3TestServer;
 use grape_storage::{SegmentCache, Storage};
 use serde_json::json;
@@ -45,7 +45,6 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let storage = Storage::from_url_with_options(url, &server.options())?;
 
     let t = Instant::now();
-    let schema = datagen::schema(o.dim);
     let mut segments = Vec::new();
     let mut first = 0;
     while first < o.rows {
@@ -56,17 +55,8 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     }
     let upload_s = t.elapsed().as_secs_f64();
     let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum();
-    let spec = CollectionSpec {
-        name: "bench".into(),
-        dim: o.dim,
-        metric: Metric::L2,
-        shards: 1,
-        replicas: 1,
-        schema: Some(schema.as_ref().clone()),
-    };
-    let manifest = ShardManifest { version: 1, segments, tombstones: Vec::new() };
     let mut catalog = Catalog::default();
-    catalog.collections.insert("bench".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
+    catalog.collections.insert("bench".into(), datagen::collection("bench", o.dim, Metric::L2, segments));
 
     let cache_dir = tempfile::tempdir()?;
     let no_cache = load_and_query(Storage::from_url_with_options(url, &server.options())?, &catalog, o.dim).await?;

@@ -16,7 +16,7 @@ use grape_compute::distance::l2_squared;
 use grape_compute::engine::CollectionView;
 use grape_compute::search::{search, SearchQuery};
 use grape_compute::segment::LoadedSegment;
-use grape_meta::catalog::{Collection, CollectionSpec, Metric, ShardManifest};
+use grape_meta::catalog::Metric;
 use grape_storage::format::SegmentMeta;
 use rayon::prelude::*;
 use serde_json::json;
@@ -116,15 +116,8 @@ fn build_view(o: &Options) -> Result<CollectionView, Box<dyn std::error::Error>>
         segments.push(Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch])?));
         first += n;
     }
-    let spec = CollectionSpec {
-        name: "bench".into(),
-        dim: o.dim,
-        metric: Metric::L2,
-        shards: 1,
-        replicas: 1,
-        schema: Some(schema.as_ref().clone()),
-    };
-    let collection = Collection { spec, id: 1, shards: vec![ShardManifest::default()], version: 1 };
+    let metas = segments.iter().map(|s| s.meta.clone()).collect();
+    let collection = datagen::collection("bench", o.dim, Metric::L2, metas);
     Ok(CollectionView { collection, schema: Some(schema), segments, failed: Vec::new() })
 }
 
