@@ -30,12 +30,20 @@ pub struct DevServer {
     gateway: Arc<Gateway>,
 }
 
+/// A future that resolves once `true` is sent on `stop` (or the sender is dropped): the shutdown
+/// signal of every task of the server.
+fn until_stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + use<> {
+    let mut rx = stop.subscribe();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
 /// Opens and checks the storage at `url`; a remote store gets a local segment cache.
 async fn open_storage(data_dir: &Path, url: &str, args: &StorageArgs) -> Result<Storage, CliError> {
     let mut storage = Storage::from_url_with_options(url, &args.options()).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
     storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
-    let local = url.starts_with("file:") || url.starts_with("memory:") || !url.contains("://");
-    if !local && args.cache_bytes > 0 {
+    if storage.is_remote() && args.cache_bytes > 0 {
         let dir = args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
         let cache = SegmentCache::open(&dir, args.cache_bytes).map_err(|e| CliError::Server(e.to_string()))?;
         storage = storage.with_cache(cache);
@@ -70,24 +78,17 @@ impl DevServer {
         let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
-        let (stop, stopped) = watch::channel(false);
-        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let (stop, _) = watch::channel(false);
         gateway.refresh().await;
-        tokio::spawn(gateway.clone().follow_catalog(until_stopped(stopped.clone())));
-        let serving = tokio::spawn(server::serve(listener, gateway.clone(), until_stopped(stopped)));
+        tokio::spawn(gateway.clone().follow_catalog(until_stopped(&stop)));
+        let serving = tokio::spawn(server::serve(listener, gateway.clone(), until_stopped(&stop)));
         Ok(DevServer { addr, meta, stop, serving, gateway })
     }
 
     /// Starts the garbage-collection job: a pass every `interval`, collecting unreferenced
     /// objects older than `grace`, until the server stops.
     pub fn start_gc_job(&self, interval: Duration, grace: Duration) {
-        let mut stopped = self.stop.subscribe();
-        let until_stopped = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        tokio::spawn(self.gateway.clone().run_gc_job(interval, grace, until_stopped));
+        tokio::spawn(self.gateway.clone().run_gc_job(interval, grace, until_stopped(&self.stop)));
     }
 
     /// The endpoint clients connect to.

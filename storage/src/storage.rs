@@ -88,6 +88,13 @@ impl Storage {
         self
     }
 
+    /// Whether objects live on another machine (S3), where a local cache pays off; false for
+    /// local directories and memory.
+    pub fn is_remote(&self) -> bool {
+        let scheme = self.url.split_once("://").map(|(s, _)| s);
+        !matches!(scheme, None | Some("file") | Some("memory"))
+    }
+
     /// The segment cache, if any.
     pub fn cache(&self) -> Option<&SegmentCache> {
         self.cache.as_deref()
@@ -310,6 +317,16 @@ fn parse_relative(path: &str) -> Result<Path, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_s3_storage_is_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!Storage::from_url("memory://").unwrap().is_remote());
+        assert!(!Storage::from_url(&format!("file://{}", dir.path().display())).unwrap().is_remote());
+        assert!(!Storage::from_url(&dir.path().display().to_string()).unwrap().is_remote());
+        let options = StorageOptions { endpoint: Some("http://127.0.0.1:1".into()), ..Default::default() };
+        assert!(Storage::from_url_with_options("s3://bucket/x", &options).unwrap().is_remote());
+    }
 
     #[test]
     fn object_paths_join_the_root() {
