@@ -14,7 +14,7 @@ use grape_proto::v1;
 use crate::cli::client::connect;
 use crate::cli::output::print_rows;
 use crate::cli::{DemoArgs, OutputFormat};
-use crate::dev::DevServer;
+use crate::dev::{DevServer, GcSettings};
 use crate::error::CliError;
 
 const BATCH_ROWS: usize = 25_000;
@@ -23,7 +23,7 @@ const BATCH_ROWS: usize = 25_000;
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let dir = tempfile::tempdir().map_err(|source| CliError::File { path: "temporary directory".into(), source })?;
     println!("Grape demo: one process, data under {}\n", dir.path().display());
-    let server = DevServer::start(dir.path(), "127.0.0.1:0", &args.storage).await?;
+    let server = DevServer::start(dir.path(), "127.0.0.1:0", &args.storage, &GcSettings::default()).await?;
     let mut client = connect(&server.endpoint()).await?;
 
     let t = Instant::now();

@@ -16,6 +16,22 @@ use tokio::task::JoinHandle;
 use crate::cli::StorageArgs;
 use crate::error::CliError;
 
+/// Garbage collection settings of a server.
+#[derive(Debug, Clone)]
+pub struct GcSettings {
+    /// Time between passes of the node's GC job; `None`: no job.
+    pub interval: Option<Duration>,
+    /// Unreferenced objects younger than this are kept.
+    pub grace: Duration,
+}
+
+impl Default for GcSettings {
+    /// No periodic job; the default grace period for `grape gc`.
+    fn default() -> Self {
+        GcSettings { interval: None, grace: grape_compute::gateway::DEFAULT_GC_GRACE }
+    }
+}
+
 /// A running single-process Grape.
 pub struct DevServer {
     /// Address the gateway listens on.
@@ -26,8 +42,6 @@ pub struct DevServer {
     stop: watch::Sender<bool>,
     /// The gRPC server task.
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
-    /// The gateway, for background jobs.
-    gateway: Arc<Gateway>,
 }
 
 /// A future that resolves once `true` is sent on `stop` (or the sender is dropped): the shutdown
@@ -66,7 +80,7 @@ impl DevServer {
     ///
     /// Fails before serving anything if the storage is unusable (missing bucket, rejected
     /// credentials, unreachable endpoint), with a message that says which.
-    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageArgs) -> Result<DevServer, CliError> {
+    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageArgs, gc: &GcSettings) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
         let url = match &storage.storage {
             Some(u) => u.clone(),
@@ -75,20 +89,17 @@ impl DevServer {
         let storage = open_storage(data_dir, &url, storage).await?;
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         let engine = Arc::new(Engine::new(storage.clone()));
-        let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1));
+        let gateway = Arc::new(Gateway::new(meta.clone(), engine, storage, 1).with_gc_grace(gc.grace));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let (stop, _) = watch::channel(false);
         gateway.refresh().await;
         tokio::spawn(gateway.clone().follow_catalog(until_stopped(&stop)));
-        let serving = tokio::spawn(server::serve(listener, gateway.clone(), until_stopped(&stop)));
-        Ok(DevServer { addr, meta, stop, serving, gateway })
-    }
-
-    /// Starts the garbage-collection job: a pass every `interval`, collecting unreferenced
-    /// objects older than `grace`, until the server stops.
-    pub fn start_gc_job(&self, interval: Duration, grace: Duration) {
-        tokio::spawn(self.gateway.clone().run_gc_job(interval, grace, until_stopped(&self.stop)));
+        if let Some(interval) = gc.interval {
+            tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
+        }
+        let serving = tokio::spawn(server::serve(listener, gateway, until_stopped(&stop)));
+        Ok(DevServer { addr, meta, stop, serving })
     }
 
     /// The endpoint clients connect to.

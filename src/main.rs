@@ -12,8 +12,6 @@ mod demo;
 mod dev;
 mod error;
 
-use std::time::Duration;
-
 use clap::Parser;
 
 use cli::{client::connect, Cli, Command};
@@ -46,10 +44,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => {
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, &args.storage).await?;
-            if args.gc_interval_secs > 0 {
-                server.start_gc_job(Duration::from_secs(args.gc_interval_secs), Duration::from_secs(args.gc_grace_secs));
-            }
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &args.storage, &args.gc.settings()).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             server.run_until_signal().await
         }

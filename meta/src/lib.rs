@@ -26,11 +26,14 @@
 //! - [`network`]: outgoing Raft RPCs; a single-member group needs none yet.
 //! - [`node`]: [`MetaNode`], the member API the rest of Grape uses.
 //! - [`error`]: [`MetaError`].
+//! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
+//!   the fault tests and benchmarks.
 
 pub mod apply;
 pub mod catalog;
 pub mod command;
 pub mod error;
+pub mod linearizability;
 pub mod network;
 pub mod node;
 pub mod store;

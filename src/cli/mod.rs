@@ -50,7 +50,7 @@ pub enum Command {
     /// Create, list, describe or drop collections.
     #[command(subcommand)]
     Collection(CollectionCommand),
-    /// Ingest Parquet files into a collection.
+    /// Ingest Parquet files into a collection as one job: all rows become visible together.
     Ingest(IngestArgs),
     /// k-nearest-neighbour search, optionally filtered.
     Search(SearchArgs),
@@ -97,12 +97,29 @@ pub struct DevArgs {
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Garbage collection of orphan objects.
+    #[command(flatten)]
+    pub gc: GcJobArgs,
+}
+
+/// Garbage-collection flags, shared by every command that runs a server.
+#[derive(Debug, Clone, Args)]
+pub struct GcJobArgs {
     /// Seconds between garbage-collection passes over the storage (0 turns them off).
     #[arg(long, default_value_t = 600)]
     pub gc_interval_secs: u64,
-    /// Unreferenced objects younger than this many seconds are never collected.
+    /// Unreferenced objects younger than this many seconds are never collected; an ingest job
+    /// must commit within half of it.
     #[arg(long, default_value_t = 3600)]
     pub gc_grace_secs: u64,
+}
+
+impl GcJobArgs {
+    /// The settings these flags describe.
+    pub fn settings(&self) -> crate::dev::GcSettings {
+        let interval = (self.gc_interval_secs > 0).then(|| std::time::Duration::from_secs(self.gc_interval_secs));
+        crate::dev::GcSettings { interval, grace: std::time::Duration::from_secs(self.gc_grace_secs) }
+    }
 }
 
 /// Object storage flags, shared by every command that runs a server.
@@ -201,7 +218,7 @@ pub struct IngestArgs {
     /// Parquet files with columns `id`, `vector` and payload.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Rows per insert request (each becomes one segment per shard).
+    /// Rows per message of the ingest stream (each becomes one segment per shard).
     #[arg(long, default_value_t = 50_000)]
     pub batch_rows: usize,
 }

@@ -6,13 +6,23 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::store::StorageOptions;
 
-/// Path of the script that starts the server.
-pub const S3_SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../minio/s3-server.sh");
+/// The script that starts the server, relative to the repository root.
+pub const S3_SERVER_SCRIPT: &str = "minio/s3-server.sh";
+
+/// Finds [`S3_SERVER_SCRIPT`] from the working directory upwards (cargo runs tests in their
+/// package's directory), falling back to where this crate was compiled. Looking at run time
+/// matters: a build cache shared between checkouts may hold a binary compiled elsewhere.
+pub fn s3_server_script() -> PathBuf {
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(S3_SERVER_SCRIPT);
+    let found = std::env::current_dir().ok().and_then(|cwd| cwd.ancestors().map(|d| d.join(S3_SERVER_SCRIPT)).find(|p| p.is_file()));
+    found.unwrap_or(compiled)
+}
 
 /// A running S3-compatible server on 127.0.0.1; killed on drop.
 pub struct S3TestServer {
@@ -42,18 +52,20 @@ impl S3TestServer {
     }
 
     fn spawn(port: u16, env: &[(&str, &str)]) -> Result<S3TestServer, String> {
-        let install = Command::new("bash").arg(S3_SERVER_SCRIPT).arg("--install-only").status().map_err(|e| e.to_string())?;
+        let script = s3_server_script();
+        let shown = script.display();
+        let install = Command::new("bash").arg(&script).arg("--install-only").status().map_err(|e| format!("run {shown}: {e}"))?;
         if !install.success() {
-            return Err(format!("{S3_SERVER_SCRIPT} --install-only failed"));
+            return Err(format!("{shown} --install-only failed"));
         }
         let child = Command::new("bash")
-            .arg(S3_SERVER_SCRIPT)
+            .arg(&script)
             .arg(port.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("start {S3_SERVER_SCRIPT}: {e}"))?;
+            .map_err(|e| format!("start {shown}: {e}"))?;
         let server = S3TestServer { child: Some(child), port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

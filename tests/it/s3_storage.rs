@@ -3,8 +3,14 @@
 
 use std::process::Command;
 
+use arrow::array::RecordBatch;
 use grape_compute::datagen;
+use grape_compute::ingest::encode_ipc;
+use grape_proto::v1;
+use grape_proto::v1::grape_client::GrapeClient;
 use grape_storage::testing::S3TestServer;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::harness::{free_port, grape_bin, vector_arg, write_parquet, DevProcess, ServerFlags};
 
@@ -37,39 +43,83 @@ fn unusable_s3_storage_is_refused_at_start_with_the_reason() {
     assert!(err.contains("the credentials were rejected"), "{err}");
 }
 
-/// S3 stops in the middle of work: the ingest fails with a clear error, nothing half-written
-/// becomes visible, queries on loaded data keep answering, and once S3 is back the same ingest
-/// succeeds.
+/// An open `Ingest` stream of the public API, driven message by message.
+struct IngestStream {
+    tx: mpsc::Sender<v1::IngestRequest>,
+    replies: tonic::Streaming<v1::IngestProgress>,
+}
+
+impl IngestStream {
+    async fn open(endpoint: &str, collection: &str) -> IngestStream {
+        let mut client = GrapeClient::connect(endpoint.to_string()).await.expect("connect");
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(v1::IngestRequest { collection: collection.into(), ..Default::default() }).await.unwrap();
+        let mut replies = client.ingest(ReceiverStream::new(rx)).await.expect("open ingest").into_inner();
+        replies.message().await.expect("first answer").expect("an answer");
+        IngestStream { tx, replies }
+    }
+
+    /// Stages one batch; returns the gateway's answer (progress or error).
+    async fn stage(&mut self, batch: &RecordBatch) -> Result<v1::IngestProgress, tonic::Status> {
+        let ipc = encode_ipc(&batch.schema(), std::slice::from_ref(batch)).unwrap();
+        self.tx.send(v1::IngestRequest { arrow_ipc: ipc, ..Default::default() }).await.expect("stream open");
+        Ok(self.replies.message().await?.expect("an answer"))
+    }
+}
+
+/// S3 stops in the middle of one multi-message ingest: the ingest fails with a clear error,
+/// nothing half-written becomes visible, queries on loaded data keep answering, and once S3 is
+/// back the same ingest succeeds.
 #[test]
-fn ingest_fails_cleanly_while_s3_is_down_and_succeeds_once_it_is_back() {
+fn ingest_fails_cleanly_when_s3_stops_midway_and_succeeds_once_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut s3 = S3TestServer::start().expect("start the S3 test server");
     s3.create_bucket("grape").unwrap();
     let mut flags = ServerFlags::s3(&s3, "grape", "faults");
     flags.args.extend(["--s3-retries", "1", "--s3-timeout-secs", "3"].map(String::from));
     let grape = DevProcess::start_with(&dir.path().join("data"), flags);
+    let rt = tokio::runtime::Runtime::new().unwrap();
 
     let first = dir.path().join("first.parquet");
     let second = dir.path().join("second.parquet");
+    let (part_a, part_b) = (datagen::batch(16, 1_000, 500, 2), datagen::batch(16, 1_500, 500, 3));
     write_parquet(&first, &[datagen::batch(16, 0, 1_000, 1)]);
-    write_parquet(&second, &[datagen::batch(16, 1_000, 1_000, 2)]);
+    write_parquet(&second, &[part_a.clone(), part_b.clone()]);
     grape.json(&["collection", "create", "docs", "--dim", "16", "--shards", "2"]);
     grape.json(&["ingest", "docs", first.to_str().unwrap()]);
     let q = vector_arg(&datagen::query(16, 3));
     let before = grape.json(&["search", "docs", "--vector", &q, "--k", "5"]);
     let described = grape.json(&["collection", "describe", "docs"]);
 
+    // A job that stages rows and ends without committing publishes nothing.
+    rt.block_on(async {
+        let mut job = IngestStream::open(&grape.endpoint, "docs").await;
+        assert_eq!(job.stage(&part_a).await.expect("staged").rows_staged, 500);
+    });
+    assert_eq!(grape.json(&["collection", "describe", "docs"]), described, "an uncommitted job is invisible");
+
+    // S3 stops between the first and the second message of one job.
     let port = s3.port;
-    s3.stop();
-    let err = grape.fails(&["ingest", "docs", second.to_str().unwrap()]);
-    assert!(err.contains("UNAVAILABLE") && err.contains("cannot write segments to s3://grape/faults"), "{err}");
-    assert!(err.contains("nothing was committed"), "{err}");
+    let err = rt.block_on(async {
+        let mut job = IngestStream::open(&grape.endpoint, "docs").await;
+        assert_eq!(job.stage(&part_a).await.expect("staged").rows_staged, 500);
+        s3.stop();
+        job.stage(&part_b).await.expect_err("staging without S3 fails")
+    });
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("cannot write segments to s3://grape/faults"), "{err:?}");
+    assert!(err.message().contains("nothing was committed"), "{err:?}");
+    let cli_err = grape.fails(&["ingest", "docs", second.to_str().unwrap(), "--batch-rows", "500"]);
+    assert!(cli_err.contains("UNAVAILABLE") && cli_err.contains("nothing was committed"), "{cli_err}");
+
     assert_eq!(grape.json(&["collection", "describe", "docs"]), described, "nothing half-written is visible");
     assert_eq!(grape.count("docs"), 1_000);
     assert_eq!(grape.json(&["search", "docs", "--vector", &q, "--k", "5"]), before, "loaded data keeps answering");
 
     let s3 = S3TestServer::start_on(port).expect("restart the S3 test server");
     s3.create_bucket("grape").unwrap();
-    grape.json(&["ingest", "docs", second.to_str().unwrap()]);
+    let done = grape.json(&["ingest", "docs", second.to_str().unwrap(), "--batch-rows", "500"]);
+    assert_eq!(done["rows"], 1_000);
+    assert_eq!(done["segments"], 4, "two messages, two shards each, one commit");
     assert_eq!(grape.count("docs"), 2_000);
 }

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `collections.rs`: create, list, describe, drop, and the catalog ↔ API conversions.
-//! - `write.rs`: insert — conform rows, write one segment per shard, commit, acknowledge.
+//! - `write.rs`: insert and ingest jobs — conform rows, stage segments, commit once, acknowledge.
 //! - `query.rs`: search and SQL.
 //! - `service.rs`: the tonic service, one line per RPC into the methods above.
 
@@ -18,6 +18,7 @@ use std::time::Duration;
 use grape_storage::Storage;
 
 pub use service::{GrapeService, MAX_MESSAGE_BYTES};
+pub use write::{IngestJob, Inserted};
 
 use crate::engine::Engine;
 use crate::error::ComputeError;
@@ -41,12 +42,22 @@ pub struct Gateway {
     node_id: u64,
     /// Serialises catalog syncs, so an older catalog never replaces a newer one.
     sync_lock: tokio::sync::Mutex<()>,
+    /// Age below which garbage collection keeps unreferenced objects; an ingest job must
+    /// commit well within it (see `write.rs`).
+    gc_grace: Duration,
 }
 
 impl Gateway {
     /// A gateway over the given meta client, engine and storage.
     pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, storage: Storage, node_id: u64) -> Self {
-        Self { meta, engine, storage, node_id, sync_lock: tokio::sync::Mutex::new(()) }
+        Self { meta, engine, storage, node_id, sync_lock: tokio::sync::Mutex::new(()), gc_grace: DEFAULT_GC_GRACE }
+    }
+
+    /// Sets the garbage-collection grace period this node's GC job uses (default 1 hour); an
+    /// ingest job older than half of it is not committed.
+    pub fn with_gc_grace(mut self, grace: Duration) -> Self {
+        self.gc_grace = grace;
+        self
     }
 
     /// The engine this gateway serves from.
@@ -86,9 +97,11 @@ impl Gateway {
         crate::gc::collect_garbage(&self.storage, grace, || async { Ok(self.meta.catalog().await?) }).await
     }
 
-    /// Collects garbage every `interval` until `shutdown` resolves: the garbage-collection job
-    /// of a node. Failures are logged and retried at the next interval.
-    pub async fn run_gc_job(self: Arc<Self>, interval: Duration, grace: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    /// Collects garbage older than the grace period every `interval` until `shutdown`
+    /// resolves: the garbage-collection job of a node. Failures are logged and retried at the
+    /// next interval.
+    pub async fn run_gc_job(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        let grace = self.gc_grace;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

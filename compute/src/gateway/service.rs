@@ -1,11 +1,14 @@
 //! The tonic service of the public API: one line per RPC into [`Gateway`].
 
+use std::pin::Pin;
 use std::sync::Arc;
-
-use grape_proto::v1::{self, grape_server::Grape};
-use tonic::{Request, Response, Status};
-
 use std::time::Duration;
+
+use futures::Stream;
+use grape_proto::v1::{self, grape_server::Grape};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{Gateway, DEFAULT_GC_GRACE};
 
@@ -24,6 +27,9 @@ impl GrapeService {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The progress messages of one `Ingest` stream.
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<v1::IngestProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Grape for GrapeService {
@@ -48,6 +54,15 @@ impl Grape for GrapeService {
         let r = r.into_inner();
         let done = self.0.insert(&r.collection, &r.arrow_ipc).await?;
         Ok(Response::new(v1::InsertResponse { rows: done.rows, version: done.version }))
+    }
+
+    type IngestStream = ProgressStream;
+
+    async fn ingest(&self, r: Request<Streaming<v1::IngestRequest>>) -> Reply<Self::IngestStream> {
+        let (tx, rx) = mpsc::channel(4);
+        let gateway = self.0.clone();
+        tokio::spawn(async move { gateway.run_ingest_stream(r.into_inner(), tx).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn search(&self, r: Request<v1::SearchRequest>) -> Reply<v1::SearchResponse> {
