@@ -1,14 +1,15 @@
 //! [`Storage`]: one object store and a root prefix, with segment reads and writes on top.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use crate::cache::SegmentCache;
 use crate::error::{StorageError, StorageErrorKind};
@@ -16,6 +17,12 @@ use crate::format::{SegmentMeta, SEGMENT_META_VERSION};
 use crate::segment::{decode_lance, encode_lance};
 use crate::stats::column_stats;
 use crate::store::{store_from_url, StorageOptions};
+
+/// Part size of the ranged GETs that read a large object (see [`Storage::get_sized`]).
+pub const READ_PART_BYTES: u64 = 8 << 20;
+
+/// Ranged GETs of one object in flight at once.
+pub const READ_PARTS_IN_FLIGHT: usize = 8;
 
 /// An object found by [`Storage::list_objects`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,8 @@ pub struct Storage {
     fetched: Arc<AtomicU64>,
     /// Objects larger than this are uploaded in parts.
     multipart_threshold: usize,
+    /// Part size of ranged reads of large objects.
+    read_part_bytes: u64,
 }
 
 /// Objects larger than this are uploaded with a multipart upload by default.
@@ -79,6 +88,7 @@ impl Storage {
             cache: None,
             fetched: Arc::new(AtomicU64::new(0)),
             multipart_threshold: MULTIPART_THRESHOLD_BYTES,
+            read_part_bytes: READ_PART_BYTES,
         }
     }
 
@@ -187,6 +197,13 @@ impl Storage {
         self
     }
 
+    /// This storage with large objects read as ranged GETs of `bytes` each (default
+    /// [`READ_PART_BYTES`]; at least 1).
+    pub fn with_read_part_bytes(mut self, bytes: u64) -> Storage {
+        self.read_part_bytes = bytes.max(1);
+        self
+    }
+
     /// Reads the whole object at `path`.
     pub async fn get(&self, path: &str) -> Result<Bytes, StorageError> {
         let location = self.object_path(path)?;
@@ -195,6 +212,56 @@ impl Storage {
         let bytes = result.bytes().await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
         self.fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
+    }
+
+    /// Reads `range` of the object at `path` with one ranged GET.
+    ///
+    /// A range that ends past the object's end is cut short (the caller checks the length); one
+    /// that starts past it is an error.
+    pub async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+        let location = self.object_path(path)?;
+        let ctx = || format!("get bytes {}..{} of {path}", range.start, range.end);
+        let bytes = self.store.get_range(&location, range.clone()).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        self.fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Reads a whole object that should have `size` bytes. Up to [`READ_PART_BYTES`] (see
+    /// [`Storage::with_read_part_bytes`]) it is one GET; a larger object is fetched as ranged GETs of that size, [`READ_PARTS_IN_FLIGHT`] at
+    /// a time, which is how one reader gets more than one connection's bandwidth out of S3.
+    ///
+    /// An object of another size is [`StorageErrorKind::Corrupt`]: its metadata and its bytes
+    /// disagree.
+    pub async fn get_sized(&self, path: &str, size: u64) -> Result<Bytes, StorageError> {
+        let bytes = if size <= self.read_part_bytes { self.get(path).await? } else { self.get_in_parts(path, size).await? };
+        if bytes.len() as u64 != size {
+            return Err(StorageErrorKind::Corrupt.with_context(format!("{path} has {} bytes, its metadata says {size}", bytes.len())));
+        }
+        Ok(bytes)
+    }
+
+    /// The ranged GETs of [`Storage::get_sized`]. The first part's response names the object's
+    /// real size, so a wrong size is found before the other parts are asked for.
+    async fn get_in_parts(&self, path: &str, size: u64) -> Result<Bytes, StorageError> {
+        let location = self.object_path(path)?;
+        let ctx = || format!("get {path}");
+        let part = self.read_part_bytes;
+        let options = GetOptions { range: Some(GetRange::Bounded(0..part)), ..Default::default() };
+        let first = self.store.get_opts(&location, options).await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        let actual = first.meta.size;
+        let head = first.bytes().await.map_err(|e| StorageError::from(e).add_context(ctx()))?;
+        self.fetched.fetch_add(head.len() as u64, Ordering::Relaxed);
+        if actual != size {
+            return Err(StorageErrorKind::Corrupt.with_context(format!("{path} has {actual} bytes, its metadata says {size}")));
+        }
+        let ranges = (part..size).step_by(part as usize).map(|start| start..(start + part).min(size));
+        let mut parts = futures::stream::iter(ranges.map(|r| self.get_range(path, r))).buffered(READ_PARTS_IN_FLIGHT);
+        let mut whole = BytesMut::with_capacity(size as usize);
+        whole.extend_from_slice(&head);
+        while let Some(part) = parts.next().await {
+            whole.extend_from_slice(&part?);
+        }
+        Ok(whole.freeze())
     }
 
     /// Reads a whole object through the cache: a HEAD for its e-tag, then local disk if the
@@ -207,7 +274,7 @@ impl Storage {
         if let Some(bytes) = cache.get(path, &etag, head.size).await {
             return Ok(bytes);
         }
-        let bytes = self.get(path).await?;
+        let bytes = self.get_sized(path, head.size).await?;
         if let Err(e) = cache.put(path, &etag, &bytes).await {
             tracing::warn!(error = %e, "could not cache segment object");
         }
@@ -290,7 +357,7 @@ impl Storage {
         let ctx = || format!("read segment {path}");
         let bytes = match &self.cache {
             Some(cache) => self.get_cached(cache, path).await,
-            None => self.get(path).await,
+            None => self.get_sized(path, meta.size_bytes).await,
         }
         .map_err(|e| e.add_context(ctx()))?;
         if bytes.len() as u64 != meta.size_bytes {

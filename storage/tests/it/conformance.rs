@@ -14,7 +14,29 @@ pub async fn storage_test_suite(storage: &Storage) {
     writes_never_overwrite(storage, &meta).await;
     missing_segment_is_not_found(storage, &meta).await;
     corrupt_segments_are_errors(storage).await;
+    corrupt_segments_are_errors(&storage.clone().with_read_part_bytes(1000)).await;
+    ranged_reads(storage).await;
     delete_and_list(storage).await;
+}
+
+/// Large objects are read as ranged GETs in parallel and come back whole; a single range reads
+/// only its bytes.
+async fn ranged_reads(storage: &Storage) {
+    let batches = vec![data::batch(0, 400)];
+    let meta = storage.write_segment("collections/ranged", 0, &batches).await.expect("write");
+    let in_parts = storage.clone().with_read_part_bytes(4096);
+    assert!(meta.size_bytes > 10 * 4096, "{} bytes make too few parts", meta.size_bytes);
+    let before = storage.bytes_fetched();
+    let read = in_parts.read_segment(&meta).await.expect("read in parts");
+    assert_eq!(concat_batches(&data::schema(), &read).expect("concat"), batches[0]);
+    assert_eq!(storage.bytes_fetched() - before, meta.size_bytes, "each byte fetched once");
+
+    let whole = storage.get(&meta.path).await.expect("get");
+    let before = storage.bytes_fetched();
+    let part = storage.get_range(&meta.path, 1000..1100).await.expect("range");
+    assert_eq!(part, whole.slice(1000..1100));
+    assert_eq!(storage.bytes_fetched() - before, 100, "a range fetches only its bytes");
+    storage.delete(&meta.path).await.expect("delete");
 }
 
 async fn write_and_read_back(storage: &Storage) -> SegmentMeta {
