@@ -13,17 +13,17 @@ use grape_proto::v1;
 
 use crate::cli::client::connect;
 use crate::cli::output::print_rows;
-use crate::cli::{DemoArgs, OutputFormat};
+use crate::cli::{DemoArgs, OutputFormat, StorageSettings};
 use crate::dev::{DevServer, GcSettings};
 use crate::error::CliError;
 
 const BATCH_ROWS: usize = 25_000;
 
 /// Runs the demo.
-pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+pub async fn run(args: DemoArgs, storage: StorageSettings) -> Result<(), CliError> {
     let dir = tempfile::tempdir().map_err(|source| CliError::File { path: "temporary directory".into(), source })?;
     println!("Grape demo: one process, data under {}\n", dir.path().display());
-    let server = DevServer::start(dir.path(), "127.0.0.1:0", &args.storage, &GcSettings::default()).await?;
+    let server = DevServer::start(dir.path(), "127.0.0.1:0", &storage, &GcSettings::default()).await?;
     let mut client = connect(&server.endpoint()).await?;
 
     let t = Instant::now();

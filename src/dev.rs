@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::StorageArgs;
+use crate::cli::StorageSettings;
 use crate::error::CliError;
 
 /// Garbage collection settings of a server.
@@ -54,8 +54,8 @@ fn until_stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output 
 }
 
 /// Opens and checks the storage at `url`; a remote store gets a local segment cache.
-async fn open_storage(data_dir: &Path, url: &str, args: &StorageArgs) -> Result<Storage, CliError> {
-    let mut storage = Storage::from_url_with_options(url, &args.options()).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+async fn open_storage(data_dir: &Path, url: &str, args: &StorageSettings) -> Result<Storage, CliError> {
+    let mut storage = Storage::from_url_with_options(url, &args.options).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
     storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
     if storage.is_remote() && args.cache_bytes > 0 {
         let dir = args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
@@ -80,9 +80,9 @@ impl DevServer {
     ///
     /// Fails before serving anything if the storage is unusable (missing bucket, rejected
     /// credentials, unreachable endpoint), with a message that says which.
-    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageArgs, gc: &GcSettings) -> Result<DevServer, CliError> {
+    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageSettings, gc: &GcSettings) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
-        let url = match &storage.storage {
+        let url = match &storage.url {
             Some(u) => u.clone(),
             None => default_storage_url(data_dir)?,
         };

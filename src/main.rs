@@ -3,11 +3,13 @@
 //!
 //! # Layout
 //! - `cli/`: the command line and the client commands;
+//! - `config.rs`: the config file (`--config`), below flags and environment in precedence;
 //! - `dev.rs`: meta, compute and gateway in one process;
 //! - `demo.rs`: the main job on the embedded default;
 //! - `error.rs`: what a command can fail with.
 
 mod cli;
+mod config;
 mod demo;
 mod dev;
 mod error;
@@ -15,6 +17,7 @@ mod error;
 use clap::Parser;
 
 use cli::{client::connect, Cli, Command};
+use config::ConfigFile;
 use error::CliError;
 
 fn main() -> std::process::ExitCode {
@@ -42,9 +45,13 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.output;
     match cli.command {
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => {
+            let storage = args.storage.resolve(&ConfigFile::load_optional(cli.config.as_deref())?.storage);
+            demo::run(args, storage).await
+        }
         Command::Dev(args) => {
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, &args.storage, &args.gc.settings()).await?;
+            let storage = args.storage.resolve(&ConfigFile::load_optional(cli.config.as_deref())?.storage);
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings()).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             server.run_until_signal().await
         }

@@ -12,8 +12,11 @@ pub mod output;
 pub mod query;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{env_or, StorageSection};
 
 /// Grape: vector search and SQL over object storage.
 #[derive(Debug, Parser)]
@@ -22,6 +25,10 @@ pub struct Cli {
     /// Gateway to talk to (any compute node, or `grape dev`).
     #[arg(long, global = true, env = "GRAPE_ENDPOINT", default_value = "http://127.0.0.1:6800")]
     pub endpoint: String,
+    /// Config file for server settings (see the README); flags and environment variables
+    /// take precedence over it.
+    #[arg(long, global = true, env = "GRAPE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// How to print results: `table` for people, `json` for programs (one JSON document).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -117,53 +124,85 @@ pub struct GcJobArgs {
 impl GcJobArgs {
     /// The settings these flags describe.
     pub fn settings(&self) -> crate::dev::GcSettings {
-        let interval = (self.gc_interval_secs > 0).then(|| std::time::Duration::from_secs(self.gc_interval_secs));
-        crate::dev::GcSettings { interval, grace: std::time::Duration::from_secs(self.gc_grace_secs) }
+        let interval = (self.gc_interval_secs > 0).then(|| Duration::from_secs(self.gc_interval_secs));
+        crate::dev::GcSettings { interval, grace: Duration::from_secs(self.gc_grace_secs) }
     }
 }
 
 /// Object storage flags, shared by every command that runs a server.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// Object storage URL for segments: `file:///dir`, `s3://bucket/prefix`, `memory://`.
-    /// Default: DATA_DIR/objects on local disk.
+    /// Object storage URL for segments: `file:///dir`, `s3://bucket/prefix`, `memory://`
+    /// (default: the config file's `storage.url`, else DATA_DIR/objects on local disk).
     #[arg(long)]
     pub storage: Option<String>,
     /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000` for MinIO
-    /// (default: `AWS_ENDPOINT_URL`, else AWS). Credentials come from `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY`.
+    /// (default: `AWS_ENDPOINT_URL`, then the config file, else AWS). Credentials come from
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, then the config file.
     #[arg(long, env = "GRAPE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
-    /// S3 region (default: `AWS_REGION`, else us-east-1).
+    /// S3 region (default: `AWS_REGION`, then the config file, else us-east-1).
     #[arg(long)]
     pub s3_region: Option<String>,
-    /// Timeout of one S3 request, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub s3_timeout_secs: u64,
-    /// Retries of a failed S3 request, with exponential backoff.
-    #[arg(long, default_value_t = 3)]
-    pub s3_retries: usize,
+    /// Timeout of one S3 request, in seconds [default: 30].
+    #[arg(long)]
+    pub s3_timeout_secs: Option<u64>,
+    /// Retries of a failed S3 request, with exponential backoff [default: 3].
+    #[arg(long)]
+    pub s3_retries: Option<usize>,
     /// Local cache of segment objects read from a remote store (default: DATA_DIR/cache).
     /// Not used for local-disk storage.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Bound of the segment cache in bytes; 0 turns it off.
-    #[arg(long, default_value_t = 8 << 30)]
+    /// Bound of the segment cache in bytes; 0 turns it off [default: 8 GiB].
+    #[arg(long)]
+    pub cache_bytes: Option<u64>,
+}
+
+/// Storage settings of a server after merging flags, environment and the config file.
+#[derive(Debug, Clone, Default)]
+pub struct StorageSettings {
+    /// Object storage URL; `None`: DATA_DIR/objects.
+    pub url: Option<String>,
+    /// How to connect to it.
+    pub options: grape_storage::StorageOptions,
+    /// Segment cache directory; `None`: DATA_DIR/cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Segment cache bound in bytes (0: no cache).
     pub cache_bytes: u64,
 }
 
 impl StorageArgs {
-    /// The connection options these flags describe.
-    pub fn options(&self) -> grape_storage::StorageOptions {
-        grape_storage::StorageOptions {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            timeout: Some(std::time::Duration::from_secs(self.s3_timeout_secs.max(1))),
-            retries: Some(self.s3_retries),
-            ..Default::default()
+    /// These flags over the config file's `[storage]` section: a flag wins, then the
+    /// environment, then the file, then the default.
+    pub fn resolve(&self, file: &StorageSection) -> StorageSettings {
+        let s3 = &file.s3;
+        let region = std::env::var("AWS_DEFAULT_REGION").ok().filter(|r| !r.is_empty()).or_else(|| s3.region.clone());
+        let options = grape_storage::StorageOptions {
+            endpoint: self.s3_endpoint.clone().or_else(|| env_or("AWS_ENDPOINT_URL", &s3.endpoint)),
+            region: self.s3_region.clone().or_else(|| env_or("AWS_REGION", &region)),
+            access_key_id: env_or("AWS_ACCESS_KEY_ID", &s3.access_key_id),
+            secret_access_key: env_or("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key),
+            virtual_hosted_style: s3.virtual_hosted_style.unwrap_or(false),
+            allow_http: s3.allow_http.unwrap_or(false),
+            timeout: Some(Duration::from_secs(self.s3_timeout_secs.or(s3.timeout_secs).unwrap_or(DEFAULT_S3_TIMEOUT_SECS).max(1))),
+            retries: Some(self.s3_retries.or(s3.retries).unwrap_or(DEFAULT_S3_RETRIES)),
+        };
+        StorageSettings {
+            url: self.storage.clone().or_else(|| file.url.clone()),
+            options,
+            cache_dir: self.cache_dir.clone().or_else(|| file.cache_dir.clone()),
+            cache_bytes: self.cache_bytes.or(file.cache_bytes).unwrap_or(DEFAULT_CACHE_BYTES),
         }
     }
 }
+
+/// Default timeout of one S3 request, in seconds.
+pub const DEFAULT_S3_TIMEOUT_SECS: u64 = 30;
+/// Default retries of a failed S3 request.
+pub const DEFAULT_S3_RETRIES: usize = 3;
+/// Default bound of the segment cache: 8 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 8 << 30;
 
 /// `grape collection …`.
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use grape_compute::ingest::encode_ipc;
 use grape_proto::v1;
 use grape_proto::v1::grape_client::GrapeClient;
 use grape_storage::testing::S3TestServer;
+use grape_storage::Storage;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -122,4 +123,47 @@ fn ingest_fails_cleanly_when_s3_stops_midway_and_succeeds_once_it_is_back() {
     assert_eq!(done["rows"], 1_000);
     assert_eq!(done["segments"], 4, "two messages, two shards each, one commit");
     assert_eq!(grape.count("docs"), 2_000);
+}
+
+/// Every S3 setting can come from the config file alone, and a typo in it is named.
+#[test]
+fn s3_settings_come_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3TestServer::start().expect("start the S3 test server");
+    s3.create_bucket("grape").unwrap();
+    let config = dir.path().join("grape.toml");
+    let text = format!(
+        "[storage]\nurl = \"s3://grape/from-config\"\ncache_bytes = 0\n\n[storage.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\ntimeout_secs = 5\nretries = 1\n",
+        s3.endpoint()
+    );
+    std::fs::write(&config, text).unwrap();
+    // Empty AWS_* variables count as unset, whatever the environment running the tests has.
+    let env = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"];
+    let flags = ServerFlags {
+        args: vec!["--config".into(), config.display().to_string()],
+        env: env.iter().map(|k| (k.to_string(), String::new())).collect(),
+    };
+    let grape = DevProcess::start_with(&dir.path().join("data"), flags);
+    let file = dir.path().join("rows.parquet");
+    write_parquet(&file, &[datagen::batch(16, 0, 300, 1)]);
+    grape.json(&["collection", "create", "docs", "--dim", "16"]);
+    grape.json(&["ingest", "docs", file.to_str().unwrap()]);
+    assert_eq!(grape.count("docs"), 300);
+    let bucket = Storage::from_url_with_options("s3://grape", &s3.options()).expect("s3 storage");
+    let objects = tokio::runtime::Runtime::new().unwrap().block_on(bucket.list("from-config/collections")).expect("list the bucket");
+    assert!(!objects.is_empty(), "segments went to the configured prefix");
+
+    std::fs::write(&config, "[storage.s3]\nendpont = \"http://127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(grape_bin())
+        .args(["dev", "--config"])
+        .arg(&config)
+        .args(["--data-dir"])
+        .arg(dir.path().join("other"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("run grape dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grape.toml") && err.contains("endpont"), "{err}");
 }
