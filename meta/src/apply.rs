@@ -7,6 +7,7 @@
 
 use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest, Tombstone};
 use crate::command::{Command, CommandResult};
+use crate::config::PutOutcome;
 use grape_storage::format::SegmentMeta;
 
 /// Applies `cmd` to `catalog` and returns the outcome.
@@ -37,6 +38,10 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
         Command::CommitSegments { collection, collection_id, segments, tombstones } => {
             commit_segments(catalog, collection, *collection_id, segments, tombstones)
         }
+        Command::ConfigPut { key, value, expected } => match catalog.config.put(key, value, *expected) {
+            PutOutcome::Set(version) => CommandResult::Applied { version },
+            PutOutcome::Mismatch(current) => CommandResult::VersionMismatch { current },
+        },
     }
 }
 

@@ -10,6 +10,8 @@ use arrow_schema::Schema;
 use grape_storage::format::SegmentMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigStore;
+
 /// Distance metric of a vector column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,4 +116,7 @@ pub struct Catalog {
     pub collections: BTreeMap<String, Collection>,
     /// Next collection id to hand out.
     pub next_collection_id: u64,
+    /// The versioned config namespace.
+    #[serde(default)]
+    pub config: ConfigStore,
 }

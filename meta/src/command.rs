@@ -37,13 +37,22 @@ pub enum Command {
         /// Per shard, keys to delete.
         tombstones: Vec<(u32, Tombstone)>,
     },
+    /// Set a config key, only if it is at `expected` (0 = absent) when that is given.
+    ConfigPut {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+        /// Compare-and-set: the version the key must be at.
+        expected: Option<u64>,
+    },
 }
 
 /// The outcome of applying a [`Command`]: decided once, identically on every member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CommandResult {
-    /// The command was applied; `version` is the collection version after it (0 where no
-    /// collection version applies).
+    /// The command was applied; `version` is the collection version after it, or the config
+    /// key's version for `ConfigPut` (0 where no version applies).
     Applied {
         /// Collection version after the command.
         version: u64,
@@ -54,4 +63,9 @@ pub enum CommandResult {
     NotFound(String),
     /// The command conflicts with the current state (message says how).
     Conflict(String),
+    /// A compare-and-set found another version (0 = absent) and changed nothing.
+    VersionMismatch {
+        /// The version the key is at.
+        current: u64,
+    },
 }

@@ -18,6 +18,7 @@
 //! # Layout
 //!
 //! - [`catalog`]: the replicated state (collections, shard manifests, tombstones), plain serde.
+//! - [`config`]: the versioned config namespace (compare-and-set on per-key versions).
 //! - [`command`]: [`Command`]s that change it and the [`CommandResult`] of applying one.
 //! - [`apply`]: the only code that changes a [`Catalog`].
 //! - [`types`]: the openraft type configuration and short aliases (`LogId`, `Entry`, …).
@@ -32,6 +33,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod command;
+pub mod config;
 pub mod error;
 pub mod linearizability;
 pub mod network;

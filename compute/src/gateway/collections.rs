@@ -67,6 +67,9 @@ pub(super) fn outcome(result: CommandResult) -> Result<u64, ComputeError> {
         CommandResult::AlreadyExists(m) => Err(ComputeError::AlreadyExists(m)),
         CommandResult::NotFound(m) => Err(ComputeError::NotFound(m)),
         CommandResult::Conflict(m) => Err(ComputeError::Conflict(m)),
+        CommandResult::VersionMismatch { current } => {
+            Err(ComputeError::Conflict(format!("version mismatch: the key is at version {current}")))
+        }
     }
 }
 
