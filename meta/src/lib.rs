@@ -23,7 +23,8 @@
 //! - [`types`]: the openraft type configuration and short aliases (`LogId`, `Entry`, …).
 //! - [`store`]: durable Raft storage on redb: [`store::LogStore`] (log, vote, committed) and
 //!   [`store::StateMachineStore`] (catalog in memory, snapshots on disk).
-//! - [`network`]: outgoing Raft RPCs; a single-member group needs none yet.
+//! - [`network`]: the Raft transport over tonic: outgoing RPCs ([`network::TonicNetwork`]) and
+//!   the peers-only service ([`network::raft_service`]).
 //! - [`node`]: [`MetaNode`], the member API the rest of Grape uses.
 //! - [`error`]: [`MetaError`].
 

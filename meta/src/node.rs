@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::catalog::Catalog;
 use crate::command::{Command, CommandResult};
 use crate::error::MetaError;
-use crate::network::LocalOnlyNetwork;
+use crate::network::TonicNetwork;
 use crate::store::{new_storage, open_db, StateMachineStore};
 use crate::types::{Node, NodeId, Raft};
 
@@ -104,8 +104,9 @@ impl MetaNode {
         .validate()
         .map_err(|e| MetaError::Raft(format!("config: {e}")))?;
 
-        let raft =
-            Raft::new(id, Arc::new(config), LocalOnlyNetwork, log, sm.clone()).await.map_err(|e| MetaError::Raft(format!("start: {e}")))?;
+        let raft = Raft::new(id, Arc::new(config), TonicNetwork::new(id), log, sm.clone())
+            .await
+            .map_err(|e| MetaError::Raft(format!("start: {e}")))?;
 
         if raft.is_initialized().await.map_err(raft_err)? {
             tracing::info!(id, dir = %data_dir.display(), "reopened meta node");
