@@ -15,6 +15,10 @@
 //!                                                          snapshot (redb) + log purge
 //! ```
 //!
+//! `grape dev` runs a group of one ([`MetaNode::open`]); a cluster runs three or five members
+//! ([`MetaNode::open_group`]) that replicate the log to each other over [`network`], and a
+//! follower far behind receives the latest snapshot in chunks instead of the purged log.
+//!
 //! # Layout
 //!
 //! - [`catalog`]: the replicated state (collections, shard manifests, tombstones), plain serde.
@@ -25,7 +29,8 @@
 //!   [`store::StateMachineStore`] (catalog in memory, snapshots on disk).
 //! - [`network`]: the Raft transport over tonic: outgoing RPCs ([`network::TonicNetwork`]) and
 //!   the peers-only service ([`network::raft_service`]).
-//! - [`node`]: [`MetaNode`], the member API the rest of Grape uses.
+//! - [`node`]: [`MetaNode`], the member API the rest of Grape uses: open alone or in a group,
+//!   write, read, change the membership, status.
 //! - [`error`]: [`MetaError`].
 
 pub mod apply;
@@ -40,4 +45,4 @@ pub mod types;
 pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest, Tombstone};
 pub use command::{Command, CommandResult};
 pub use error::MetaError;
-pub use node::{MetaNode, MetaStatus};
+pub use node::{MemberStatus, MetaNode, MetaStatus};
