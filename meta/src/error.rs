@@ -1,10 +1,15 @@
 //! Errors of the meta service.
 //!
 //! Each variant says what a caller can do: retry elsewhere ([`MetaError::NotLeader`]), retry
-//! later ([`MetaError::Timeout`]), or fix the local disk ([`MetaError::Storage`],
+//! later ([`MetaError::Timeout`], [`MetaError::Membership`] while a change is in progress), fix
+//! the configuration ([`MetaError::Config`]), or fix the local disk ([`MetaError::Storage`],
 //! [`MetaError::Io`], [`MetaError::Corrupt`]).
+//!
+//! openraft's API errors are turned into these in one place, the `From` impls at the end.
 
-use crate::types::{NodeId, StorageError};
+use openraft::metrics::WaitError;
+
+use crate::types::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, NodeId, RaftError, StorageError};
 
 /// An error of the meta service.
 #[derive(Debug, thiserror::Error)]
@@ -16,12 +21,21 @@ pub enum MetaError {
     /// openraft reported an error (fatal core stop, storage error surfaced by Raft, …).
     #[error("raft: {0}")]
     Raft(String),
-    /// This node is not the leader; send the request to `leader` if known.
-    #[error("not the meta leader (leader: {})", leader.map(|l| l.to_string()).unwrap_or_else(|| "unknown".into()))]
+    /// This node is not the leader; send the request to `leader` (at `leader_addr`) if known.
+    #[error("not the meta leader (leader: {})", describe_leader(*leader, leader_addr.as_deref()))]
     NotLeader {
         /// The current leader, if this node knows it.
         leader: Option<NodeId>,
+        /// The leader's Raft address, if this node knows it.
+        leader_addr: Option<String>,
     },
+    /// The group refused a membership change: another one is in progress (retry), it would
+    /// leave no voter, or it names a node that is not a member.
+    #[error("meta membership change refused: {0}")]
+    Membership(String),
+    /// The node was started with an unusable configuration (e.g. its id is not among its peers).
+    #[error("meta configuration: {0}")]
+    Config(String),
     /// A local file operation failed.
     #[error("meta i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -36,6 +50,51 @@ pub enum MetaError {
 impl From<StorageError> for MetaError {
     fn from(e: StorageError) -> Self {
         MetaError::Raft(format!("storage: {e}"))
+    }
+}
+
+fn describe_leader(leader: Option<NodeId>, addr: Option<&str>) -> String {
+    match (leader, addr) {
+        (Some(id), Some(addr)) => format!("{id} at {addr}"),
+        (Some(id), None) => id.to_string(),
+        (None, _) => "unknown".to_string(),
+    }
+}
+
+impl From<ForwardToLeader> for MetaError {
+    fn from(f: ForwardToLeader) -> Self {
+        let leader_addr = f.leader_node.map(|n| n.addr).filter(|a| !a.is_empty());
+        MetaError::NotLeader { leader: f.leader_id, leader_addr }
+    }
+}
+
+impl From<RaftError<ClientWriteError>> for MetaError {
+    fn from(e: RaftError<ClientWriteError>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => MetaError::Membership(e.to_string()),
+            RaftError::Fatal(e) => MetaError::Raft(e.to_string()),
+        }
+    }
+}
+
+impl From<RaftError<CheckIsLeaderError>> for MetaError {
+    /// Losing the quorum while confirming leadership is a timeout: the caller may retry.
+    fn from(e: RaftError<CheckIsLeaderError>) -> Self {
+        match e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => f.into(),
+            RaftError::APIError(e) => MetaError::Timeout(e.to_string()),
+            RaftError::Fatal(e) => MetaError::Raft(e.to_string()),
+        }
+    }
+}
+
+impl From<WaitError> for MetaError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Timeout(..) => MetaError::Timeout(e.to_string()),
+            WaitError::ShuttingDown => MetaError::Raft(e.to_string()),
+        }
     }
 }
 

@@ -15,6 +15,10 @@
 //!                                                          snapshot (redb) + log purge
 //! ```
 //!
+//! `grape dev` runs a group of one ([`MetaNode::open`]); a cluster runs three or five members
+//! ([`MetaNode::open_group`]) that replicate the log to each other over [`network`], and a
+//! follower far behind receives the latest snapshot in chunks instead of the purged log.
+//!
 //! # Layout
 //!
 //! - [`catalog`]: the replicated state (collections, shard manifests, tombstones), plain serde.
@@ -24,8 +28,10 @@
 //! - [`types`]: the openraft type configuration and short aliases (`LogId`, `Entry`, …).
 //! - [`store`]: durable Raft storage on redb: [`store::LogStore`] (log, vote, committed) and
 //!   [`store::StateMachineStore`] (catalog in memory, snapshots on disk).
-//! - [`network`]: outgoing Raft RPCs; a single-member group needs none yet.
-//! - [`node`]: [`MetaNode`], the member API the rest of Grape uses.
+//! - [`network`]: the Raft transport over tonic: outgoing RPCs ([`network::TonicNetwork`]) and
+//!   the peers-only service ([`network::raft_service`]).
+//! - [`node`]: [`MetaNode`], the member API the rest of Grape uses: open alone or in a group,
+//!   write, read, change the membership, status.
 //! - [`error`]: [`MetaError`].
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
@@ -44,4 +50,4 @@ pub mod types;
 pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest, Tombstone};
 pub use command::{Command, CommandResult};
 pub use error::MetaError;
-pub use node::{MetaNode, MetaStatus};
+pub use node::{MemberStatus, MetaNode, MetaStatus};

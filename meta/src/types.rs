@@ -60,3 +60,19 @@ pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
 pub type InitializeError = openraft::error::InitializeError<NodeId, Node>;
 /// Error of an outgoing Raft RPC.
 pub type RPCError<E = openraft::error::Infallible> = openraft::error::RPCError<NodeId, Node, RaftError<E>>;
+/// Refusal by a member that is not the leader, naming the leader if known.
+pub type ForwardToLeader = openraft::error::ForwardToLeader<NodeId, Node>;
+/// A membership change: add or remove voters or nodes.
+pub type ChangeMembers = openraft::ChangeMembers<NodeId, Node>;
+/// Log replication RPC (also the leader's heartbeat).
+pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+/// Answer to an [`AppendEntriesRequest`].
+pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<NodeId>;
+/// Election RPC.
+pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+/// Answer to a [`VoteRequest`].
+pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
+/// One chunk of a snapshot sent to a lagging member.
+pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+/// Answer to an [`InstallSnapshotRequest`].
+pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;

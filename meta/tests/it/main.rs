@@ -1,5 +1,6 @@
 //! Integration tests of the meta service, one binary with one module per scenario.
 
+mod cluster;
 mod helpers;
 mod restart;
 mod snapshot;
