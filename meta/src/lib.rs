@@ -32,6 +32,8 @@
 //!   the peers-only service ([`network::raft_service`]).
 //! - [`node`]: [`MetaNode`], the member API the rest of Grape uses: open alone or in a group,
 //!   write, read, change the membership, status.
+//! - [`service`]: the `grape.meta.v1` service every member serves (forwarding to the leader,
+//!   the change watch) and [`service::RemoteMeta`], its client.
 //! - [`error`]: [`MetaError`].
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
@@ -44,6 +46,7 @@ pub mod error;
 pub mod linearizability;
 pub mod network;
 pub mod node;
+pub mod service;
 pub mod store;
 pub mod types;
 

@@ -6,8 +6,10 @@
 //! - `grape/raft/v1/raft.proto` → [`raft::v1`]: the Raft transport between meta members
 //!   (package `grape.raft.v1`). Internal and peers only; its payloads are openraft's own types
 //!   as JSON.
-//! - Further internal services (meta, compute-to-compute) get their own packages in the same
-//!   way; they never mix with the public API.
+//! - `grape/meta/v1/meta.proto` → [`meta::v1`]: what compute nodes, gateways and the CLI ask
+//!   of the meta group (writes, catalog reads, watch, status, config, membership).
+//! - Further internal services (compute-to-compute) get their own packages in the same way;
+//!   they never mix with the public API.
 
 /// The public API, package `grape.v1`.
 #[allow(missing_docs, clippy::all)]
@@ -22,5 +24,15 @@ pub mod raft {
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("grape.raft.v1");
+    }
+}
+
+/// The meta service, package `grape.meta.v1`.
+pub mod meta {
+    /// Writes, catalog reads, the change watch, status, versioned config and membership,
+    /// served by every meta member (and by `grape dev`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("grape.meta.v1");
     }
 }

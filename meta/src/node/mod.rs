@@ -158,6 +158,23 @@ impl MetaNode {
         Ok(self.sm.catalog())
     }
 
+    /// Like [`MetaNode::read_catalog`], with the log index the catalog is at.
+    pub async fn read_catalog_at(&self) -> Result<(Catalog, u64), MetaError> {
+        self.raft.ensure_linearizable().await?;
+        Ok(self.sm.catalog_at())
+    }
+
+    /// The catalog as applied on this member and its log index, read together.
+    pub fn local_catalog_at(&self) -> (Catalog, u64) {
+        self.sm.catalog_at()
+    }
+
+    /// The commands applied on this member after log index `after`, with their indexes;
+    /// `None` if they are no longer all in memory (re-read the catalog instead).
+    pub fn changes_since(&self, after: u64) -> Option<Vec<(u64, Command)>> {
+        self.sm.changes_since(after)
+    }
+
     /// The catalog as applied on this member, without checking leadership: may lag the
     /// leader, never shows uncommitted changes.
     pub fn local_catalog(&self) -> Catalog {

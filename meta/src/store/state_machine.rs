@@ -9,6 +9,7 @@
 //! A snapshot is the JSON of [`SnapshotPayload`], tagged with [`SNAPSHOT_FORMAT_VERSION`]; this
 //! build reads only that version and refuses others with a clear error instead of guessing.
 
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 use super::{blocking, io_err, read_json, SNAPSHOT_TABLE};
 use crate::apply::apply;
 use crate::catalog::Catalog;
-use crate::command::CommandResult;
+use crate::command::{Command, CommandResult};
 use crate::error::MetaError;
 use crate::types::{Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig};
 
@@ -64,12 +65,27 @@ impl SnapshotPayload {
     }
 }
 
+/// Commands kept in memory for watchers that resume (see [`StateMachineStore::changes_since`]).
+pub const CHANGE_HISTORY: usize = 4096;
+
 /// The applied state, as the state machine holds it in memory.
 #[derive(Debug, Clone, Default)]
 struct SmState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     catalog: Catalog,
+    /// The last [`CHANGE_HISTORY`] applied commands with their log indexes, oldest first.
+    changes: VecDeque<(u64, Command)>,
+    /// Every command applied after this log index is in `changes`.
+    changes_from: u64,
+}
+
+impl SmState {
+    /// A state with an empty change history starting at its last applied index.
+    fn restarted(last_applied: Option<LogId>, last_membership: StoredMembership, catalog: Catalog) -> SmState {
+        let changes_from = last_applied.map_or(0, |l| l.index);
+        SmState { last_applied, last_membership, catalog, changes: VecDeque::new(), changes_from }
+    }
 }
 
 /// openraft's state machine (and, cloned, its snapshot builder).
@@ -94,7 +110,7 @@ impl StateMachineStore {
                 let data = read_data(&db)?.ok_or_else(|| MetaError::Corrupt("snapshot meta without data".into()))?;
                 let p = SnapshotPayload::decode(&data)?;
                 tracing::info!(snapshot = %meta, "loaded meta snapshot");
-                SmState { last_applied: p.last_applied, last_membership: p.last_membership, catalog: p.catalog }
+                SmState::restarted(p.last_applied, p.last_membership, p.catalog)
             }
         };
         let (applied_tx, _) = watch::channel(state.last_applied.map_or(0, |l| l.index));
@@ -104,6 +120,22 @@ impl StateMachineStore {
     /// A copy of the applied catalog.
     pub fn catalog(&self) -> Catalog {
         self.read().catalog.clone()
+    }
+
+    /// A copy of the applied catalog and the log index it is at, read together.
+    pub fn catalog_at(&self) -> (Catalog, u64) {
+        let st = self.read();
+        (st.catalog.clone(), st.last_applied.map_or(0, |l| l.index))
+    }
+
+    /// The commands applied after log index `after`, oldest first, with their indexes; `None`
+    /// if some of them are no longer in memory (then the caller re-reads the whole catalog).
+    pub fn changes_since(&self, after: u64) -> Option<Vec<(u64, Command)>> {
+        let st = self.read();
+        if after < st.changes_from {
+            return None;
+        }
+        Some(st.changes.iter().filter(|(i, _)| *i > after).cloned().collect())
     }
 
     /// The last applied log id.
@@ -209,7 +241,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 st.last_applied = Some(entry.log_id);
                 let result = match entry.payload {
                     EntryPayload::Blank => CommandResult::Applied { version: 0 },
-                    EntryPayload::Normal(cmd) => apply(&mut st.catalog, &cmd),
+                    EntryPayload::Normal(cmd) => {
+                        let result = apply(&mut st.catalog, &cmd);
+                        st.changes.push_back((entry.log_id.index, cmd));
+                        if st.changes.len() > CHANGE_HISTORY {
+                            if let Some((dropped, _)) = st.changes.pop_front() {
+                                st.changes_from = dropped;
+                            }
+                        }
+                        result
+                    }
                     EntryPayload::Membership(m) => {
                         st.last_membership = StoredMembership::new(Some(entry.log_id), m);
                         CommandResult::Applied { version: 0 }
@@ -239,7 +280,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.persist(meta, data).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         {
             let mut st = self.write();
-            *st = SmState { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone(), catalog: payload.catalog };
+            *st = SmState::restarted(meta.last_log_id, meta.last_membership.clone(), payload.catalog);
         }
         self.applied_tx.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(snapshot = %meta, "installed meta snapshot");

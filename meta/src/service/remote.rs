@@ -1,0 +1,127 @@
+//! [`RemoteMeta`]: the client side of the meta service, given the addresses of any members.
+//!
+//! A request goes to the member that answered last; if that member cannot be reached, the next
+//! one is tried, round the list, until a deadline. Members forward writes and linearizable
+//! reads to their leader themselves, so the client never needs to know which one leads.
+//!
+//! Retrying is safe for reads. A write is retried on another member only when it certainly
+//! was not applied (the member could not be reached, or answered with the not-applied mark);
+//! any other failure is returned as it is, because the write may have been committed.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use grape_proto::meta::v1::meta_client::MetaClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Response, Status};
+
+use super::forward::NOT_APPLIED_HEADER;
+use super::MAX_MESSAGE_BYTES;
+
+/// How long a request keeps trying members before giving up.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Deadline of one attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a request may be sent again after an ambiguous failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A read: send it again anywhere.
+    Always,
+    /// A write: send it again only where it certainly was not applied.
+    IfNotApplied,
+}
+
+/// A client of the meta group.
+#[derive(Debug)]
+pub struct RemoteMeta {
+    clients: Vec<(String, MetaClient<Channel>)>,
+    /// Index of the member to try first: the last one that answered.
+    preferred: AtomicUsize,
+    deadline: Duration,
+}
+
+impl RemoteMeta {
+    /// A client of the members at `addrs` (`host:port` or URLs). Connections are made lazily.
+    pub fn new(addrs: &[String]) -> Result<RemoteMeta, Status> {
+        if addrs.is_empty() {
+            return Err(Status::invalid_argument("no meta address given"));
+        }
+        let clients = addrs
+            .iter()
+            .map(|addr| {
+                let url = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+                let channel = Endpoint::from_shared(url.clone())
+                    .map_err(|e| Status::invalid_argument(format!("meta address {addr:?}: {e}")))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .timeout(ATTEMPT_TIMEOUT)
+                    .connect_lazy();
+                let client =
+                    MetaClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
+                Ok((url, client))
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(RemoteMeta { clients, preferred: AtomicUsize::new(0), deadline: DEFAULT_DEADLINE })
+    }
+
+    /// This client with another overall deadline per request.
+    pub fn with_deadline(mut self, deadline: Duration) -> RemoteMeta {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sends a request built by `call`, trying members in turn as `retry` allows.
+    pub async fn call<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T, Status>
+    where
+        F: Fn(MetaClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0usize;
+        loop {
+            let i = (self.preferred.load(Ordering::Relaxed) + attempt) % self.clients.len();
+            let (url, client) = &self.clients[i];
+            match call(client.clone()).await {
+                Ok(response) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if may_retry(&status, retry) && started.elapsed() < self.deadline => {
+                    tracing::debug!(member = %url, error = %status, "meta member did not answer; trying the next");
+                    attempt += 1;
+                    if attempt % self.clients.len() == 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+}
+
+/// Whether `status` allows sending the request again.
+fn may_retry(status: &Status, retry: Retry) -> bool {
+    let not_applied = status.metadata().contains_key(NOT_APPLIED_HEADER) || never_connected(status);
+    match retry {
+        Retry::Always => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) || not_applied,
+        Retry::IfNotApplied => not_applied,
+    }
+}
+
+/// Whether the request failed before it could reach the member (no connection was made).
+fn never_connected(status: &Status) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound);
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
