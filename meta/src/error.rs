@@ -109,3 +109,22 @@ macro_rules! redb_error_from {
 }
 
 redb_error_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Node;
+
+    #[test]
+    fn not_leader_names_the_leader_and_its_address() {
+        let e: MetaError = ForwardToLeader { leader_id: Some(2), leader_node: Some(Node::new("10.0.0.2:6801")) }.into();
+        assert!(matches!(&e, MetaError::NotLeader { leader: Some(2), leader_addr: Some(a) } if a == "10.0.0.2:6801"));
+        assert_eq!(e.to_string(), "not the meta leader (leader: 2 at 10.0.0.2:6801)");
+
+        // The single member of `grape dev` has no address: none is better than an empty one.
+        let e: MetaError = ForwardToLeader { leader_id: Some(1), leader_node: Some(Node::default()) }.into();
+        assert!(matches!(e, MetaError::NotLeader { leader: Some(1), leader_addr: None }));
+        let e: MetaError = ForwardToLeader { leader_id: None, leader_node: None }.into();
+        assert_eq!(e.to_string(), "not the meta leader (leader: unknown)");
+    }
+}

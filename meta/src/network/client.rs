@@ -11,7 +11,7 @@
 //!
 //! | what happened                                  | error                      | openraft then      |
 //! |------------------------------------------------|----------------------------|--------------------|
-//! | connection refused/reset, bad address          | [`RPCError::Unreachable`]  | backs off, retries |
+//! | cannot connect (peer down), invalid address    | [`RPCError::Unreachable`]  | backs off, retries |
 //! | no answer within the TTL                       | [`RPCError::Timeout`]      | retries            |
 //! | batch above [`BATCH_SPLIT_BYTES`]              | [`RPCError::PayloadTooLarge`] | retries smaller |
 //! | other gRPC status, undecodable reply           | [`RPCError::Network`]      | retries            |
@@ -110,9 +110,13 @@ impl RaftNetworkFactory<TypeConfig> for TonicNetwork {
 /// Sends Raft RPCs from this member to one peer.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
+    /// This member, named in [`Timeout`] errors.
     id: NodeId,
+    /// The peer, named in [`Timeout`] and [`RemoteError`]s.
     target: NodeId,
+    /// The peer's membership entry (its address), attached to [`RemoteError`]s.
     target_node: Node,
+    /// The peer's shared channel, or the reason its address is unusable.
     service: PeerService,
 }
 
