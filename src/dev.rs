@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use grape_compute::{server, Engine, Gateway};
+use grape_compute::gateway::GrapeService;
+use grape_compute::{Engine, Gateway};
+use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
 use grape_storage::{SegmentCache, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
@@ -98,7 +101,12 @@ impl DevServer {
         if let Some(interval) = gc.interval {
             tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
         }
-        let serving = tokio::spawn(server::serve(listener, gateway, until_stopped(&stop)));
+        // One port serves the public API and the meta service (for `grape status` and
+        // `grape config`), as a compute node and a meta member would separately.
+        let router = tonic::transport::Server::builder()
+            .add_service(GrapeService(gateway).into_server())
+            .add_service(MetaService::new(meta.clone()).into_server());
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(&stop)));
         Ok(DevServer { addr, meta, stop, serving })
     }
 
@@ -126,7 +134,8 @@ impl DevServer {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

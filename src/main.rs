@@ -5,6 +5,7 @@
 //! - `cli/`: the command line and the client commands;
 //! - `config.rs`: the config file (`--config`), below flags and environment in precedence;
 //! - `dev.rs`: meta, compute and gateway in one process;
+//! - `meta_server.rs`: `grape meta`, one member of the meta Raft group;
 //! - `demo.rs`: the main job on the embedded default;
 //! - `error.rs`: what a command can fail with.
 
@@ -13,6 +14,7 @@ mod config;
 mod demo;
 mod dev;
 mod error;
+mod meta_server;
 
 use clap::Parser;
 
@@ -59,7 +61,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => cli::ingest::run(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Search(args) => cli::query::search(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Sql(args) => cli::query::sql(&mut connect(&cli.endpoint).await?, format, args.query).await,
-        Command::Status => cli::query::status(&mut connect(&cli.endpoint).await?, format).await,
+        Command::Status => cli::meta::status(&cli.endpoint, format).await,
+        Command::Meta(args) => meta_server::run(args).await,
+        Command::Cluster(cmd) => cli::meta::cluster(&cli.endpoint, format, cmd).await,
+        Command::Config(cmd) => cli::meta::config(&cli.endpoint, format, cmd).await,
         Command::Gc(args) => cli::query::gc(&mut connect(&cli.endpoint).await?, format, args.grace_secs).await,
     }
 }

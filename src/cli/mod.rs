@@ -8,6 +8,7 @@
 pub mod client;
 pub mod collection;
 pub mod ingest;
+pub mod meta;
 pub mod output;
 pub mod query;
 
@@ -54,6 +55,14 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run meta, one compute node and the gateway in one process.
     Dev(DevArgs),
+    /// Run one member of the meta Raft group.
+    Meta(MetaArgs),
+    /// Change the meta group's membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Read and change the versioned config kept by the meta group.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create, list, describe or drop collections.
     #[command(subcommand)]
     Collection(CollectionCommand),
@@ -107,6 +116,77 @@ pub struct DevArgs {
     /// Garbage collection of orphan objects.
     #[command(flatten)]
     pub gc: GcJobArgs,
+}
+
+/// Arguments of `grape meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// This member's id (a positive integer, unique in the group).
+    #[arg(long)]
+    pub id: u64,
+    /// Address to serve the Raft transport and the meta service on; peers and clients use it.
+    #[arg(long, default_value = "127.0.0.1:6900")]
+    pub listen: String,
+    /// Where this member's Raft log and snapshots are kept.
+    #[arg(long, default_value = "./grape-meta")]
+    pub data_dir: PathBuf,
+    /// The group's members when it is first started, as `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    /// The lowest id initialises the group once; after that the membership lives in the log
+    /// and changes only with `grape cluster add-meta|remove-meta`.
+    #[arg(long, default_value = "")]
+    pub peers: String,
+}
+
+/// `grape cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Add a meta member: it joins as a learner, catches up, then votes. Start it first with
+    /// `grape meta --id ID --listen ADDR` (and an id that is not the lowest of its --peers).
+    AddMeta {
+        /// The new member's id.
+        id: u64,
+        /// The address it listens on.
+        addr: String,
+    },
+    /// Remove a meta member from the group.
+    RemoveMeta {
+        /// The member's id.
+        id: u64,
+    },
+}
+
+/// `grape config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a key's value and version.
+    Get {
+        /// The key.
+        key: String,
+        /// Read the answering member's state instead of a linearizable read (may be stale).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Set a key; with --expect-version, only if the key is still at that version (0: absent).
+    Set {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+        /// Compare-and-set: the version the key must be at.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// List keys starting with a prefix, with their values and versions.
+    List {
+        /// Key prefix (default: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Print a key's current and earlier versions, newest first.
+    History {
+        /// The key.
+        key: String,
+    },
 }
 
 /// Garbage-collection flags, shared by every command that runs a server.

@@ -1,4 +1,4 @@
-//! `grape search`, `grape sql`, `grape status` and `grape gc`.
+//! `grape search`, `grape sql` and `grape gc`.
 
 use arrow::array::RecordBatch;
 use grape_compute::ingest::decode_ipc;
@@ -40,27 +40,6 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
 pub async fn sql(client: &mut Client, format: OutputFormat, query: String) -> Result<(), CliError> {
     let reply = client.sql(v1::SqlRequest { query }).await?.into_inner();
     print_rows(format, &rows(&reply.arrow_ipc)?)
-}
-
-/// Prints the node's and the meta group's state.
-pub async fn status(client: &mut Client, format: OutputFormat) -> Result<(), CliError> {
-    let s = client.status(v1::StatusRequest {}).await?.into_inner();
-    let value = json!({
-        "node_id": s.node_id,
-        "meta_leader_id": s.meta_leader_id,
-        "meta_term": s.meta_term,
-        "meta_last_log_index": s.meta_last_log_index,
-        "meta_applied_index": s.meta_applied_index,
-        "meta_members": s.meta_members,
-        "storage": s.storage_url,
-        "collections": s.collections,
-        "segments_loaded": s.segments_loaded,
-        "rows_loaded": s.rows_loaded,
-        "memory_bytes": s.memory_bytes,
-        "version": s.version,
-    });
-    print_object(format, &value);
-    Ok(())
 }
 
 /// Runs a garbage-collection pass and prints what it did.

@@ -105,7 +105,9 @@ impl RemoteMeta {
 fn may_retry(status: &Status, retry: Retry) -> bool {
     let not_applied = status.metadata().contains_key(NOT_APPLIED_HEADER) || never_connected(status);
     match retry {
-        Retry::Always => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) || not_applied,
+        Retry::Always => {
+            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) || not_applied
+        }
         Retry::IfNotApplied => not_applied,
     }
 }
@@ -113,6 +115,9 @@ fn may_retry(status: &Status, retry: Retry) -> bool {
 /// Whether the request failed before it could reach the member (no connection was made).
 fn never_connected(status: &Status) -> bool {
     use std::error::Error;
+    if status.code() == Code::Unavailable && status.message().contains("tcp connect error") {
+        return true;
+    }
     let mut source: Option<&(dyn Error + 'static)> = status.source();
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -1,0 +1,158 @@
+//! Client commands that talk to the meta group: `grape status`, `grape config …` and
+//! `grape cluster …`. `--endpoint` may name any meta member, several separated by commas, or a
+//! gateway (`grape dev` serves the meta service too).
+
+use grape_meta::service::remote::Retry;
+use grape_meta::service::RemoteMeta;
+use grape_proto::meta::v1 as pb;
+use grape_proto::v1;
+use serde_json::{json, Map, Value};
+use tonic::Code;
+
+use super::client::connect;
+use super::output::print_object;
+use super::{ClusterCommand, ConfigCommand, OutputFormat};
+use crate::error::CliError;
+
+/// The meta client for `--endpoint`.
+fn remote(endpoint: &str) -> Result<RemoteMeta, CliError> {
+    let addrs: Vec<String> = endpoint.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    Ok(RemoteMeta::new(&addrs)?)
+}
+
+/// Prints the state of the meta group and, if the endpoint is a gateway, of its node.
+pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError> {
+    let mut value = Map::new();
+    let first = endpoint.split(',').next().unwrap_or(endpoint);
+    match connect(first).await?.status(v1::StatusRequest {}).await {
+        Ok(s) => {
+            let s = s.into_inner();
+            let node = json!({
+                "node_id": s.node_id,
+                "meta_leader_id": s.meta_leader_id,
+                "meta_term": s.meta_term,
+                "meta_last_log_index": s.meta_last_log_index,
+                "meta_applied_index": s.meta_applied_index,
+                "storage": s.storage_url,
+                "collections": s.collections,
+                "segments_loaded": s.segments_loaded,
+                "rows_loaded": s.rows_loaded,
+                "memory_bytes": s.memory_bytes,
+                "version": s.version,
+            });
+            value.extend(node.as_object().cloned().unwrap_or_default());
+        }
+        Err(e) if e.code() == Code::Unimplemented => {}
+        Err(e) => return Err(e.into()),
+    }
+    match remote(endpoint)?.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
+        Ok(m) => {
+            value.entry("node_id").or_insert(json!(m.id));
+            value.insert("meta_id".into(), json!(m.id));
+            value.insert("meta_leader_id".into(), json!(m.leader_id));
+            value.insert("meta_leader_addr".into(), json!(m.leader_addr));
+            value.insert("meta_state".into(), json!(m.state));
+            value.insert("meta_term".into(), json!(m.term));
+            value.insert("meta_last_log_index".into(), json!(m.last_log_index));
+            value.insert("meta_committed_index".into(), json!(m.committed_index));
+            value.insert("meta_applied_index".into(), json!(m.applied_index));
+            value.insert("meta_snapshot_index".into(), json!(m.snapshot_index));
+            let members: Vec<Value> =
+                m.members.iter().map(|n| json!({"id": n.id, "addr": n.addr, "voter": n.voter, "lag": n.lag})).collect();
+            value.insert("meta_members".into(), Value::Array(members));
+        }
+        Err(e) if e.code() == Code::Unimplemented && !value.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    print_object(format, &Value::Object(value));
+    Ok(())
+}
+
+/// Runs `grape config …`.
+pub async fn config(endpoint: &str, format: OutputFormat, cmd: ConfigCommand) -> Result<(), CliError> {
+    let meta = remote(endpoint)?;
+    let value = match cmd {
+        ConfigCommand::Get { key, stale } => {
+            let req = pb::ConfigGetRequest { key: key.clone(), linearizable: !stale };
+            let reply = meta
+                .call(Retry::Always, |mut c| {
+                    let r = req.clone();
+                    async move { c.config_get(r).await }
+                })
+                .await?;
+            match reply.value {
+                Some(v) => json!({"key": v.key, "value": v.value, "version": v.version}),
+                None => json!({"key": key, "value": null, "version": 0}),
+            }
+        }
+        ConfigCommand::Set { key, value, expect_version } => {
+            let req = pb::ConfigPutRequest { key: key.clone(), value, expected_version: expect_version };
+            let reply = meta
+                .call(Retry::IfNotApplied, |mut c| {
+                    let r = req.clone();
+                    async move { c.config_put(r).await }
+                })
+                .await?;
+            if !reply.applied {
+                return Err(CliError::Server(format!(
+                    "FAILED_PRECONDITION: config key \"{key}\" is at version {}, not {}; nothing was changed",
+                    reply.version,
+                    expect_version.unwrap_or_default()
+                )));
+            }
+            json!({"key": key, "version": reply.version})
+        }
+        ConfigCommand::List { prefix } => {
+            let req = pb::ConfigListRequest { prefix, linearizable: true };
+            let reply = meta
+                .call(Retry::Always, |mut c| {
+                    let r = req.clone();
+                    async move { c.config_list(r).await }
+                })
+                .await?;
+            values_json(&reply.values)
+        }
+        ConfigCommand::History { key } => {
+            let req = pb::ConfigGetRequest { key, linearizable: true };
+            let reply = meta
+                .call(Retry::Always, |mut c| {
+                    let r = req.clone();
+                    async move { c.config_history(r).await }
+                })
+                .await?;
+            values_json(&reply.values)
+        }
+    };
+    print_object(format, &value);
+    Ok(())
+}
+
+fn values_json(values: &[pb::ConfigValue]) -> Value {
+    Value::Array(values.iter().map(|v| json!({"key": v.key, "value": v.value, "version": v.version})).collect())
+}
+
+/// Runs `grape cluster …` and prints the membership after the change.
+pub async fn cluster(endpoint: &str, format: OutputFormat, cmd: ClusterCommand) -> Result<(), CliError> {
+    let meta = remote(endpoint)?.with_deadline(std::time::Duration::from_secs(90));
+    let reply = match cmd {
+        ClusterCommand::AddMeta { id, addr } => {
+            let req = pb::AddMemberRequest { id, addr };
+            meta.call(Retry::IfNotApplied, |mut c| {
+                let r = req.clone();
+                async move { c.add_member(r).await }
+            })
+            .await?
+        }
+        ClusterCommand::RemoveMeta { id } => {
+            let req = pb::RemoveMemberRequest { id };
+            meta.call(Retry::IfNotApplied, |mut c| {
+                let r = req.clone();
+                async move { c.remove_member(r).await }
+            })
+            .await?
+        }
+    };
+    let members: Vec<Value> = reply.members.iter().map(|n| json!({"id": n.id, "addr": n.addr, "voter": n.voter})).collect();
+    print_object(format, &json!({"meta_leader_id": reply.leader_id, "meta_members": members}));
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `grape meta`: one member of the meta Raft group as its own process.
+//!
+//! The member serves two gRPC services on one port: the Raft transport for its peers
+//! (`grape.raft.v1`) and the meta service for compute nodes, gateways and the CLI
+//! (`grape.meta.v1`). Its address in `--peers` is that port.
+
+use std::collections::BTreeMap;
+
+use grape_meta::network::raft_service;
+use grape_meta::service::MetaService;
+use grape_meta::MetaNode;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::cli::MetaArgs;
+use crate::dev::wait_for_signal;
+use crate::error::CliError;
+
+/// Parses `--peers 1=ADDR,2=ADDR,…`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, CliError> {
+    let usage = |part: &str| CliError::Usage(format!("--peers takes ID=HOST:PORT,… (e.g. 1=127.0.0.1:6901), got {part:?}"));
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let (id, addr) = part.split_once('=').ok_or_else(|| usage(part))?;
+            let id = id.trim().parse::<u64>().map_err(|_| usage(part))?;
+            if id == 0 || addr.trim().is_empty() {
+                return Err(usage(part));
+            }
+            Ok((id, addr.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Runs the member until Ctrl-C or SIGTERM.
+pub async fn run(args: MetaArgs) -> Result<(), CliError> {
+    let mut peers = parse_peers(&args.peers)?;
+    peers.entry(args.id).or_insert_with(|| args.listen.clone());
+    let listener =
+        TcpListener::bind(&args.listen).await.map_err(|source| CliError::File { path: format!("listen {}", args.listen), source })?;
+    let node = MetaNode::open_group(args.id, &args.data_dir, peers).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
+    eprintln!("grape meta {}: listening on {} (data in {})", args.id, args.listen, args.data_dir.display());
+    let served = tonic::transport::Server::builder()
+        .add_service(raft_service(node.raft().clone()))
+        .add_service(MetaService::new(node.clone()).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait_for_signal())
+        .await;
+    eprintln!("shutting down");
+    node.shutdown().await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
+    served.map_err(|e| CliError::Server(format!("meta server: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_named() {
+        let peers = parse_peers("1=127.0.0.1:1, 2=h:2").expect("parses");
+        assert_eq!(peers.get(&2).map(String::as_str), Some("h:2"));
+        for bad in ["1", "x=h:1", "0=h:1", "1="] {
+            let err = parse_peers(bad).expect_err(bad).to_string();
+            assert!(err.contains("--peers"), "{err}");
+        }
+    }
+}
