@@ -5,4 +5,5 @@ mod bad_input;
 mod embedded;
 mod gc;
 mod harness;
+mod meta_cluster;
 mod s3_storage;

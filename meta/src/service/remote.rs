@@ -44,7 +44,8 @@ pub struct RemoteMeta {
 }
 
 impl RemoteMeta {
-    /// A client of the members at `addrs` (`host:port` or URLs). Connections are made lazily.
+    /// A client of the members at `addrs` (`host:port` or URLs). Connections are made lazily,
+    /// on the Tokio runtime this is called in (which must exist).
     pub fn new(addrs: &[String]) -> Result<RemoteMeta, Status> {
         if addrs.is_empty() {
             return Err(Status::invalid_argument("no meta address given"));
