@@ -48,6 +48,8 @@ pub mod network;
 pub mod node;
 pub mod service;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest, Tombstone};
