@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use grape_meta::network::raft_service;
+use grape_meta::node::Start;
 use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
 use tokio::net::TcpListener;
@@ -38,7 +39,8 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     peers.entry(args.id).or_insert_with(|| args.listen.clone());
     let listener =
         TcpListener::bind(&args.listen).await.map_err(|source| CliError::File { path: format!("listen {}", args.listen), source })?;
-    let node = MetaNode::open_group(args.id, &args.data_dir, peers).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
+    let start = if args.join { Start::Join } else { Start::New };
+    let node = MetaNode::open_member(args.id, &args.data_dir, peers, start).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
     eprintln!("grape meta {}: listening on {} (data in {})", args.id, args.listen, args.data_dir.display());
     let served = tonic::transport::Server::builder()
         .add_service(raft_service(node.raft().clone()))

@@ -6,6 +6,7 @@
 //! cargo run --release -p grape-bench -- exact-search            # 100,000 × 128, k = 10
 //! cargo run --release -p grape-bench -- exact-search --rows 1000000 --out results.json
 //! cargo run --release -p grape-bench -- cold-load               # needs python3 for the S3 server
+//! cargo build --release --workspace && target/release/grape-bench meta   # 3 grape meta processes
 //! ```
 //!
 //! | scenario       | what it measures                                                        |
@@ -14,6 +15,8 @@
 //! |                | in GB/s beside this machine's measured memory bandwidth                  |
 //! | `cold-load`    | a fresh node loading 1,000,000 × 128 from loopback S3 to its first query, |
 //! |                | with no, an empty and a warm local cache, and the bytes read from S3     |
+//! | `meta`         | commit latency (1 and 16 clients), leader kill to next commit over 10     |
+//! |                | kills, and a long linearizability check under a kill/restart nemesis     |
 
 mod report;
 mod scenarios;
@@ -35,6 +38,8 @@ enum Scenario {
     /// A fresh node loading a collection from S3 and answering its first query, with and
     /// without a warm local cache.
     ColdLoad(scenarios::cold_load::Options),
+    /// The meta Raft group: commit latency, leader failover time, long linearizability check.
+    Meta(scenarios::meta::Options),
 }
 
 fn main() {
@@ -45,6 +50,7 @@ fn main() {
     let result = match args.scenario {
         Scenario::ExactSearch(o) => scenarios::exact_search::run(o),
         Scenario::ColdLoad(o) => scenarios::cold_load::run(o),
+        Scenario::Meta(o) => scenarios::meta::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

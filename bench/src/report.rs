@@ -43,3 +43,11 @@ pub fn report(title: &str, params: Value, rows: &[Row], out: &Path) -> std::io::
     println!("\nwritten to {}", out.display());
     Ok(())
 }
+
+/// The `p` quantile (0..=1) of ascending `sorted` values (nearest rank); 0 if empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}

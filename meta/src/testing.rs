@@ -72,14 +72,41 @@ impl MetaProcesses {
 
     /// Starts member `id` (again) on its port and data directory.
     pub fn start_member(&mut self, id: u64) -> std::io::Result<()> {
+        self.start_member_with(id, &[])
+    }
+
+    /// Starts member `id` with extra `grape meta` arguments (e.g. `--join`); its stderr goes
+    /// to [`MetaProcesses::log_path`].
+    pub fn start_member_with(&mut self, id: u64, extra: &[&str]) -> std::io::Result<()> {
+        let log = std::fs::File::create(self.log_path(id))?;
         let child = Command::new(&self.bin)
             .args(["meta", "--id", &id.to_string(), "--listen", &self.addr(id), "--peers", &self.peers(), "--data-dir"])
             .arg(self.data_dir(id))
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?;
         self.children[id as usize - 1] = Some(child);
         Ok(())
+    }
+
+    /// Where member `id`'s stderr goes.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("meta-{id}.log"))
+    }
+
+    /// Waits up to `timeout` for member `id` to exit by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.children[id as usize - 1].as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.children[id as usize - 1] = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Kills member `id` with SIGKILL: no chance to flush anything.

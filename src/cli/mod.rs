@@ -135,6 +135,11 @@ pub struct MetaArgs {
     /// and changes only with `grape cluster add-meta|remove-meta`.
     #[arg(long, default_value = "")]
     pub peers: String,
+    /// Join an existing group: start with an empty data directory, never initialise, and wait
+    /// to be added with `grape cluster add-meta ID ADDR` (a member whose data was lost rejoins
+    /// this way, after `grape cluster remove-meta ID`).
+    #[arg(long)]
+    pub join: bool,
 }
 
 /// `grape cluster …`.

@@ -150,3 +150,35 @@ fn watch_resumes_on_another_member_without_missing_or_repeating_a_change() {
     let group_catalog: Catalog = serde_json::from_str(&reply.catalog_json).expect("catalog json");
     assert_eq!(catalog, group_catalog, "the watcher's copy equals the group's catalog");
 }
+
+/// A member whose data directory was wiped does not take its old place (the lowest id would
+/// otherwise initialise a second group): it refuses to start, and rejoins only when removed,
+/// started with `--join` and added back with add-meta.
+#[test]
+fn a_wiped_member_rejoins_only_through_add_meta() {
+    let mut group = start(3);
+    let meta = group.client();
+    let keys: BTreeSet<String> = (0..20).map(|i| format!("k/{i:02}")).collect();
+    for k in &keys {
+        group.runtime().block_on(put(&meta, k, "v", None)).expect("put");
+    }
+    group.kill(1);
+    std::fs::remove_dir_all(group.data_dir(1)).expect("wipe member 1");
+    group.start_member(1).expect("start");
+    let exit = group.wait_exit(1, Duration::from_secs(20)).expect("a wiped member refuses to start");
+    assert!(!exit.success());
+    let log = std::fs::read_to_string(group.log_path(1)).unwrap_or_default();
+    assert!(log.contains("empty data directory") && log.contains("add-meta"), "{log}");
+
+    let endpoints = group.addrs().join(",");
+    let grape = |args: &[&str]| {
+        let out = std::process::Command::new(grape_bin()).args(["--endpoint", &endpoints]).args(args).output().unwrap();
+        assert!(out.status.success(), "grape {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    grape(&["cluster", "remove-meta", "1"]);
+    group.start_member_with(1, &["--join"]).expect("start joining");
+    grape(&["cluster", "add-meta", "1", &group.addr(1)]);
+    wait_until_member_has(&group, 1, &keys);
+    let status = group.status(1).expect("member 1 answers");
+    assert!(status.members.iter().any(|m| m.id == 1 && m.voter), "member 1 votes again: {:?}", status.members);
+}

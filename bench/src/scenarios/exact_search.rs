@@ -21,7 +21,7 @@ use grape_storage::format::SegmentMeta;
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::report::{report, Row};
+use crate::report::{percentile, report, Row};
 
 /// Options of the scenario.
 #[derive(Debug, Args)]
@@ -178,11 +178,4 @@ fn best_gbps(bytes: usize, mut pass: impl FnMut() -> f32) -> f64 {
         best = best.min(t.elapsed().as_secs_f64());
     }
     bytes as f64 / best / 1e9
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }

@@ -2,3 +2,4 @@
 
 pub mod cold_load;
 pub mod exact_search;
+pub mod meta;

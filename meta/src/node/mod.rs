@@ -8,6 +8,7 @@
 //! - [`membership`]: waiting for a leader, adding and removing members;
 //! - [`status`]: [`MetaStatus`], a point-in-time view for `grape status`.
 
+pub mod bootstrap;
 pub mod config;
 pub mod membership;
 pub mod status;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use openraft::error::InitializeError;
 use tokio::sync::watch;
 
+pub use bootstrap::Start;
 pub use config::{LOGS_KEPT_AFTER_SNAPSHOT, SNAPSHOT_EVERY};
 pub use status::{MemberStatus, MetaStatus};
 
@@ -92,9 +94,21 @@ impl MetaNode {
     /// [`MetaNode::add_member`] and [`MetaNode::remove_member`]. A node that joins an existing
     /// group is opened with an id that is not the lowest in `peers`, then added by the leader.
     ///
-    /// A member whose directory was lost is best removed and added back under a new id: the
-    /// lowest id on an empty directory would initialise itself again.
+    /// On an empty directory this is [`Start::New`]: see [`MetaNode::open_member`].
     pub async fn open_group(id: NodeId, data_dir: &Path, peers: BTreeMap<NodeId, String>) -> Result<Arc<MetaNode>, MetaError> {
+        Self::open_member(id, data_dir, peers, Start::New).await
+    }
+
+    /// Like [`MetaNode::open_group`], saying how to start if the directory is empty: as part of
+    /// a new group (refused if the peers say the group already exists: a member that lost its
+    /// data must not silently take its old place, see [`bootstrap`]) or joining an existing
+    /// group, to be added with [`MetaNode::add_member`].
+    pub async fn open_member(
+        id: NodeId,
+        data_dir: &Path,
+        peers: BTreeMap<NodeId, String>,
+        start: Start,
+    ) -> Result<Arc<MetaNode>, MetaError> {
         if !peers.contains_key(&id) {
             return Err(MetaError::Config(format!("meta node {id} is not among its peers {:?}", peers.keys().collect::<Vec<_>>())));
         }
@@ -106,8 +120,17 @@ impl MetaNode {
             Raft::new(id, config, TonicNetwork::new(id), log, sm.clone()).await.map_err(|e| MetaError::Raft(format!("start: {e}")))?;
         let node = Arc::new(MetaNode { id, raft, sm, data_dir: data_dir.to_path_buf() });
 
-        if node.raft.is_initialized().await.map_err(raft_err)? {
+        let initialized = node.raft.is_initialized().await.map_err(raft_err)?;
+        if !initialized && start == Start::New {
+            if let Err(e) = bootstrap::check_new_member(id, &peers).await {
+                let _ = node.shutdown().await;
+                return Err(e);
+            }
+        }
+        if initialized {
             tracing::info!(id, dir = %data_dir.display(), "reopened meta node");
+        } else if start == Start::Join {
+            tracing::info!(id, dir = %data_dir.display(), "joining meta node, waiting to be added with grape cluster add-meta");
         } else if peers.keys().next() == Some(&id) {
             node.initialize(&peers).await?;
         } else {
