@@ -19,7 +19,12 @@ use crate::stats::column_stats;
 use crate::store::{store_from_url, StorageOptions};
 
 /// Part size of the ranged GETs that read a large object (see [`Storage::get_sized`]).
-pub const READ_PART_BYTES: u64 = 8 << 20;
+///
+/// Objects up to this size are read with one GET: a node loads many segments at once, which
+/// already keeps several connections busy, and on a loopback server one GET per segment was
+/// faster (`grape-bench cold-load`). Larger objects (compacted segments, index artifacts) are
+/// where one connection's bandwidth is the limit on S3.
+pub const READ_PART_BYTES: u64 = 32 << 20;
 
 /// Ranged GETs of one object in flight at once.
 pub const READ_PARTS_IN_FLIGHT: usize = 8;

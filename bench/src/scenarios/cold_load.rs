@@ -62,7 +62,8 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let cache_dir = tempfile::tempdir()?;
     let single_get = Storage::from_url_with_options(url, &server.options())?.with_read_part_bytes(u64::MAX);
     let whole = load_and_query(single_get, &catalog, o.dim).await?;
-    let no_cache = load_and_query(Storage::from_url_with_options(url, &server.options())?, &catalog, o.dim).await?;
+    let ranged = Storage::from_url_with_options(url, &server.options())?.with_read_part_bytes(8 << 20);
+    let no_cache = load_and_query(ranged, &catalog, o.dim).await?;
     let filling = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
     let warm = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
 
