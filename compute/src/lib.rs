@@ -32,6 +32,7 @@ pub mod meta_client;
 pub mod search;
 pub mod segment;
 pub mod server;
+pub mod settings;
 pub mod sql;
 pub mod table;
 pub mod topk;

@@ -46,7 +46,14 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
         Err(e) => return Err(e.into()),
     }
     match remote(endpoint)?.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
-        Ok(m) => {
+        Ok(mut m) => {
+            // Only the leader knows how far behind each member is: take the member list from it.
+            if m.leader_id != m.id && !m.leader_addr.is_empty() {
+                let leader = remote(&m.leader_addr)?;
+                if let Ok(l) = leader.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
+                    m.members = l.members;
+                }
+            }
             value.entry("node_id").or_insert(json!(m.id));
             value.insert("meta_id".into(), json!(m.id));
             value.insert("meta_leader_id".into(), json!(m.leader_id));

@@ -23,6 +23,7 @@ pub use write::{IngestJob, Inserted};
 use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::meta_client::MetaClient;
+use crate::settings;
 
 /// Age below which an unreferenced object is never collected (an upload may be about to commit).
 pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(3600);
@@ -53,8 +54,9 @@ impl Gateway {
         Self { meta, engine, storage, node_id, sync_lock: tokio::sync::Mutex::new(()), gc_grace: DEFAULT_GC_GRACE }
     }
 
-    /// Sets the garbage-collection grace period this node's GC job uses (default 1 hour); an
-    /// ingest job older than half of it is not committed.
+    /// Sets the garbage-collection grace period this node's GC job uses (default 1 hour; the
+    /// config setting [`settings::GC_GRACE_SECS`] overrides it); an ingest job older than half
+    /// of it is not committed.
     pub fn with_gc_grace(mut self, grace: Duration) -> Self {
         self.gc_grace = grace;
         self
@@ -97,17 +99,25 @@ impl Gateway {
         crate::gc::collect_garbage(&self.storage, grace, || async { Ok(self.meta.catalog().await?) }).await
     }
 
-    /// Collects garbage older than the grace period every `interval` until `shutdown`
-    /// resolves: the garbage-collection job of a node. Failures are logged and retried at the
-    /// next interval.
+    /// The garbage-collection grace period in force: the config setting, else the flag.
+    pub fn gc_grace(&self) -> Duration {
+        settings::seconds(&self.meta.applied_catalog(), settings::GC_GRACE_SECS).unwrap_or(self.gc_grace)
+    }
+
+    /// Collects garbage older than the grace period every `interval` (or the config setting
+    /// [`settings::GC_INTERVAL_SECS`]; 0 pauses the job) until `shutdown` resolves: the
+    /// garbage-collection job of a node. Failures are logged and retried at the next interval.
     pub async fn run_gc_job(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        let grace = self.gc_grace;
         tokio::pin!(shutdown);
         loop {
+            let every = settings::seconds(&self.meta.applied_catalog(), settings::GC_INTERVAL_SECS).unwrap_or(interval);
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tokio::time::sleep(interval) => {
-                    match self.collect_garbage(grace).await {
+                _ = tokio::time::sleep(if every.is_zero() { Duration::from_secs(1) } else { every }) => {
+                    if every.is_zero() {
+                        continue;
+                    }
+                    match self.collect_garbage(self.gc_grace()).await {
                         Ok(r) if !r.deleted.is_empty() => tracing::info!(deleted = r.deleted.len(), bytes = r.bytes_freed, "garbage collected"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "garbage collection failed; retrying at the next interval"),

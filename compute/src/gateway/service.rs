@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Gateway, DEFAULT_GC_GRACE};
+use super::Gateway;
 
 /// Largest request or response message, in bytes (inserts carry rows).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -78,7 +78,7 @@ impl Grape for GrapeService {
     }
 
     async fn collect_garbage(&self, r: Request<v1::CollectGarbageRequest>) -> Reply<v1::CollectGarbageResponse> {
-        let grace = r.into_inner().grace_seconds.map_or(DEFAULT_GC_GRACE, Duration::from_secs);
+        let grace = r.into_inner().grace_seconds.map_or_else(|| self.0.gc_grace(), Duration::from_secs);
         let report = self.0.collect_garbage(grace).await?;
         Ok(Response::new(v1::CollectGarbageResponse {
             scanned: report.scanned,

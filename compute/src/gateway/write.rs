@@ -115,7 +115,7 @@ impl Gateway {
         if job.segments.is_empty() {
             return Ok(Inserted { rows: 0, version: job.entry.version });
         }
-        let max_age = self.gc_grace / 2;
+        let max_age = self.gc_grace() / 2;
         if job.started.elapsed() > max_age {
             return Err(ComputeError::Unavailable(format!(
                 "the ingest into \"{name}\" ran longer than {} s, half the garbage-collection grace period, so its staged \
