@@ -34,17 +34,17 @@ pub enum Start {
 /// the first start that comes up after the group committed more than this must `--join`.
 pub const NEW_GROUP_MAX_INDEX: u64 = 4;
 
-/// How long each peer gets to answer the check.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the peers get to answer the check. They are asked all at once; a peer that is
+/// itself starting has bound its port but answers nothing yet, and must not hold up the start
+/// of a new group for long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Refuses to start member `id` on an empty directory as part of a new group when its peers
 /// say the group already exists. Peers that do not answer (not started yet) say nothing.
 pub async fn check_new_member(id: NodeId, peers: &BTreeMap<NodeId, String>) -> Result<(), MetaError> {
-    for (peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
-        let Ok(client) = RemoteMeta::new(std::slice::from_ref(addr)) else { continue };
-        let client = client.with_deadline(PROBE_TIMEOUT);
-        let Ok(status) = client.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await else { continue };
-        let committed = status.committed_index.unwrap_or(0);
+    let probes = peers.iter().filter(|(p, _)| **p != id).map(|(peer, addr)| async move { (*peer, committed_index(addr).await) });
+    for (peer, committed) in futures::future::join_all(probes).await {
+        let Some(committed) = committed else { continue };
         if committed > NEW_GROUP_MAX_INDEX {
             return Err(MetaError::Config(format!(
                 "meta member {id} has an empty data directory, but its group already exists (member {peer} is at log index \
@@ -54,4 +54,12 @@ pub async fn check_new_member(id: NodeId, peers: &BTreeMap<NodeId, String>) -> R
         }
     }
     Ok(())
+}
+
+/// The committed log index a peer reports, if it answers within [`PROBE_TIMEOUT`].
+async fn committed_index(addr: &str) -> Option<u64> {
+    let client = RemoteMeta::new(&[addr.to_string()]).ok()?.with_deadline(PROBE_TIMEOUT);
+    let status = client.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await });
+    let status = tokio::time::timeout(PROBE_TIMEOUT, status).await.ok()?.ok()?;
+    Some(status.committed_index.unwrap_or(0))
 }

@@ -96,6 +96,12 @@ impl RemoteMeta {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+                Err(status) if status.code() == Code::Cancelled && status.message().contains("Timeout expired") => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "meta member {url} did not answer within {} s; a write may or may not have been applied",
+                        ATTEMPT_TIMEOUT.as_secs()
+                    )));
+                }
                 Err(status) => return Err(status),
             }
         }
