@@ -84,7 +84,14 @@ impl RemoteMeta {
         loop {
             let i = (self.preferred.load(Ordering::Relaxed) + attempt) % self.clients.len();
             let (url, client) = &self.clients[i];
-            match call(client.clone()).await {
+            // Every attempt ends by the overall deadline: a member that accepted the connection
+            // but does not answer (it is starting, or stuck) must not hold the caller longer.
+            let limit = self.deadline.saturating_sub(started.elapsed()).clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT);
+            let outcome = match tokio::time::timeout(limit, call(client.clone())).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(no_answer(url, limit)),
+            };
+            match outcome {
                 Ok(response) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(response.into_inner());
@@ -97,15 +104,20 @@ impl RemoteMeta {
                     }
                 }
                 Err(status) if status.code() == Code::Cancelled && status.message().contains("Timeout expired") => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "meta member {url} did not answer within {} s; a write may or may not have been applied",
-                        ATTEMPT_TIMEOUT.as_secs()
-                    )));
+                    return Err(no_answer(url, ATTEMPT_TIMEOUT));
                 }
                 Err(status) => return Err(status),
             }
         }
     }
+}
+
+/// DEADLINE_EXCEEDED for a member that did not answer in time.
+fn no_answer(url: &str, waited: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "meta member {url} did not answer within {} ms; a write may or may not have been applied",
+        waited.as_millis()
+    ))
 }
 
 /// Whether `status` allows sending the request again.
