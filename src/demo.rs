@@ -14,8 +14,9 @@ use grape_proto::v1;
 use crate::cli::client::connect;
 use crate::cli::output::print_rows;
 use crate::cli::{DemoArgs, OutputFormat, StorageSettings};
-use crate::dev::{DevServer, GcSettings};
+use crate::dev::DevServer;
 use crate::error::CliError;
+use crate::node::GcSettings;
 
 const BATCH_ROWS: usize = 25_000;
 

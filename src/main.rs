@@ -6,15 +6,19 @@
 //! - `config.rs`: the config file (`--config`), below flags and environment in precedence;
 //! - `dev.rs`: meta, compute and gateway in one process;
 //! - `meta_server.rs`: `grape meta`, one member of the meta Raft group;
+//! - `compute_server.rs`: `grape compute`, a stateless compute node of a cluster;
+//! - `node.rs`: a node's gateway and engine over any meta, shared by `dev` and `compute`;
 //! - `demo.rs`: the main job on the embedded default;
 //! - `error.rs`: what a command can fail with.
 
 mod cli;
+mod compute_server;
 mod config;
 mod demo;
 mod dev;
 mod error;
 mod meta_server;
+mod node;
 
 use clap::Parser;
 
@@ -63,6 +67,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sql(args) => cli::query::sql(&mut connect(&cli.endpoint).await?, format, args.query).await,
         Command::Status => cli::meta::status(&cli.endpoint, format).await,
         Command::Meta(args) => meta_server::run(args).await,
+        Command::Compute(args) => compute_server::run(args, &ConfigFile::load_optional(cli.config.as_deref())?).await,
         Command::Cluster(cmd) => cli::meta::cluster(&cli.endpoint, format, cmd).await,
         Command::Config(cmd) => cli::meta::config(&cli.endpoint, format, cmd).await,
         Command::Gc(args) => cli::query::gc(&mut connect(&cli.endpoint).await?, format, args.grace_secs).await,

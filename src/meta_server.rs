@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::MetaArgs;
-use crate::dev::wait_for_signal;
 use crate::error::CliError;
+use crate::node::wait_for_signal;
 
 /// Parses `--peers 1=ADDR,2=ADDR,…`.
 pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, CliError> {

@@ -16,7 +16,8 @@
 //!   with min/max segment pruning.
 //! - [`ingest`]: decoding, conforming and sharding of inserted rows; [`gc`]: deleting orphan
 //!   segment objects.
-//! - [`meta_client`]: the one trait through which compute talks to meta.
+//! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
+//!   implementation for a separate meta group (remote writes, a watched local catalog).
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
 pub mod datagen;
@@ -29,6 +30,7 @@ pub mod gc;
 pub mod index;
 pub mod ingest;
 pub mod meta_client;
+pub mod remote_meta;
 pub mod search;
 pub mod segment;
 pub mod server;

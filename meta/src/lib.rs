@@ -34,6 +34,8 @@
 //!   write, read, change the membership, status.
 //! - [`service`]: the `grape.meta.v1` service every member serves (forwarding to the leader,
 //!   the change watch) and [`service::RemoteMeta`], its client.
+//! - [`placement`]: where segments go on compute nodes (weighted rendezvous hashing with
+//!   bounded loads), a pure function of the segments and the live nodes.
 //! - [`error`]: [`MetaError`].
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
@@ -46,6 +48,7 @@ pub mod error;
 pub mod linearizability;
 pub mod network;
 pub mod node;
+pub mod placement;
 pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]

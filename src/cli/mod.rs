@@ -57,6 +57,8 @@ pub enum Command {
     Dev(DevArgs),
     /// Run one member of the meta Raft group.
     Meta(MetaArgs),
+    /// Run a stateless compute node of a cluster (gateway, engine) against a meta group.
+    Compute(ComputeArgs),
     /// Change the meta group's membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -142,6 +144,29 @@ pub struct MetaArgs {
     pub join: bool,
 }
 
+/// Arguments of `grape compute`.
+#[derive(Debug, Args)]
+pub struct ComputeArgs {
+    /// Meta members to talk to, `HOST:PORT[,HOST:PORT…]` (any of them; more is safer).
+    #[arg(long)]
+    pub meta: String,
+    /// Address to serve the public API on.
+    #[arg(long, default_value = "127.0.0.1:6800")]
+    pub listen: String,
+    /// This node's id in `grape status` (default: derived from --listen).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Local directory for the segment cache (nothing durable is kept here).
+    #[arg(long, default_value = "./grape-compute")]
+    pub data_dir: PathBuf,
+    /// Where segments are stored (the same for every node of the cluster).
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Garbage collection of orphan objects.
+    #[command(flatten)]
+    pub gc: GcJobArgs,
+}
+
 /// `grape cluster …`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -208,9 +233,9 @@ pub struct GcJobArgs {
 
 impl GcJobArgs {
     /// The settings these flags describe.
-    pub fn settings(&self) -> crate::dev::GcSettings {
+    pub fn settings(&self) -> crate::node::GcSettings {
         let interval = (self.gc_interval_secs > 0).then(|| Duration::from_secs(self.gc_interval_secs));
-        crate::dev::GcSettings { interval, grace: Duration::from_secs(self.gc_grace_secs) }
+        crate::node::GcSettings { interval, grace: Duration::from_secs(self.gc_grace_secs) }
     }
 }
 

@@ -21,7 +21,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A `grape dev` process; killed when dropped.
+/// A `grape dev` or `grape compute` process; killed when dropped.
 pub struct DevProcess {
     child: Option<Child>,
     /// Gateway endpoint.
@@ -30,6 +30,8 @@ pub struct DevProcess {
     pub data_dir: PathBuf,
     port: u16,
     extra: ServerFlags,
+    /// The subcommand: `dev` or `compute`.
+    role: Vec<String>,
 }
 
 /// Extra flags and environment for a server process (e.g. S3 storage).
@@ -63,8 +65,20 @@ impl DevProcess {
 
     /// Starts `grape dev` on `data_dir` and a given port.
     pub fn start_on(data_dir: &Path, port: u16, extra: ServerFlags) -> DevProcess {
+        Self::start_role(&["dev"], data_dir, port, extra)
+    }
+
+    /// Starts `grape compute` against the meta members `meta`, storing segments at `storage`.
+    pub fn start_compute(meta: &str, storage: &str, data_dir: &Path) -> DevProcess {
+        let extra = ServerFlags { args: vec!["--meta".into(), meta.into(), "--storage".into(), storage.into()], env: Vec::new() };
+        Self::start_role(&["compute"], data_dir, free_port(), extra)
+    }
+
+    /// Starts `grape ROLE…` with the common server flags and waits until it answers `status`.
+    fn start_role(role: &[&str], data_dir: &Path, port: u16, extra: ServerFlags) -> DevProcess {
         let child = Command::new(grape_bin())
-            .args(["dev", "--data-dir"])
+            .args(role)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(&extra.args)
@@ -72,9 +86,16 @@ impl DevProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn grape dev");
-        let p =
-            DevProcess { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf(), port, extra };
+            .expect("spawn grape");
+        let role = role.iter().map(|r| r.to_string()).collect();
+        let p = DevProcess {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            port,
+            extra,
+            role,
+        };
         p.wait_ready();
         p
     }
@@ -86,7 +107,7 @@ impl DevProcess {
             if out.status.success() {
                 return;
             }
-            assert!(Instant::now() < deadline, "grape dev did not become ready: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(Instant::now() < deadline, "grape {:?} did not become ready: {}", self.role, String::from_utf8_lossy(&out.stderr));
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -102,7 +123,8 @@ impl DevProcess {
     /// Kills and starts again on the same directory and port.
     pub fn restart_after_kill(mut self) -> DevProcess {
         self.kill();
-        DevProcess::start_on(&self.data_dir.clone(), self.port, self.extra.clone())
+        let role: Vec<&str> = self.role.iter().map(String::as_str).collect();
+        DevProcess::start_role(&role, &self.data_dir.clone(), self.port, self.extra.clone())
     }
 
     /// Runs a client command against this process.

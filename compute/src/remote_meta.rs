@@ -1,0 +1,176 @@
+//! [`WatchedMeta`]: the meta service of a separate meta group, as a compute node uses it.
+//!
+//! Writes and linearizable reads go to the group through [`RemoteMeta`] (any member; the
+//! member forwards to the leader). The applied catalog is a local copy kept current by the
+//! group's `Watch` stream: the node applies each change with the same [`apply`] the members
+//! run, and after a broken stream it resumes from its last index on whichever member answers.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use grape_meta::apply::apply;
+use grape_meta::catalog::Catalog;
+use grape_meta::service::remote::Retry;
+use grape_meta::service::RemoteMeta;
+use grape_meta::{Command, CommandResult, MemberStatus, MetaError, MetaStatus};
+use grape_proto::meta::v1 as pb;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::{Code, Status};
+
+use crate::meta_client::MetaClient;
+
+/// Pause before reopening a broken watch stream.
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// The local copy of the catalog and the log index it is at.
+type Copy = Arc<RwLock<(Catalog, u64)>>;
+
+/// A meta client for a node of a cluster: remote writes and reads, a watched local catalog.
+pub struct WatchedMeta {
+    remote: Arc<RemoteMeta>,
+    copy: Copy,
+    changes: watch::Sender<u64>,
+    /// The task following the watch stream; stopped when this is dropped.
+    follower: JoinHandle<()>,
+}
+
+impl WatchedMeta {
+    /// Connects to the meta members at `addrs`, reads the catalog and starts following it.
+    pub async fn connect(addrs: &[String]) -> Result<Arc<WatchedMeta>, MetaError> {
+        let remote = Arc::new(RemoteMeta::new(addrs).map_err(meta_error)?);
+        let copy: Copy = Arc::new(RwLock::new((Catalog::default(), 0)));
+        let (changes, _) = watch::channel(0);
+        let follower = tokio::spawn(follow(remote.clone(), copy.clone(), changes.clone()));
+        let meta = Arc::new(WatchedMeta { remote, copy, changes, follower });
+        // Serve nothing until the copy holds the catalog as it is now.
+        let (_, index) = meta.read_catalog_at().await?;
+        let mut seen = meta.changes.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|i| *i >= index))
+            .await
+            .map_err(|_| MetaError::Timeout("the meta watch stream did not catch up in 30 s".into()))?
+            .map_err(|_| MetaError::Timeout("the meta watch stream stopped".into()))?;
+        Ok(meta)
+    }
+
+    async fn read_catalog_at(&self) -> Result<(Catalog, u64), MetaError> {
+        let reply = self
+            .remote
+            .call(Retry::Always, |mut c| async move { c.read_catalog(pb::ReadCatalogRequest { linearizable: true }).await })
+            .await
+            .map_err(meta_error)?;
+        let catalog = serde_json::from_str(&reply.catalog_json).map_err(|e| MetaError::Corrupt(format!("catalog from meta: {e}")))?;
+        Ok((catalog, reply.applied_index))
+    }
+}
+
+impl Drop for WatchedMeta {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// Follows the watch stream forever, reconnecting from the last index after any failure.
+async fn follow(remote: Arc<RemoteMeta>, copy: Copy, changes: watch::Sender<u64>) {
+    loop {
+        let after = read(&copy).1;
+        let opened = remote.call(Retry::Always, |mut c| async move { c.watch(pb::WatchRequest { after_index: after }).await }).await;
+        match opened {
+            Ok(mut stream) => {
+                while let Some(event) = stream.next().await {
+                    match event.map_err(meta_error).and_then(|e| apply_event(&copy, e)) {
+                        Ok(index) => {
+                            changes.send_replace(index);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "meta watch stream failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the meta watch stream; retrying"),
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// Applies one watch event to the copy; returns the copy's new index.
+fn apply_event(copy: &Copy, event: pb::WatchEvent) -> Result<u64, MetaError> {
+    let corrupt = |e: serde_json::Error| MetaError::Corrupt(format!("watch event {}: {e}", event.index));
+    let mut guard = copy.write().unwrap_or_else(|e| e.into_inner());
+    if event.index <= guard.1 {
+        return Ok(guard.1);
+    }
+    if event.catalog_json.is_empty() {
+        let cmd: Command = serde_json::from_str(&event.command_json).map_err(corrupt)?;
+        apply(&mut guard.0, &cmd);
+    } else {
+        guard.0 = serde_json::from_str(&event.catalog_json).map_err(corrupt)?;
+    }
+    guard.1 = event.index;
+    Ok(event.index)
+}
+
+fn read(copy: &Copy) -> std::sync::RwLockReadGuard<'_, (Catalog, u64)> {
+    copy.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A meta error for a failed call to the group.
+fn meta_error(status: Status) -> MetaError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => MetaError::Timeout(status.message().to_string()),
+        _ => MetaError::Raft(status.message().to_string()),
+    }
+}
+
+#[async_trait]
+impl MetaClient for WatchedMeta {
+    async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
+        let command_json = serde_json::to_string(&cmd).map_err(|e| MetaError::Corrupt(format!("encode command: {e}")))?;
+        let reply = self
+            .remote
+            .call(Retry::IfNotApplied, |mut c| {
+                let req = pb::WriteRequest { command_json: command_json.clone() };
+                async move { c.write(req).await }
+            })
+            .await
+            .map_err(meta_error)?;
+        serde_json::from_str(&reply.result_json).map_err(|e| MetaError::Corrupt(format!("command result from meta: {e}")))
+    }
+
+    async fn catalog(&self) -> Result<Catalog, MetaError> {
+        Ok(self.read_catalog_at().await?.0)
+    }
+
+    fn applied_catalog(&self) -> Catalog {
+        read(&self.copy).0.clone()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn status(&self) -> Result<MetaStatus, MetaError> {
+        let s = self.remote.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await.map_err(meta_error)?;
+        Ok(MetaStatus {
+            id: s.id,
+            leader_id: (s.leader_id != 0).then_some(s.leader_id),
+            server_state: s.state,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            last_applied: s.applied_index,
+            committed: s.committed_index,
+            snapshot: s.snapshot_index,
+            purged: None,
+            members: s.members.iter().filter(|m| m.voter).map(|m| m.id).collect(),
+            nodes: s
+                .members
+                .iter()
+                .map(|m| MemberStatus { id: m.id, addr: m.addr.clone(), voter: m.voter, matched: None, lag: m.lag })
+                .collect(),
+        })
+    }
+}

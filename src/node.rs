@@ -1,0 +1,135 @@
+//! One node's gateway and engine over any meta service, served on one port: the common part
+//! of `grape dev` (meta in-process) and `grape compute` (meta as a separate group).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grape_compute::gateway::GrapeService;
+use grape_compute::meta_client::MetaClient;
+use grape_compute::{Engine, Gateway};
+use grape_meta::service::MetaService;
+use grape_storage::{SegmentCache, Storage};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::cli::StorageSettings;
+use crate::error::CliError;
+
+/// Garbage collection settings of a server.
+#[derive(Debug, Clone)]
+pub struct GcSettings {
+    /// Time between passes of the node's GC job; `None`: no job.
+    pub interval: Option<Duration>,
+    /// Unreferenced objects younger than this are kept.
+    pub grace: Duration,
+}
+
+impl Default for GcSettings {
+    /// No periodic job; the default grace period for `grape gc`.
+    fn default() -> Self {
+        GcSettings { interval: None, grace: grape_compute::gateway::DEFAULT_GC_GRACE }
+    }
+}
+
+/// A running node: the public API (and, in `grape dev`, the meta service) on one port, the
+/// catalog follower and the GC job.
+pub struct NodeServer {
+    /// Address the node listens on.
+    addr: SocketAddr,
+    /// Sending `true` stops the server and every background task of the node.
+    stop: watch::Sender<bool>,
+    /// The gRPC server task.
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl NodeServer {
+    /// Starts node `node_id` over `meta` and `storage` on `listen`; `meta_service`, if given,
+    /// is served on the same port.
+    pub async fn start(
+        meta: Arc<dyn MetaClient>,
+        storage: Storage,
+        node_id: u64,
+        listen: &str,
+        gc: &GcSettings,
+        meta_service: Option<MetaService>,
+    ) -> Result<NodeServer, CliError> {
+        let engine = Arc::new(Engine::new(storage.clone()));
+        let gateway = Arc::new(Gateway::new(meta, engine, storage, node_id).with_gc_grace(gc.grace));
+        let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
+        let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
+        let (stop, _) = watch::channel(false);
+        gateway.refresh().await;
+        tokio::spawn(gateway.clone().follow_catalog(until_stopped(&stop)));
+        if let Some(interval) = gc.interval {
+            tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
+        }
+        let router = tonic::transport::Server::builder()
+            .add_service(GrapeService(gateway).into_server())
+            .add_optional_service(meta_service.map(MetaService::into_server));
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(&stop)));
+        Ok(NodeServer { addr, stop, serving })
+    }
+
+    /// The endpoint clients connect to.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for in-flight requests.
+    pub async fn stop(self) -> Result<(), CliError> {
+        let _ = self.stop.send(true);
+        match self.serving.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CliError::Server(format!("gateway: {e}"))),
+            Err(e) => Err(CliError::Server(format!("gateway task: {e}"))),
+        }
+    }
+}
+
+/// A future that resolves once `true` is sent on `stop` (or the sender is dropped): the shutdown
+/// signal of every task of the server.
+fn until_stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + use<> {
+    let mut rx = stop.subscribe();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Opens and checks the storage at `url`; a remote store gets a local segment cache.
+pub async fn open_storage(data_dir: &Path, url: &str, args: &StorageSettings) -> Result<Storage, CliError> {
+    let mut storage = Storage::from_url_with_options(url, &args.options).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+    storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
+    if storage.is_remote() && args.cache_bytes > 0 {
+        let dir = args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
+        let cache = SegmentCache::open(&dir, args.cache_bytes).map_err(|e| CliError::Server(e.to_string()))?;
+        storage = storage.with_cache(cache);
+    }
+    Ok(storage)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
