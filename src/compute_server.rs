@@ -3,7 +3,13 @@
 //! a gateway; writes go through the meta group. It owns nothing durable: a node that dies
 //! loses nothing, and any node answers any query.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
 use grape_compute::remote_meta::WatchedMeta;
+use grape_compute::Gateway;
+use grape_proto::meta::v1 as pb;
 
 use crate::cli::ComputeArgs;
 use crate::config::ConfigFile;
@@ -23,12 +29,48 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
     let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));
-    let node = NodeServer::start(meta, storage, id, &args.listen, &args.gc.settings(), None).await?;
+    let node = NodeServer::start(meta.clone(), storage, id, &args.listen, &args.gc.settings(), None).await?;
+    let memory = args.memory_limit.unwrap_or_else(machine_memory);
+    tokio::spawn(heartbeats(meta, node.gateway().clone(), id, node.addr().to_string(), memory, node.stopped()));
     eprintln!("grape compute {id}: listening on {} (meta {}, storage {url})", node.endpoint(), args.meta);
     wait_for_signal().await;
     eprintln!("shutting down");
     node.stop().await?;
     Ok(())
+}
+
+/// Interval of the node's heartbeats to the meta leader (the leader's timeout is 2 s).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Sends a heartbeat with the node's load every [`HEARTBEAT_INTERVAL`] until `stopped`.
+async fn heartbeats(meta: Arc<WatchedMeta>, gateway: Arc<Gateway>, id: u64, addr: String, memory: u64, stopped: impl Future<Output = ()>) {
+    tokio::pin!(stopped);
+    loop {
+        let (segments, rows, used) = gateway.engine().stats();
+        let beat = pb::HeartbeatRequest {
+            node_id: id,
+            addr: addr.clone(),
+            memory_bytes: memory,
+            segments_loaded: segments,
+            rows_loaded: rows,
+            memory_used: used,
+        };
+        if let Err(e) = meta.heartbeat(beat).await {
+            tracing::warn!(error = %e, "heartbeat to meta failed");
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+        }
+    }
+}
+
+/// Total memory of this machine from `/proc/meminfo`, else 8 GiB.
+fn machine_memory() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| text.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok());
+    total_kib.map_or(8 << 30, |kib| kib * 1024)
 }
 
 /// A node id derived from the listen address, when none is given: stable across restarts,

@@ -5,6 +5,7 @@
 //! (`grape.meta.v1`). Its address in `--peers` is that port.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use grape_meta::network::raft_service;
 use grape_meta::node::Start;
@@ -42,11 +43,19 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     let start = if args.join { Start::Join } else { Start::New };
     let node = MetaNode::open_member(args.id, &args.data_dir, peers, start).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
     eprintln!("grape meta {}: listening on {} (data in {})", args.id, args.listen, args.data_dir.display());
+    let service = MetaService::new(node.clone());
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let mut stopped = stop.subscribe();
+    let timeout = Duration::from_millis(args.heartbeat_timeout_ms.max(100));
+    tokio::spawn(service.detect_failures(timeout, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     let served = tonic::transport::Server::builder()
         .add_service(raft_service(node.raft().clone()))
-        .add_service(MetaService::new(node.clone()).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait_for_signal())
         .await;
+    let _ = stop.send(true);
     eprintln!("shutting down");
     node.shutdown().await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
     served.map_err(|e| CliError::Server(format!("meta server: {e}")))

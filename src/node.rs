@@ -40,6 +40,8 @@ impl Default for GcSettings {
 pub struct NodeServer {
     /// Address the node listens on.
     addr: SocketAddr,
+    /// The node's gateway, for its background jobs.
+    gateway: Arc<Gateway>,
     /// Sending `true` stops the server and every background task of the node.
     stop: watch::Sender<bool>,
     /// The gRPC server task.
@@ -68,15 +70,30 @@ impl NodeServer {
             tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
         }
         let router = tonic::transport::Server::builder()
-            .add_service(GrapeService(gateway).into_server())
+            .add_service(GrapeService(gateway.clone()).into_server())
             .add_optional_service(meta_service.map(MetaService::into_server));
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(&stop)));
-        Ok(NodeServer { addr, stop, serving })
+        Ok(NodeServer { addr, gateway, stop, serving })
     }
 
     /// The endpoint clients connect to.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's gateway.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// A future that resolves when the node stops: the shutdown signal of its jobs.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
+        until_stopped(&self.stop)
     }
 
     /// Stops serving and waits for in-flight requests.

@@ -55,6 +55,18 @@ impl WatchedMeta {
         Ok(meta)
     }
 
+    /// Sends this node's heartbeat to the leader (which registers the node if needed).
+    pub async fn heartbeat(&self, beat: pb::HeartbeatRequest) -> Result<(), MetaError> {
+        self.remote
+            .call(Retry::Always, |mut c| {
+                let b = beat.clone();
+                async move { c.heartbeat(b).await }
+            })
+            .await
+            .map_err(meta_error)?;
+        Ok(())
+    }
+
     async fn read_catalog_at(&self) -> Result<(Catalog, u64), MetaError> {
         let reply = self
             .remote

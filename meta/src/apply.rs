@@ -38,6 +38,14 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
         Command::CommitSegments { collection, collection_id, segments, tombstones } => {
             commit_segments(catalog, collection, *collection_id, segments, tombstones)
         }
+        Command::RegisterNode { id, addr, memory_bytes } => {
+            catalog.compute.register(*id, addr, *memory_bytes);
+            CommandResult::Applied { version: 0 }
+        }
+        Command::DeclareDead { id, reason } => match catalog.compute.declare_dead(*id, reason) {
+            true => CommandResult::Applied { version: 0 },
+            false => CommandResult::NotFound(format!("compute node {id}")),
+        },
         Command::ConfigPut { key, value, expected } => match catalog.config.put(key, value, *expected) {
             PutOutcome::Set(version) => CommandResult::Applied { version },
             PutOutcome::Mismatch(current) => CommandResult::VersionMismatch { current },

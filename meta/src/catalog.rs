@@ -11,6 +11,7 @@ use grape_storage::format::SegmentMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigStore;
+use crate::nodes::NodeRegistry;
 
 /// Distance metric of a vector column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,4 +120,7 @@ pub struct Catalog {
     /// The versioned config namespace.
     #[serde(default)]
     pub config: ConfigStore,
+    /// Compute nodes and whether each is live.
+    #[serde(default)]
+    pub compute: NodeRegistry,
 }

@@ -37,6 +37,22 @@ pub enum Command {
         /// Per shard, keys to delete.
         tombstones: Vec<(u32, Tombstone)>,
     },
+    /// Register a compute node, or mark it live again (possibly at a new address).
+    RegisterNode {
+        /// The node's id.
+        id: u64,
+        /// Address of its public API.
+        addr: String,
+        /// Memory it offers for segments, in bytes.
+        memory_bytes: u64,
+    },
+    /// The leader's decision that a compute node is dead (it missed its heartbeats).
+    DeclareDead {
+        /// The node's id.
+        id: u64,
+        /// Why, for the record.
+        reason: String,
+    },
     /// Set a config key, only if it is at `expected` (0 = absent) when that is given.
     ConfigPut {
         /// The key.

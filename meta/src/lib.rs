@@ -34,6 +34,7 @@
 //!   write, read, change the membership, status.
 //! - [`service`]: the `grape.meta.v1` service every member serves (forwarding to the leader,
 //!   the change watch) and [`service::RemoteMeta`], its client.
+//! - [`nodes`]: the compute-node registry (live or declared dead).
 //! - [`placement`]: where segments go on compute nodes (weighted rendezvous hashing with
 //!   bounded loads), a pure function of the segments and the live nodes.
 //! - [`error`]: [`MetaError`].
@@ -48,6 +49,7 @@ pub mod error;
 pub mod linearizability;
 pub mod network;
 pub mod node;
+pub mod nodes;
 pub mod placement;
 pub mod service;
 pub mod store;

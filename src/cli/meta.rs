@@ -52,6 +52,7 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 let leader = remote(&m.leader_addr)?;
                 if let Ok(l) = leader.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
                     m.members = l.members;
+                    m.compute_nodes = l.compute_nodes;
                 }
             }
             value.entry("node_id").or_insert(json!(m.id));
@@ -67,6 +68,18 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
             let members: Vec<Value> =
                 m.members.iter().map(|n| json!({"id": n.id, "addr": n.addr, "voter": n.voter, "lag": n.lag})).collect();
             value.insert("meta_members".into(), Value::Array(members));
+            if !m.compute_nodes.is_empty() {
+                let nodes: Vec<Value> = m
+                    .compute_nodes
+                    .iter()
+                    .map(|n| {
+                        json!({"id": n.id, "addr": n.addr, "state": n.state, "segments": n.segments_loaded, "rows": n.rows_loaded,
+                               "memory_used": n.memory_used, "last_heartbeat_ms": n.last_heartbeat_ms})
+                    })
+                    .collect();
+                value.insert("compute_nodes".into(), Value::Array(nodes));
+                value.insert("compute_balance".into(), json!(balance(&m.compute_nodes)));
+            }
         }
         Err(e) if e.code() == Code::Unimplemented && !value.is_empty() => {}
         Err(e) => return Err(e.into()),
@@ -132,6 +145,18 @@ pub async fn config(endpoint: &str, format: OutputFormat, cmd: ConfigCommand) ->
     };
     print_object(format, &value);
     Ok(())
+}
+
+/// Standard deviation of rows per live compute node over their mean (0 = perfectly even);
+/// `None` without rows.
+fn balance(nodes: &[pb::ComputeNodeStatus]) -> Option<f64> {
+    let rows: Vec<f64> = nodes.iter().filter(|n| n.state == "live").map(|n| n.rows_loaded as f64).collect();
+    let mean = rows.iter().sum::<f64>() / rows.len().max(1) as f64;
+    if mean == 0.0 {
+        return None;
+    }
+    let variance = rows.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rows.len() as f64;
+    Some((variance.sqrt() / mean * 1000.0).round() / 1000.0)
 }
 
 fn values_json(values: &[pb::ConfigValue]) -> Value {

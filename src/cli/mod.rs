@@ -142,6 +142,10 @@ pub struct MetaArgs {
     /// this way, after `grape cluster remove-meta ID`).
     #[arg(long)]
     pub join: bool,
+    /// A compute node not heard from for this many milliseconds is declared dead by the
+    /// leader, and its segments go elsewhere.
+    #[arg(long, default_value_t = 2000)]
+    pub heartbeat_timeout_ms: u64,
 }
 
 /// Arguments of `grape compute`.
@@ -156,6 +160,10 @@ pub struct ComputeArgs {
     /// This node's id in `grape status` (default: derived from --listen).
     #[arg(long)]
     pub id: Option<u64>,
+    /// Memory this node offers for segments, in bytes (its share of the placement)
+    /// [default: the machine's memory].
+    #[arg(long)]
+    pub memory_limit: Option<u64>,
     /// Local directory for the segment cache (nothing durable is kept here).
     #[arg(long, default_value = "./grape-compute")]
     pub data_dir: PathBuf,

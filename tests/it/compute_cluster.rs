@@ -3,6 +3,10 @@
 //! others nothing.
 
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use grape_compute::datagen;
 use grape_meta::testing::MetaProcesses;
@@ -29,8 +33,21 @@ fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
     assert_eq!(hit_ids(&on_a), hit_ids(&on_b), "both nodes answer the same");
     assert_eq!(b.count("docs"), 2_000);
 
+    let (ea, eb) = (a.endpoint.clone(), b.endpoint.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Heartbeats come every 500 ms: wait until both nodes have reported their load.
+        let nodes = wait_for_compute_states(&members, &[(&ea, "live"), (&eb, "live")]);
+        if nodes.iter().map(|n| n["rows"].as_u64().unwrap_or(0)).sum::<u64>() == 4_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "each node reports its load: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     let mut a = a;
     a.kill();
+    wait_for_compute_states(&members, &[(&ea, "dead"), (&eb, "live")]);
     assert_eq!(b.json(&["search", "docs", "--vector", &q, "--k", "10"]), on_b, "the survivor answers as before");
     let second = dir.path().join("second.parquet");
     write_parquet(&second, &[datagen::batch(16, 2_000, 500, 2)]);
@@ -41,5 +58,37 @@ fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
     let version = b.json(&["collection", "describe", "docs"])["version"].as_u64().expect("version").to_string();
     a.json(&["search", "docs", "--vector", &q, "--k", "1", "--min-version", &version]);
     assert_eq!(a.count("docs"), 2_500, "a restarted node loads everything from storage");
+    wait_for_compute_states(&members, &[(&ea, "live"), (&eb, "live")]);
     drop(meta);
+}
+
+/// Waits until `grape status` on the meta group lists exactly these compute nodes (by their
+/// endpoints) in these states; returns the nodes.
+fn wait_for_compute_states(members: &str, expected: &[(&str, &str)]) -> Vec<Value> {
+    let want: Vec<(u16, String)> = expected.iter().map(|(e, s)| (port_of(e), s.to_string())).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(grape_bin()).args(["--endpoint", members, "status", "--output", "json"]).output().expect("grape status");
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let nodes: Vec<Value> = status["compute_nodes"].as_array().cloned().unwrap_or_default();
+        let mut seen: Vec<(u16, String)> = nodes
+            .iter()
+            .map(|n| {
+                (port_of(n["addr"].as_str().unwrap_or("")), n["state"].as_str().unwrap_or("").split(':').next().unwrap_or("").to_string())
+            })
+            .collect();
+        seen.sort();
+        let mut wanted = want.clone();
+        wanted.sort();
+        if seen == wanted {
+            return nodes;
+        }
+        assert!(Instant::now() < deadline, "compute nodes are {seen:?}, expected {wanted:?}: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The port of `host:port` or `http://host:port`.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }

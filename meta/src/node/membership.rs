@@ -77,7 +77,7 @@ impl MetaNode {
 
     /// This member's metrics if it is the leader, else [`MetaError::NotLeader`] naming the
     /// leader it knows of, with its address.
-    fn assume_leader(&self) -> Result<RaftMetrics, MetaError> {
+    pub(crate) fn assume_leader(&self) -> Result<RaftMetrics, MetaError> {
         let m = self.raft.metrics().borrow().clone();
         match m.current_leader {
             Some(leader) if leader == self.id => Ok(m),

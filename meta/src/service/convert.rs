@@ -37,5 +37,6 @@ pub fn status(s: &MetaStatus) -> pb::StatusResponse {
         applied_index: s.last_applied,
         snapshot_index: s.snapshot,
         members: s.nodes.iter().map(|n| pb::MemberStatus { id: n.id, addr: n.addr.clone(), voter: n.voter, lag: n.lag }).collect(),
+        compute_nodes: Vec::new(),
     }
 }

@@ -11,10 +11,12 @@
 //! - `forward.rs`: connections to the leader and the forwarding rule;
 //! - `convert.rs`: catalog, config and status types to and from their proto forms;
 //! - `watch.rs`: the change stream;
+//! - `liveness.rs`: compute-node heartbeats on the leader and the failure detector;
 //! - `remote.rs`: [`RemoteMeta`], the client side, which finds a member that answers.
 
 mod convert;
 mod forward;
+pub mod liveness;
 pub mod remote;
 mod watch;
 
@@ -33,6 +35,7 @@ use crate::config::validate;
 use crate::error::MetaError;
 use crate::node::MetaNode;
 use forward::Leader;
+use liveness::Liveness;
 
 /// Largest message of the meta service (a catalog with many segments is large).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -42,6 +45,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 pub struct MetaService {
     node: Arc<MetaNode>,
     leader: Leader,
+    liveness: Arc<Liveness>,
 }
 
 impl std::fmt::Debug for MetaService {
@@ -53,12 +57,30 @@ impl std::fmt::Debug for MetaService {
 impl MetaService {
     /// The service of `node`.
     pub fn new(node: Arc<MetaNode>) -> MetaService {
-        MetaService { node, leader: Leader::default() }
+        MetaService { node, leader: Leader::default(), liveness: Arc::default() }
+    }
+
+    /// The failure detector of this member (see [`liveness::detect_failures`]): declares a
+    /// compute node dead after `timeout` without a heartbeat, while this member leads.
+    pub fn detect_failures(
+        &self,
+        timeout: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> impl std::future::Future<Output = ()> {
+        liveness::detect_failures(self.node.clone(), self.liveness.clone(), timeout, shutdown)
     }
 
     /// The tonic server for this service, with message limits set.
     pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
         pb::meta_server::MetaServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// This member's status with the compute nodes it knows.
+    async fn status_response(&self) -> pb::StatusResponse {
+        let mut status = convert::status(&self.node.status().await);
+        let catalog = self.node.local_catalog();
+        status.compute_nodes = catalog.compute.nodes.values().map(|n| liveness::node_status(n, &self.liveness)).collect();
+        status
     }
 
     /// The catalog, linearizable (through the leader) or as applied here.
@@ -119,7 +141,23 @@ impl Meta for MetaService {
     }
 
     async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
-        Ok(Response::new(convert::status(&self.node.status().await)))
+        Ok(Response::new(self.status_response().await))
+    }
+
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Reply<pb::HeartbeatResponse> {
+        if let Err(e) = self.node.assume_leader() {
+            let req = request.get_ref().clone();
+            return Ok(Response::new(self.leader.forward(&request, e, |mut c| async move { c.heartbeat(req).await }).await?));
+        }
+        let beat = request.into_inner();
+        let (id, addr, memory) = (beat.node_id, beat.addr.clone(), beat.memory_bytes);
+        self.liveness.record(beat);
+        if !self.node.local_catalog().compute.is_live_at(id, &addr) {
+            tracing::info!(node = id, %addr, "registering compute node");
+            let cmd = Command::RegisterNode { id, addr, memory_bytes: memory };
+            self.node.write(cmd).await.map_err(|e| status_of(&e))?;
+        }
+        Ok(Response::new(pb::HeartbeatResponse {}))
     }
 
     async fn config_get(&self, request: Request<pb::ConfigGetRequest>) -> Reply<pb::ConfigGetResponse> {
@@ -165,7 +203,7 @@ impl Meta for MetaService {
         if let Err(e) = self.node.add_member(req.id, &req.addr).await {
             return Ok(Response::new(self.leader.forward(&request, e, |mut c| async move { c.add_member(req).await }).await?));
         }
-        Ok(Response::new(convert::status(&self.node.status().await)))
+        Ok(Response::new(self.status_response().await))
     }
 
     async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::StatusResponse> {
@@ -173,7 +211,7 @@ impl Meta for MetaService {
         if let Err(e) = self.node.remove_member(req.id).await {
             return Ok(Response::new(self.leader.forward(&request, e, |mut c| async move { c.remove_member(req).await }).await?));
         }
-        Ok(Response::new(convert::status(&self.node.status().await)))
+        Ok(Response::new(self.status_response().await))
     }
 }
 
