@@ -20,6 +20,8 @@
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
+#![warn(missing_docs)]
+
 pub mod datagen;
 pub mod distance;
 pub mod engine;

@@ -41,6 +41,8 @@
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
 
+#![warn(missing_docs)]
+
 pub mod apply;
 pub mod catalog;
 pub mod command;

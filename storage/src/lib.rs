@@ -41,6 +41,8 @@
 //! - [`cache`]: the local on-disk cache of segment objects for compute nodes.
 //! - [`storage`]: [`Storage`], the handle the other crates use.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod error;
 pub mod format;
