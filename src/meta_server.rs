@@ -47,7 +47,7 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     let (stop, _) = tokio::sync::watch::channel(false);
     let mut stopped = stop.subscribe();
     let timeout = Duration::from_millis(args.heartbeat_timeout_ms.max(100));
-    tokio::spawn(service.detect_failures(timeout, async move {
+    tokio::spawn(service.watch_compute_nodes(timeout, async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
     let served = tonic::transport::Server::builder()

@@ -46,6 +46,15 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             true => CommandResult::Applied { version: 0 },
             false => CommandResult::NotFound(format!("compute node {id}")),
         },
+        Command::SetAssignments { set, unset } => {
+            for id in unset {
+                catalog.assignments.remove(id);
+            }
+            for (id, nodes) in set {
+                catalog.assignments.insert(id.clone(), nodes.clone());
+            }
+            CommandResult::Applied { version: 0 }
+        }
         Command::ConfigPut { key, value, expected } => match catalog.config.put(key, value, *expected) {
             PutOutcome::Set(version) => CommandResult::Applied { version },
             PutOutcome::Mismatch(current) => CommandResult::VersionMismatch { current },

@@ -123,4 +123,8 @@ pub struct Catalog {
     /// Compute nodes and whether each is live.
     #[serde(default)]
     pub compute: NodeRegistry,
+    /// Which compute nodes each segment is placed on (segment id → node ids, best first),
+    /// decided by the leader (see [`crate::placement`]).
+    #[serde(default)]
+    pub assignments: BTreeMap<String, Vec<u64>>,
 }

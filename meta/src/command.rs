@@ -53,6 +53,14 @@ pub enum Command {
         /// Why, for the record.
         reason: String,
     },
+    /// The leader's placement decision: segments placed on (other) nodes, and segments that
+    /// no longer have a placement.
+    SetAssignments {
+        /// Segment id → the nodes it is placed on.
+        set: Vec<(String, Vec<u64>)>,
+        /// Segments whose placement is removed (the segment is gone).
+        unset: Vec<String>,
+    },
     /// Set a config key, only if it is at `expected` (0 = absent) when that is given.
     ConfigPut {
         /// The key.

@@ -64,6 +64,23 @@ pub fn place(segments: &BTreeMap<String, u32>, nodes: &[NodeWeight]) -> Placemen
     placement
 }
 
+/// The change that turns the `current` assignments into the placement for `catalog` on its
+/// live compute nodes: segments to (re)assign and segments to forget. `None` if nothing
+/// changes, or if no compute node is live (then the last placement is kept, so that nodes
+/// coming back find their segments where they were).
+pub fn plan(catalog: &crate::Catalog) -> Option<(Vec<(String, Vec<u64>)>, Vec<String>)> {
+    let nodes: Vec<NodeWeight> = catalog.compute.live().map(|n| NodeWeight { id: n.id, weight: n.memory_bytes }).collect();
+    if nodes.is_empty() {
+        return None;
+    }
+    let segments: BTreeMap<String, u32> =
+        catalog.collections.values().flat_map(|c| c.segments().map(move |s| (s.id.clone(), c.spec.replicas.max(1)))).collect();
+    let target = place(&segments, &nodes);
+    let set: Vec<(String, Vec<u64>)> = target.into_iter().filter(|(id, nodes)| catalog.assignments.get(id) != Some(nodes)).collect();
+    let unset: Vec<String> = catalog.assignments.keys().filter(|id| !segments.contains_key(*id)).cloned().collect();
+    (!set.is_empty() || !unset.is_empty()).then_some((set, unset))
+}
+
 /// Node ids by descending rendezvous score for `segment`.
 pub fn rank(segment: &str, nodes: &[NodeWeight]) -> Vec<u64> {
     let mut scored: Vec<(f64, u64)> = nodes.iter().map(|n| (score(segment, n), n.id)).collect();
@@ -161,6 +178,41 @@ mod tests {
         assert!(total_moved >= lost, "every replica of the lost node is placed again");
         assert!(total_moved <= lost * 13 / 10, "{total_moved} replicas moved to replace {lost}");
         assert!(after.values().all(|h| !h.contains(&3)));
+    }
+
+    #[test]
+    fn the_plan_follows_segments_and_live_nodes() {
+        use crate::apply::apply;
+        use crate::catalog::{CollectionSpec, Metric};
+        use crate::command::Command;
+
+        let mut catalog = crate::Catalog::default();
+        assert_eq!(plan(&catalog), None, "no nodes: nothing to plan");
+        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 2, schema: None };
+        apply(&mut catalog, &Command::CreateCollection { spec });
+        let segment = |id: &str| {
+            serde_json::from_value(serde_json::json!({"id": id, "shard": 0, "path": format!("p/{id}"), "rows": 1, "size_bytes": 1}))
+                .expect("segment meta")
+        };
+        let segments = vec![segment("s1"), segment("s2")];
+        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, tombstones: Vec::new() });
+        for id in 1..=3 {
+            apply(&mut catalog, &Command::RegisterNode { id, addr: format!("h:{id}"), memory_bytes: 1 << 30 });
+        }
+        let (set, unset) = plan(&catalog).expect("a first placement");
+        assert_eq!((set.len(), unset.len()), (2, 0));
+        assert!(set.iter().all(|(_, nodes)| nodes.len() == 2), "the collection's replica factor: {set:?}");
+        apply(&mut catalog, &Command::SetAssignments { set, unset });
+        assert_eq!(plan(&catalog), None, "nothing changed, nothing to do");
+
+        let victim = catalog.assignments["s1"][0];
+        apply(&mut catalog, &Command::DeclareDead { id: victim, reason: "test".into() });
+        let (set, _) = plan(&catalog).expect("the dead node's segments move");
+        assert!(set.iter().all(|(_, nodes)| !nodes.contains(&victim)));
+        apply(&mut catalog, &Command::SetAssignments { set, unset: Vec::new() });
+        apply(&mut catalog, &Command::DropCollection { name: "c".into() });
+        let (set, unset) = plan(&catalog).expect("dropped segments are forgotten");
+        assert_eq!((set.len(), unset.len()), (0, 2));
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                     .iter()
                     .map(|n| {
                         json!({"id": n.id, "addr": n.addr, "state": n.state, "segments": n.segments_loaded, "rows": n.rows_loaded,
-                               "memory_used": n.memory_used, "last_heartbeat_ms": n.last_heartbeat_ms})
+                               "memory_used": n.memory_used, "last_heartbeat_ms": n.last_heartbeat_ms,
+                               "assigned_segments": n.assigned_segments})
                     })
                     .collect();
                 value.insert("compute_nodes".into(), Value::Array(nodes));

@@ -38,16 +38,27 @@ fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
     loop {
         // Heartbeats come every 500 ms: wait until both nodes have reported their load.
         let nodes = wait_for_compute_states(&members, &[(&ea, "live"), (&eb, "live")]);
-        if nodes.iter().map(|n| n["rows"].as_u64().unwrap_or(0)).sum::<u64>() == 4_000 {
+        let assigned: u64 = nodes.iter().map(|n| n["assigned_segments"].as_u64().unwrap_or(0)).sum();
+        if nodes.iter().map(|n| n["rows"].as_u64().unwrap_or(0)).sum::<u64>() == 4_000 && assigned == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "each node reports its load: {nodes:?}");
+        assert!(Instant::now() < deadline, "each node reports its load, and the 2 segments are placed: {nodes:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
 
     let mut a = a;
     a.kill();
-    wait_for_compute_states(&members, &[(&ea, "dead"), (&eb, "live")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Once A is declared dead, the placement puts both segments on B.
+        let nodes = wait_for_compute_states(&members, &[(&ea, "dead"), (&eb, "live")]);
+        let on_b = nodes.iter().find(|n| n["addr"].as_str().map(port_of) == Some(port_of(&eb))).map(|n| n["assigned_segments"].clone());
+        if on_b == Some(Value::from(2)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead node's segments are placed on the survivor: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(b.json(&["search", "docs", "--vector", &q, "--k", "10"]), on_b, "the survivor answers as before");
     let second = dir.path().join("second.parquet");
     write_parquet(&second, &[datagen::batch(16, 2_000, 500, 2)]);

@@ -1,5 +1,6 @@
 //! Compute-node liveness on the leader: the last heartbeat of each node, kept in memory only,
-//! and the failure detector that turns a silence into a logged decision.
+//! the failure detector that turns a silence into a logged decision, and the placement of
+//! segments on the live nodes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use grape_proto::meta::v1 as pb;
 use crate::command::Command;
 use crate::node::MetaNode;
 use crate::nodes::NodeState;
+use crate::placement;
 
 /// The last heartbeat of each compute node, as this member received it.
 #[derive(Debug, Default)]
@@ -34,7 +36,7 @@ impl Liveness {
 }
 
 /// A node's status line, with the load it last reported here.
-pub fn node_status(node: &crate::nodes::ComputeNode, liveness: &Liveness) -> pb::ComputeNodeStatus {
+pub fn node_status(node: &crate::nodes::ComputeNode, assigned: u64, liveness: &Liveness) -> pb::ComputeNodeStatus {
     let state = match &node.state {
         NodeState::Live => "live".to_string(),
         NodeState::Dead { reason } => format!("dead: {reason}"),
@@ -49,13 +51,15 @@ pub fn node_status(node: &crate::nodes::ComputeNode, liveness: &Liveness) -> pb:
         rows_loaded: beat.rows_loaded,
         memory_used: beat.memory_used,
         last_heartbeat_ms: last.map(|(at, _)| at.elapsed().as_millis() as u64),
+        assigned_segments: assigned,
     }
 }
 
-/// While this member leads, declares dead every live compute node not heard from for
+/// While this member leads: declares dead every live compute node not heard from for
 /// `timeout` (counting from when this member became leader, so a new leader gives every node
-/// a full timeout first). Runs until `shutdown` resolves.
-pub async fn detect_failures(
+/// a full timeout first), then brings the segment placement up to date with the live nodes
+/// (see [`crate::placement::plan`]). Both are logged decisions. Runs until `shutdown` resolves.
+pub async fn watch_compute_nodes(
     node: Arc<MetaNode>,
     liveness: Arc<Liveness>,
     timeout: Duration,
@@ -83,6 +87,12 @@ pub async fn detect_failures(
                 if let Err(e) = node.write(Command::DeclareDead { id: n.id, reason }).await {
                     tracing::warn!(node = n.id, error = %e, "could not record a compute node's death; retrying");
                 }
+            }
+        }
+        if let Some((set, unset)) = placement::plan(&node.local_catalog()) {
+            tracing::info!(placed = set.len(), forgotten = unset.len(), "updating segment placement");
+            if let Err(e) = node.write(Command::SetAssignments { set, unset }).await {
+                tracing::warn!(error = %e, "could not record the segment placement; retrying");
             }
         }
     }

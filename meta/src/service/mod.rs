@@ -60,14 +60,15 @@ impl MetaService {
         MetaService { node, leader: Leader::default(), liveness: Arc::default() }
     }
 
-    /// The failure detector of this member (see [`liveness::detect_failures`]): declares a
-    /// compute node dead after `timeout` without a heartbeat, while this member leads.
-    pub fn detect_failures(
+    /// The compute-node duties of this member while it leads (see
+    /// [`liveness::watch_compute_nodes`]): declares a node dead after `timeout` without a
+    /// heartbeat, and keeps the segment placement current.
+    pub fn watch_compute_nodes(
         &self,
         timeout: std::time::Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> impl std::future::Future<Output = ()> {
-        liveness::detect_failures(self.node.clone(), self.liveness.clone(), timeout, shutdown)
+        liveness::watch_compute_nodes(self.node.clone(), self.liveness.clone(), timeout, shutdown)
     }
 
     /// The tonic server for this service, with message limits set.
@@ -79,7 +80,16 @@ impl MetaService {
     async fn status_response(&self) -> pb::StatusResponse {
         let mut status = convert::status(&self.node.status().await);
         let catalog = self.node.local_catalog();
-        status.compute_nodes = catalog.compute.nodes.values().map(|n| liveness::node_status(n, &self.liveness)).collect();
+        let mut assigned: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for id in catalog.assignments.values().flatten() {
+            *assigned.entry(*id).or_default() += 1;
+        }
+        status.compute_nodes = catalog
+            .compute
+            .nodes
+            .values()
+            .map(|n| liveness::node_status(n, assigned.get(&n.id).copied().unwrap_or(0), &self.liveness))
+            .collect();
         status
     }
 
