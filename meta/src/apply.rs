@@ -46,6 +46,13 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             true => CommandResult::Applied { version: 0 },
             false => CommandResult::NotFound(format!("compute node {id}")),
         },
+        Command::SetReplicas { name, replicas } => match catalog.collections.get_mut(name) {
+            Some(coll) => {
+                coll.spec.replicas = (*replicas).max(1);
+                CommandResult::Applied { version: coll.version }
+            }
+            None => CommandResult::NotFound(name.clone()),
+        },
         Command::SetAssignments { set, unset } => {
             for id in unset {
                 catalog.assignments.remove(id);

@@ -19,6 +19,13 @@ pub enum Command {
         /// Collection name.
         name: String,
     },
+    /// Change a collection's replica factor; fails with `NotFound` if absent.
+    SetReplicas {
+        /// Collection name.
+        name: String,
+        /// Compute nodes that hold each segment (at least 1).
+        replicas: u32,
+    },
     /// Set a collection's schema if it has none yet; if it has one, succeeds only when equal.
     SetSchema {
         /// Collection name.

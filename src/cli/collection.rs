@@ -37,6 +37,10 @@ pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionComma
             let info = client.describe_collection(v1::DescribeCollectionRequest { name }).await?.into_inner();
             print_object(format, &info_json(&info));
         }
+        CollectionCommand::SetReplicas { name, replicas } => {
+            let info = client.set_replicas(v1::SetReplicasRequest { name, replicas }).await?.into_inner();
+            print_object(format, &info_json(&info));
+        }
         CollectionCommand::Drop { name } => {
             client.drop_collection(v1::DropCollectionRequest { name: name.clone() }).await?;
             print_object(format, &json!({ "dropped": name }));

@@ -339,6 +339,13 @@ pub enum CollectionCommand {
         /// Collection name.
         name: String,
     },
+    /// Change how many compute nodes hold each segment of a collection.
+    SetReplicas {
+        /// Collection name.
+        name: String,
+        /// The new replica factor (at least 1).
+        replicas: u32,
+    },
 }
 
 /// Arguments of `grape collection create`.

@@ -46,6 +46,23 @@ fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Two replicas of each segment: the placement puts every segment on both nodes.
+    let info = a.json(&["collection", "set-replicas", "docs", "2"]);
+    assert_eq!(info["replicas"], 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let nodes = wait_for_compute_states(&members, &[(&ea, "live"), (&eb, "live")]);
+        if nodes.iter().all(|n| n["assigned_segments"] == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "each segment is placed on both nodes: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = a.fails(&["collection", "set-replicas", "docs", "0"]);
+    assert!(err.contains("INVALID_ARGUMENT") && err.contains("replicas must be between 1 and 16"), "{err}");
+    let err = a.fails(&["collection", "set-replicas", "nope", "2"]);
+    assert!(err.contains("NOT_FOUND") && err.contains("nope"), "{err}");
+
     let mut a = a;
     a.kill();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -13,6 +13,9 @@ use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
 /// Largest vector dimension a collection may have.
 pub const MAX_DIM: u32 = 65_536;
 
+/// Largest replica factor of a collection.
+pub const MAX_REPLICAS: u32 = 16;
+
 /// Parses a payload type name as the CLI and the API accept it.
 pub fn parse_type(name: &str) -> Option<DataType> {
     Some(match name.to_ascii_lowercase().as_str() {
@@ -73,6 +76,14 @@ pub(super) fn outcome(result: CommandResult) -> Result<u64, ComputeError> {
     }
 }
 
+/// Checks a replica factor: 1 to [`MAX_REPLICAS`].
+fn check_replicas(replicas: u32) -> Result<u32, ComputeError> {
+    if replicas == 0 || replicas > MAX_REPLICAS {
+        return Err(ComputeError::InvalidArgument(format!("replicas must be between 1 and {MAX_REPLICAS}, got {replicas}")));
+    }
+    Ok(replicas)
+}
+
 /// The error for a collection that does not exist.
 pub(super) fn not_found(name: &str) -> ComputeError {
     ComputeError::NotFound(format!("collection \"{name}\" does not exist"))
@@ -93,7 +104,7 @@ impl Gateway {
             dim: req.dim,
             metric,
             shards: req.shards.clamp(1, 1024),
-            replicas: req.replicas.max(1),
+            replicas: check_replicas(req.replicas.max(1))?,
             schema,
         };
         outcome(self.meta.write(Command::CreateCollection { spec }).await?)?;
@@ -111,6 +122,16 @@ impl Gateway {
     pub async fn list_collections(&self) -> Result<Vec<v1::CollectionInfo>, ComputeError> {
         let catalog = self.meta.catalog().await?;
         Ok(catalog.collections.values().map(collection_info).collect())
+    }
+
+    /// Changes a collection's replica factor (at least 1, at most [`MAX_REPLICAS`]).
+    pub async fn set_replicas(&self, name: &str, replicas: u32) -> Result<v1::CollectionInfo, ComputeError> {
+        check_replicas(replicas)?;
+        outcome(self.meta.write(Command::SetReplicas { name: name.to_string(), replicas }).await?).map_err(|e| match e {
+            ComputeError::NotFound(_) => not_found(name),
+            other => other,
+        })?;
+        self.describe_collection(name).await
     }
 
     /// Drops a collection. Its objects stay in storage for garbage collection.
