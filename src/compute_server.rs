@@ -13,7 +13,6 @@ use grape_proto::meta::v1 as pb;
 
 use crate::cli::ComputeArgs;
 use crate::config::ConfigFile;
-use crate::dev::default_storage_url;
 use crate::error::CliError;
 use crate::node::{open_storage, wait_for_signal, NodeServer};
 
@@ -21,11 +20,7 @@ use crate::node::{open_storage, wait_for_signal, NodeServer};
 pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError> {
     let settings = args.storage.resolve(&config.storage);
     std::fs::create_dir_all(&args.data_dir).map_err(|source| CliError::File { path: args.data_dir.display().to_string(), source })?;
-    let url = match &settings.url {
-        Some(u) => u.clone(),
-        None => default_storage_url(&args.data_dir)?,
-    };
-    let storage = open_storage(&args.data_dir, &url, &settings).await?;
+    let (storage, url) = open_storage(&args.data_dir, &settings).await?;
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
     let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));

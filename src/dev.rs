@@ -1,7 +1,7 @@
 //! `grape dev`: meta (a single-member Raft group), one compute node and the gateway in one
 //! process, on one data directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use grape_meta::service::MetaService;
@@ -19,16 +19,6 @@ pub struct DevServer {
     node: NodeServer,
 }
 
-/// The default storage URL of a data directory: its `objects/` folder.
-pub fn default_storage_url(data_dir: &Path) -> Result<String, CliError> {
-    let dir = absolute(data_dir)?.join("objects");
-    Ok(format!("file://{}", dir.display()))
-}
-
-fn absolute(p: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(p).map_err(|source| CliError::File { path: p.display().to_string(), source })
-}
-
 impl DevServer {
     /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`.
     ///
@@ -36,11 +26,7 @@ impl DevServer {
     /// credentials, unreachable endpoint), with a message that says which.
     pub async fn start(data_dir: &Path, listen: &str, storage: &StorageSettings, gc: &GcSettings) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
-        let url = match &storage.url {
-            Some(u) => u.clone(),
-            None => default_storage_url(data_dir)?,
-        };
-        let storage = open_storage(data_dir, &url, storage).await?;
+        let (storage, _) = open_storage(data_dir, storage).await?;
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::MetaArgs;
 use crate::error::CliError;
-use crate::node::wait_for_signal;
+use crate::node::{until_stopped, wait_for_signal};
 
 /// Parses `--peers 1=ADDR,2=ADDR,…`.
 pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, CliError> {
@@ -45,11 +45,8 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     eprintln!("grape meta {}: listening on {} (data in {})", args.id, args.listen, args.data_dir.display());
     let service = MetaService::new(node.clone());
     let (stop, _) = tokio::sync::watch::channel(false);
-    let mut stopped = stop.subscribe();
     let timeout = Duration::from_millis(args.heartbeat_timeout_ms.max(100));
-    tokio::spawn(service.watch_compute_nodes(timeout, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    tokio::spawn(service.watch_compute_nodes(timeout, until_stopped(&stop)));
     let served = tonic::transport::Server::builder()
         .add_service(raft_service(node.raft().clone()))
         .add_service(service.into_server())

@@ -109,23 +109,35 @@ impl NodeServer {
 
 /// A future that resolves once `true` is sent on `stop` (or the sender is dropped): the shutdown
 /// signal of every task of the server.
-fn until_stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + use<> {
+pub fn until_stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + use<> {
     let mut rx = stop.subscribe();
     async move {
         let _ = rx.wait_for(|s| *s).await;
     }
 }
 
-/// Opens and checks the storage at `url`; a remote store gets a local segment cache.
-pub async fn open_storage(data_dir: &Path, url: &str, args: &StorageSettings) -> Result<Storage, CliError> {
-    let mut storage = Storage::from_url_with_options(url, &args.options).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
+/// Opens and checks the storage `settings` name (default: DATA_DIR/objects on local disk); a
+/// remote store gets a local segment cache. Returns the storage and its URL.
+pub async fn open_storage(data_dir: &Path, settings: &StorageSettings) -> Result<(Storage, String), CliError> {
+    let url = match &settings.url {
+        Some(u) => u.clone(),
+        None => default_storage_url(data_dir)?,
+    };
+    let mut storage =
+        Storage::from_url_with_options(&url, &settings.options).map_err(|e| CliError::Server(format!("storage {url}: {e}")))?;
     storage.check().await.map_err(|e| CliError::Server(e.to_string()))?;
-    if storage.is_remote() && args.cache_bytes > 0 {
-        let dir = args.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
-        let cache = SegmentCache::open(&dir, args.cache_bytes).map_err(|e| CliError::Server(e.to_string()))?;
+    if storage.is_remote() && settings.cache_bytes > 0 {
+        let dir = settings.cache_dir.clone().unwrap_or_else(|| data_dir.join("cache"));
+        let cache = SegmentCache::open(&dir, settings.cache_bytes).map_err(|e| CliError::Server(e.to_string()))?;
         storage = storage.with_cache(cache);
     }
-    Ok(storage)
+    Ok((storage, url))
+}
+
+/// The default storage URL of a data directory: its `objects/` folder.
+fn default_storage_url(data_dir: &Path) -> Result<String, CliError> {
+    let dir = std::path::absolute(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
+    Ok(format!("file://{}", dir.join("objects").display()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -166,7 +166,7 @@ impl MetaClient for WatchedMeta {
     }
 
     async fn status(&self) -> Result<MetaStatus, MetaError> {
-        let s = self.remote.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await.map_err(meta_error)?;
+        let s = self.remote.status().await.map_err(meta_error)?;
         Ok(MetaStatus {
             id: s.id,
             leader_id: (s.leader_id != 0).then_some(s.leader_id),

@@ -16,7 +16,6 @@ use rand::{Rng, SeedableRng};
 use tonic::Status;
 
 use crate::linearizability::{ConfigOp, ConfigOutput, History, Recorder};
-use crate::service::remote::Retry;
 use crate::service::RemoteMeta;
 
 /// A group of `grape meta` processes with ids `1..=n` on free loopback ports; all are killed
@@ -141,8 +140,7 @@ impl MetaProcesses {
 
     /// Member `id`'s status, if it answers.
     pub fn status(&self, id: u64) -> Option<pb::StatusResponse> {
-        let member = self.member_client(id);
-        self.rt.block_on(member.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await })).ok()
+        self.rt.block_on(self.member_client(id).status()).ok()
     }
 
     /// Waits until every running member names the same running leader; returns its id.
@@ -165,13 +163,8 @@ impl MetaProcesses {
 
     /// The config keys under `prefix` as member `id` has applied them (no leader involved).
     pub fn local_keys(&self, id: u64, prefix: &str) -> Result<BTreeSet<String>, Status> {
-        let member = self.member_client(id);
-        let req = pb::ConfigListRequest { prefix: prefix.to_string(), linearizable: false };
-        let reply = self.rt.block_on(member.call(Retry::Always, |mut c| {
-            let r = req.clone();
-            async move { c.config_list(r).await }
-        }))?;
-        Ok(reply.values.into_iter().map(|v| v.key).collect())
+        let values = self.rt.block_on(self.member_client(id).config_list(prefix, false))?;
+        Ok(values.into_iter().map(|v| v.key).collect())
     }
 }
 
@@ -186,29 +179,6 @@ impl Drop for MetaProcesses {
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// One config put through the group, retried on another member only where it certainly was
-/// not applied.
-pub async fn put(meta: &RemoteMeta, key: &str, value: &str, expected: Option<u64>) -> Result<pb::ConfigPutResponse, Status> {
-    let req = pb::ConfigPutRequest { key: key.to_string(), value: value.to_string(), expected_version: expected };
-    meta.call(Retry::IfNotApplied, |mut c| {
-        let r = req.clone();
-        async move { c.config_put(r).await }
-    })
-    .await
-}
-
-/// One linearizable config get through the group.
-pub async fn get(meta: &RemoteMeta, key: &str) -> Result<Option<pb::ConfigValue>, Status> {
-    let req = pb::ConfigGetRequest { key: key.to_string(), linearizable: true };
-    let reply = meta
-        .call(Retry::Always, |mut c| {
-            let r = req.clone();
-            async move { c.config_get(r).await }
-        })
-        .await?;
-    Ok(reply.value)
 }
 
 /// What a run of [`linearizability_workload`] recorded.
@@ -274,7 +244,7 @@ fn run_client(client: usize, seed: u64, addrs: &[String], recorder: &Recorder, s
         let value = format!("c{client}-{n}");
         if rng.gen_range(0..3) == 0 {
             let pending = recorder.call(client, ConfigOp::Get { key: key.clone() });
-            match rt.block_on(get(&meta, &key)) {
+            match rt.block_on(meta.config_get(&key, true)) {
                 Ok(v) => {
                     seen = v.as_ref().map_or(0, |v| v.version);
                     pending.ok(ConfigOutput::Value(v.map(|v| (v.value, v.version))))
@@ -284,7 +254,7 @@ fn run_client(client: usize, seed: u64, addrs: &[String], recorder: &Recorder, s
         } else {
             let expected = rng.gen_bool(0.5).then_some(seen);
             let pending = recorder.call(client, ConfigOp::Put { key: key.clone(), value: value.clone(), expected });
-            match rt.block_on(put(&meta, &key, &value, expected)) {
+            match rt.block_on(meta.config_put(&key, &value, expected)) {
                 Ok(r) if r.applied => pending.ok(ConfigOutput::PutOk { version: r.version }),
                 Ok(r) => pending.ok(ConfigOutput::Conflict { current: r.version }),
                 Err(_) => pending.unknown(),

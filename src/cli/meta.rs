@@ -45,12 +45,11 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
         Err(e) if e.code() == Code::Unimplemented => {}
         Err(e) => return Err(e.into()),
     }
-    match remote(endpoint)?.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
+    match remote(endpoint)?.status().await {
         Ok(mut m) => {
             // Only the leader knows how far behind each member is: take the member list from it.
             if m.leader_id != m.id && !m.leader_addr.is_empty() {
-                let leader = remote(&m.leader_addr)?;
-                if let Ok(l) = leader.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await {
+                if let Ok(l) = remote(&m.leader_addr)?.status().await {
                     m.members = l.members;
                     m.compute_nodes = l.compute_nodes;
                 }
@@ -93,27 +92,12 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
 pub async fn config(endpoint: &str, format: OutputFormat, cmd: ConfigCommand) -> Result<(), CliError> {
     let meta = remote(endpoint)?;
     let value = match cmd {
-        ConfigCommand::Get { key, stale } => {
-            let req = pb::ConfigGetRequest { key: key.clone(), linearizable: !stale };
-            let reply = meta
-                .call(Retry::Always, |mut c| {
-                    let r = req.clone();
-                    async move { c.config_get(r).await }
-                })
-                .await?;
-            match reply.value {
-                Some(v) => json!({"key": v.key, "value": v.value, "version": v.version}),
-                None => json!({"key": key, "value": null, "version": 0}),
-            }
-        }
+        ConfigCommand::Get { key, stale } => match meta.config_get(&key, !stale).await? {
+            Some(v) => json!({"key": v.key, "value": v.value, "version": v.version}),
+            None => json!({"key": key, "value": null, "version": 0}),
+        },
         ConfigCommand::Set { key, value, expect_version } => {
-            let req = pb::ConfigPutRequest { key: key.clone(), value, expected_version: expect_version };
-            let reply = meta
-                .call(Retry::IfNotApplied, |mut c| {
-                    let r = req.clone();
-                    async move { c.config_put(r).await }
-                })
-                .await?;
+            let reply = meta.config_put(&key, &value, expect_version).await?;
             if !reply.applied {
                 return Err(CliError::Server(format!(
                     "FAILED_PRECONDITION: config key \"{key}\" is at version {}, not {}; nothing was changed",
@@ -123,16 +107,7 @@ pub async fn config(endpoint: &str, format: OutputFormat, cmd: ConfigCommand) ->
             }
             json!({"key": key, "version": reply.version})
         }
-        ConfigCommand::List { prefix } => {
-            let req = pb::ConfigListRequest { prefix, linearizable: true };
-            let reply = meta
-                .call(Retry::Always, |mut c| {
-                    let r = req.clone();
-                    async move { c.config_list(r).await }
-                })
-                .await?;
-            values_json(&reply.values)
-        }
+        ConfigCommand::List { prefix } => values_json(&meta.config_list(&prefix, true).await?),
         ConfigCommand::History { key } => {
             let req = pb::ConfigGetRequest { key, linearizable: true };
             let reply = meta

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use grape_meta::linearizability::{check, Outcome, Verdict, DEFAULT_MAX_STEPS};
 use grape_meta::service::remote::Retry;
-use grape_meta::testing::{linearizability_workload, put, MetaProcesses};
+use grape_meta::testing::{linearizability_workload, MetaProcesses};
 use grape_meta::{apply::apply, Catalog, Command};
 use grape_proto::meta::v1 as pb;
 
@@ -50,7 +50,7 @@ fn leader_killed_while_committing_loses_no_acknowledged_write() {
             killed = Some(leader);
         }
         let key = format!("k/{i:04}");
-        if group.runtime().block_on(put(&meta, &key, &i.to_string(), None)).is_ok() {
+        if group.runtime().block_on(meta.config_put(&key, &i.to_string(), None)).is_ok() {
             acked.insert(key);
         }
     }
@@ -75,7 +75,7 @@ fn leader_killed_while_committing_loses_no_acknowledged_write() {
     for id in group.ids() {
         wait_until_member_has(&group, id, &acked);
     }
-    let after = group.runtime().block_on(put(&meta, "k/after-restart", "x", None)).expect("commit after restarting every member");
+    let after = group.runtime().block_on(meta.config_put("k/after-restart", "x", None)).expect("commit after restarting every member");
     assert_eq!(after.version, 1);
 }
 
@@ -120,13 +120,13 @@ fn watch_resumes_on_another_member_without_missing_or_repeating_a_change() {
     };
     let (mut catalog, mut last) = (Catalog::default(), 0u64);
 
-    rt.block_on(put(&meta, "w/a", "1", None)).expect("put");
+    rt.block_on(meta.config_put("w/a", "1", None)).expect("put");
     let mut stream = watch_on(2, 0);
     let first = rt.block_on(stream.next()).expect("an event").expect("ok");
     assert!(!first.catalog_json.is_empty(), "a watch from nothing starts with the catalog");
     follow(first, &mut catalog, &mut last);
     for i in 0..5 {
-        rt.block_on(put(&meta, &format!("w/{i}"), "x", None)).expect("put");
+        rt.block_on(meta.config_put(&format!("w/{i}"), "x", None)).expect("put");
     }
     while catalog.config.list("w/").count() < 6 {
         let event = rt.block_on(stream.next()).expect("an event").expect("ok");
@@ -136,7 +136,7 @@ fn watch_resumes_on_another_member_without_missing_or_repeating_a_change() {
     drop(stream);
 
     for i in 5..8 {
-        rt.block_on(put(&meta, &format!("w/{i}"), "y", None)).expect("put");
+        rt.block_on(meta.config_put(&format!("w/{i}"), "y", None)).expect("put");
     }
     let mut resumed = watch_on(3, last);
     for _ in 5..8 {
@@ -160,7 +160,7 @@ fn a_wiped_member_rejoins_only_through_add_meta() {
     let meta = group.client();
     let keys: BTreeSet<String> = (0..20).map(|i| format!("k/{i:02}")).collect();
     for k in &keys {
-        group.runtime().block_on(put(&meta, k, "v", None)).expect("put");
+        group.runtime().block_on(meta.config_put(k, "v", None)).expect("put");
     }
     group.kill(1);
     std::fs::remove_dir_all(group.data_dir(1)).expect("wipe member 1");

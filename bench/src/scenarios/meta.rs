@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use grape_meta::linearizability::{check, Outcome, Verdict, DEFAULT_MAX_STEPS};
 use grape_meta::service::RemoteMeta;
-use grape_meta::testing::{linearizability_workload, put, MetaProcesses};
+use grape_meta::testing::{linearizability_workload, MetaProcesses};
 use serde_json::json;
 
 use crate::report::{percentile, report, Row};
@@ -110,7 +110,7 @@ fn commit_latencies(
                 let mut latencies = Vec::with_capacity(per_client);
                 for i in 0..per_client {
                     let t = Instant::now();
-                    put(&meta, &format!("bench/{c}/{}", i % 64), "v", None).await?;
+                    meta.config_put(&format!("bench/{c}/{}", i % 64), "v", None).await?;
                     latencies.push(t.elapsed().as_secs_f64() * 1e3);
                 }
                 Ok::<_, tonic::Status>(latencies)
@@ -134,7 +134,7 @@ fn time_failovers(group: &mut MetaProcesses, meta: &RemoteMeta, kills: usize) ->
         let t = Instant::now();
         group.kill(leader);
         loop {
-            if group.runtime().block_on(put(meta, "bench/failover", &k.to_string(), None)).is_ok() {
+            if group.runtime().block_on(meta.config_put("bench/failover", &k.to_string(), None)).is_ok() {
                 break;
             }
             if t.elapsed() > Duration::from_secs(60) {

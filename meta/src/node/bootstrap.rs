@@ -11,10 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use grape_proto::meta::v1 as pb;
-
 use crate::error::MetaError;
-use crate::service::remote::Retry;
 use crate::service::RemoteMeta;
 use crate::types::NodeId;
 
@@ -59,7 +56,6 @@ pub async fn check_new_member(id: NodeId, peers: &BTreeMap<NodeId, String>) -> R
 /// The committed log index a peer reports, if it answers within [`PROBE_TIMEOUT`].
 async fn committed_index(addr: &str) -> Option<u64> {
     let client = RemoteMeta::new(&[addr.to_string()]).ok()?.with_deadline(PROBE_TIMEOUT);
-    let status = client.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await });
-    let status = tokio::time::timeout(PROBE_TIMEOUT, status).await.ok()?.ok()?;
+    let status = tokio::time::timeout(PROBE_TIMEOUT, client.status()).await.ok()?.ok()?;
     Some(status.committed_index.unwrap_or(0))
 }

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use grape_proto::meta::v1 as pb;
 use grape_proto::meta::v1::meta_client::MetaClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
@@ -148,4 +149,47 @@ fn never_connected(status: &Status) -> bool {
         source = e.source();
     }
     false
+}
+
+/// Typed calls for the requests several callers make, each with the retry rule it needs.
+impl RemoteMeta {
+    /// The answering member's status.
+    pub async fn status(&self) -> Result<pb::StatusResponse, Status> {
+        self.call(Retry::Always, |mut c| async move { c.status(pb::StatusRequest {}).await }).await
+    }
+
+    /// A config key's value and version, linearizable or as the answering member has it.
+    pub async fn config_get(&self, key: &str, linearizable: bool) -> Result<Option<pb::ConfigValue>, Status> {
+        let req = pb::ConfigGetRequest { key: key.to_string(), linearizable };
+        let reply = self
+            .call(Retry::Always, |mut c| {
+                let r = req.clone();
+                async move { c.config_get(r).await }
+            })
+            .await?;
+        Ok(reply.value)
+    }
+
+    /// Sets a config key, only if it is at `expected` when given; sent again only where it
+    /// certainly was not applied.
+    pub async fn config_put(&self, key: &str, value: &str, expected: Option<u64>) -> Result<pb::ConfigPutResponse, Status> {
+        let req = pb::ConfigPutRequest { key: key.to_string(), value: value.to_string(), expected_version: expected };
+        self.call(Retry::IfNotApplied, |mut c| {
+            let r = req.clone();
+            async move { c.config_put(r).await }
+        })
+        .await
+    }
+
+    /// The config keys starting with `prefix`, linearizable or as the answering member has them.
+    pub async fn config_list(&self, prefix: &str, linearizable: bool) -> Result<Vec<pb::ConfigValue>, Status> {
+        let req = pb::ConfigListRequest { prefix: prefix.to_string(), linearizable };
+        let reply = self
+            .call(Retry::Always, |mut c| {
+                let r = req.clone();
+                async move { c.config_list(r).await }
+            })
+            .await?;
+        Ok(reply.values)
+    }
 }
