@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grape_compute::remote_meta::WatchedMeta;
+use grape_compute::router::Role;
 use grape_compute::Gateway;
 use grape_proto::meta::v1 as pb;
 
@@ -24,7 +25,7 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
     let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));
-    let node = NodeServer::start(meta.clone(), storage, id, &args.listen, &args.gc.settings(), None).await?;
+    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), None).await?;
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
     tokio::spawn(heartbeats(meta, node.gateway().clone(), id, node.addr().to_string(), memory, node.stopped()));
     eprintln!("grape compute {id}: listening on {} (meta {}, storage {url})", node.endpoint(), args.meta);
@@ -37,11 +38,21 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
 /// Interval of the node's heartbeats to the meta leader (the leader's timeout is 2 s).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Sends a heartbeat with the node's load every [`HEARTBEAT_INTERVAL`] until `stopped`.
+/// Shortest time between two heartbeats: segment state changes are sent at once, but a burst
+/// of them (many segments loading) goes in one heartbeat.
+const MIN_HEARTBEAT_GAP: Duration = Duration::from_millis(50);
+
+/// Sends a heartbeat with the node's load and segment states every [`HEARTBEAT_INTERVAL`],
+/// and soon after a segment becomes ready or fails, until `stopped`.
 async fn heartbeats(meta: Arc<WatchedMeta>, gateway: Arc<Gateway>, id: u64, addr: String, memory: u64, stopped: impl Future<Output = ()>) {
     tokio::pin!(stopped);
+    let engine = gateway.engine().clone();
+    let mut changes = engine.changes();
     loop {
-        let (segments, rows, used) = gateway.engine().stats();
+        changes.borrow_and_update();
+        engine.purge_retired();
+        let (segments, rows, used) = engine.stats();
+        let states = engine.states();
         let beat = pb::HeartbeatRequest {
             node_id: id,
             addr: addr.clone(),
@@ -49,6 +60,9 @@ async fn heartbeats(meta: Arc<WatchedMeta>, gateway: Arc<Gateway>, id: u64, addr
             segments_loaded: segments,
             rows_loaded: rows,
             memory_used: used,
+            ready_segments: states.ready,
+            failed_segments: states.failed.into_iter().map(|(id, reason)| pb::FailedSegment { id, reason }).collect(),
+            segments_loading: states.loading,
         };
         if let Err(e) = meta.heartbeat(beat).await {
             tracing::warn!(error = %e, "heartbeat to meta failed");
@@ -56,6 +70,7 @@ async fn heartbeats(meta: Arc<WatchedMeta>, gateway: Arc<Gateway>, id: u64, addr
         tokio::select! {
             _ = &mut stopped => return,
             _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = changes.changed() => tokio::time::sleep(MIN_HEARTBEAT_GAP).await,
         }
     }
 }

@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs, storage: StorageSettings) -> Result<(), CliErro
             filter: filter.into(),
             min_version: version,
             include_vectors: false,
+            ..Default::default()
         };
         let reply = client.search(req).await?.into_inner();
         println!("{title} ({:.1} ms, {} rows compared)", ms(t), reply.rows_scanned);

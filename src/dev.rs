@@ -9,6 +9,8 @@ use grape_meta::MetaNode;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
+use grape_compute::router::Role;
+
 use crate::node::{open_storage, wait_for_signal, GcSettings, NodeServer};
 
 /// A running single-process Grape.
@@ -30,7 +32,7 @@ impl DevServer {
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
-        let node = NodeServer::start(meta.clone(), storage, 1, listen, gc, Some(MetaService::new(meta.clone()))).await?;
+        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, Some(MetaService::new(meta.clone()))).await?;
         Ok(DevServer { meta, node })
     }
 

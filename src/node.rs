@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grape_compute::gateway::GrapeService;
+use grape_compute::leaf::LeafService;
 use grape_compute::meta_client::MetaClient;
+use grape_compute::router::Role;
 use grape_compute::{Engine, Gateway};
 use grape_meta::service::MetaService;
 use grape_storage::{SegmentCache, Storage};
@@ -49,18 +51,20 @@ pub struct NodeServer {
 }
 
 impl NodeServer {
-    /// Starts node `node_id` over `meta` and `storage` on `listen`; `meta_service`, if given,
-    /// is served on the same port.
+    /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`; `meta_service`,
+    /// if given, is served on the same port. The port serves the public API and the leaf
+    /// service other nodes' gateways ask.
     pub async fn start(
         meta: Arc<dyn MetaClient>,
         storage: Storage,
         node_id: u64,
+        role: Role,
         listen: &str,
         gc: &GcSettings,
         meta_service: Option<MetaService>,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
-        let gateway = Arc::new(Gateway::new(meta, engine, storage, node_id).with_gc_grace(gc.grace));
+        let gateway = Arc::new(Gateway::new(meta, engine.clone(), storage, node_id, role).with_gc_grace(gc.grace));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let (stop, _) = watch::channel(false);
@@ -71,6 +75,7 @@ impl NodeServer {
         }
         let router = tonic::transport::Server::builder()
             .add_service(GrapeService(gateway.clone()).into_server())
+            .add_service(LeafService(engine).into_server())
             .add_optional_service(meta_service.map(MetaService::into_server));
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(&stop)));
         Ok(NodeServer { addr, gateway, stop, serving })

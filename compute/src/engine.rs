@@ -1,16 +1,20 @@
-//! The leaf: segments of every collection held in memory, kept in step with the catalog.
+//! The leaf: the segments this node holds in memory, by id.
 //!
-//! [`Engine::sync`] takes a catalog, loads the segments it names that are not in memory yet
-//! (in parallel, bounded), drops those it no longer names, and publishes a new immutable
-//! [`CollectionView`] per collection. Queries take a view and never see a half-applied change.
+//! [`Engine::sync`] takes the segments the node should hold (all of them on a standalone
+//! node, the assigned ones on a cluster node), loads those it does not hold yet (in parallel,
+//! bounded; each becomes servable as soon as it is loaded) and retires those it should no
+//! longer hold. A retired segment keeps answering for [`RETIRE_GRACE`], so that a gateway that
+//! routed a query by a slightly older catalog still finds it. Each segment is in one state:
+//! loading, ready, or failed (retried at the next sync).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use futures::stream::{self, StreamExt};
-use grape_meta::catalog::{Catalog, Collection};
+use grape_meta::catalog::Collection;
+use grape_storage::format::SegmentMeta;
 use grape_storage::Storage;
 use tokio::sync::watch;
 
@@ -20,22 +24,25 @@ use crate::segment::{LoadedSegment, SegmentRef};
 /// How many segments are read from storage at once.
 const LOAD_CONCURRENCY: usize = 8;
 
-/// One collection as this node can serve it: its catalog entry and its loaded segments.
+/// How long a segment the node no longer holds keeps answering.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// Loaded segments of one collection, as one query sees them.
 #[derive(Debug, Clone)]
 pub struct CollectionView {
-    /// The catalog entry (spec, manifests, version) this view was built from.
+    /// The catalog entry (spec, manifests, version) the query runs against.
     pub collection: Collection,
     /// The Arrow schema of the collection's rows; `None` until the first insert sets it.
     pub schema: Option<SchemaRef>,
-    /// Loaded segments, in manifest order.
+    /// The segments to search.
     pub segments: Vec<SegmentRef>,
-    /// Segments the manifest names that could not be loaded, with the reason.
+    /// Segments the query needs that are not loaded, with the reason.
     pub failed: Vec<(String, String)>,
 }
 
 impl CollectionView {
-    /// Fails with `Unavailable` if any segment of the manifest is not loaded: an answer is
-    /// never silently partial.
+    /// Fails with `Unavailable` if any segment of the view is not loaded: an answer is never
+    /// silently partial.
     pub fn require_complete(&self) -> Result<(), ComputeError> {
         match self.failed.first() {
             None => Ok(()),
@@ -43,25 +50,55 @@ impl CollectionView {
                 "collection \"{}\": {} of {} segments are not loaded (first: {path}: {reason})",
                 self.collection.spec.name,
                 self.failed.len(),
-                self.collection.segments().count()
+                self.failed.len() + self.segments.len()
             ))),
         }
     }
 }
 
-/// All collections held in memory on this node.
+/// A segment the node should hold: its manifest entry and its collection's schema.
+#[derive(Debug, Clone)]
+pub struct WantedSegment {
+    /// The manifest entry.
+    pub meta: SegmentMeta,
+    /// The schema of its rows.
+    pub schema: SchemaRef,
+}
+
+/// Where each segment of the node stands.
+#[derive(Debug, Default)]
+struct Held {
+    ready: HashMap<String, SegmentRef>,
+    loading: HashSet<String>,
+    failed: HashMap<String, String>,
+    /// Segments no longer wanted, still answering until their grace period ends.
+    retired: HashMap<String, (Instant, SegmentRef)>,
+}
+
+/// What a node reports about its segments in its heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentStates {
+    /// Ids of the segments ready to serve, sorted.
+    pub ready: Vec<String>,
+    /// Segments that failed to load, with the reason, sorted.
+    pub failed: Vec<(String, String)>,
+    /// Segments being loaded.
+    pub loading: u64,
+}
+
+/// The segments held in memory on this node.
 #[derive(Debug)]
 pub struct Engine {
     storage: Storage,
-    views: RwLock<HashMap<String, Arc<CollectionView>>>,
-    /// Bumped after every sync, so waiters for a collection version can re-check.
-    synced: watch::Sender<u64>,
+    held: RwLock<Held>,
+    /// Bumped whenever a segment becomes ready or fails, so waiters can re-check.
+    changed: watch::Sender<u64>,
 }
 
 impl Engine {
     /// An engine with nothing loaded, reading segments from `storage`.
     pub fn new(storage: Storage) -> Self {
-        Self { storage, views: RwLock::new(HashMap::new()), synced: watch::Sender::new(0) }
+        Self { storage, held: RwLock::new(Held::default()), changed: watch::Sender::new(0) }
     }
 
     /// The storage segments are read from.
@@ -69,67 +106,79 @@ impl Engine {
         &self.storage
     }
 
-    /// The current view of a collection, if the last synced catalog has it.
-    pub fn view(&self, name: &str) -> Option<Arc<CollectionView>> {
-        self.views.read().ok()?.get(name).cloned()
+    /// The segment `id`, if this node can serve it (ready, or retired within its grace).
+    pub fn segment(&self, id: &str) -> Option<SegmentRef> {
+        let held = self.read();
+        held.ready.get(id).or_else(|| held.retired.get(id).map(|(_, s)| s)).cloned()
     }
 
-    /// Views of all collections, by name.
-    pub fn views(&self) -> Vec<Arc<CollectionView>> {
-        let mut v: Vec<_> = self.views.read().map(|m| m.values().cloned().collect()).unwrap_or_default();
-        v.sort_by(|a, b| a.collection.spec.name.cmp(&b.collection.spec.name));
-        v
+    /// Why segment `id` is not ready here, if it failed to load.
+    pub fn failure(&self, id: &str) -> Option<String> {
+        self.read().failed.get(id).cloned()
     }
 
-    /// Brings memory in step with `catalog`: loads new segments, drops removed ones.
+    /// Changes whenever a segment becomes ready or fails to load.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Brings memory in step with `wanted`: loads what is missing, retires the rest.
     ///
-    /// A segment that fails to load is recorded in its view's `failed` list (queries on that
-    /// collection then fail with `Unavailable`) and is retried on the next sync.
-    pub async fn sync(&self, catalog: &Catalog) {
-        let current: HashMap<String, SegmentRef> =
-            self.views().iter().flat_map(|v| v.segments.iter().map(|s| (s.meta.id.clone(), s.clone()))).collect();
-        let mut next = HashMap::new();
-        for (name, collection) in &catalog.collections {
-            let schema = collection.spec.schema.clone().map(Arc::new);
-            let mut segments = Vec::new();
-            let mut failed = Vec::new();
-            if let Some(schema) = &schema {
-                let wanted: Vec<_> = collection.segments().cloned().collect();
-                let loaded: Vec<_> = stream::iter(wanted)
-                    .map(|meta| {
-                        let existing = current.get(&meta.id).cloned();
-                        let schema = schema.clone();
-                        async move {
-                            if let Some(seg) = existing {
-                                return (meta, Ok(seg));
-                            }
-                            let result = self.load(meta.clone(), schema).await;
-                            (meta, result)
-                        }
-                    })
-                    .buffered(LOAD_CONCURRENCY)
-                    .collect()
-                    .await;
-                for (meta, result) in loaded {
+    /// Each loaded segment is servable at once; one that fails to load is recorded as failed
+    /// (and reported) and retried on the next sync.
+    pub async fn sync(&self, wanted: Vec<WantedSegment>) {
+        let ids: HashSet<&str> = wanted.iter().map(|w| w.meta.id.as_str()).collect();
+        let to_load: Vec<WantedSegment> = {
+            let mut held = self.write();
+            let now = Instant::now();
+            let dropped: Vec<String> = held.ready.keys().filter(|id| !ids.contains(id.as_str())).cloned().collect();
+            for id in dropped {
+                if let Some(seg) = held.ready.remove(&id) {
+                    held.retired.insert(id, (now, seg));
+                }
+            }
+            held.failed.retain(|id, _| ids.contains(id.as_str()));
+            // A segment wanted again before its grace ended is ready at once.
+            let revived: Vec<String> = held.retired.keys().filter(|id| ids.contains(id.as_str())).cloned().collect();
+            for id in revived {
+                if let Some((_, seg)) = held.retired.remove(&id) {
+                    held.ready.insert(id, seg);
+                }
+            }
+            let missing: Vec<WantedSegment> =
+                wanted.into_iter().filter(|w| !held.ready.contains_key(&w.meta.id) && !held.loading.contains(&w.meta.id)).collect();
+            held.loading.extend(missing.iter().map(|w| w.meta.id.clone()));
+            missing
+        };
+        self.changed.send_modify(|n| *n += 1);
+        stream::iter(to_load)
+            .map(|w| async move {
+                let id = w.meta.id.clone();
+                let result = self.load(w.meta, w.schema).await;
+                (id, result)
+            })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .for_each(|(id, result)| async move {
+                {
+                    let mut held = self.write();
+                    held.loading.remove(&id);
                     match result {
-                        Ok(seg) => segments.push(seg),
+                        Ok(seg) => {
+                            held.failed.remove(&id);
+                            held.ready.insert(id, seg);
+                        }
                         Err(e) => {
-                            tracing::warn!(segment = %meta.path, error = %e, "segment failed to load");
-                            failed.push((meta.path.clone(), e.to_string()));
+                            tracing::warn!(segment = %id, error = %e, "segment failed to load");
+                            held.failed.insert(id, e.to_string());
                         }
                     }
                 }
-            }
-            let view = CollectionView { collection: collection.clone(), schema, segments, failed };
-            next.insert(name.clone(), Arc::new(view));
-        }
-        if let Ok(mut views) = self.views.write() {
-            *views = next;
-        }
-        self.synced.send_modify(|n| *n += 1);
+                self.changed.send_modify(|n| *n += 1);
+            })
+            .await;
     }
 
-    async fn load(&self, meta: grape_storage::format::SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
+    async fn load(&self, meta: SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
         let batches = self.storage.read_segment(&meta).await?;
         let segment = tokio::task::spawn_blocking(move || LoadedSegment::new(meta, schema, &batches))
             .await
@@ -137,45 +186,40 @@ impl Engine {
         Ok(Arc::new(segment))
     }
 
-    /// Waits until this node serves `collection` at `version` or later, or `timeout` passes.
-    ///
-    /// Returns the view; fails with `NotFound` if the collection is gone and `Unavailable` on
-    /// timeout.
-    pub async fn wait_for_version(&self, collection: &str, version: u64, timeout: Duration) -> Result<Arc<CollectionView>, ComputeError> {
-        let mut rx = self.synced.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            rx.borrow_and_update();
-            match self.view(collection) {
-                Some(v) if v.collection.version >= version => return Ok(v),
-                None if version == 0 => return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
-                _ => {}
-            }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                return match self.view(collection) {
-                    None => Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
-                    Some(v) => Err(ComputeError::Unavailable(format!(
-                        "collection \"{collection}\" is at version {} on this node, {version} was asked for",
-                        v.collection.version
-                    ))),
-                };
-            }
-        }
+    /// Holds an already loaded segment as ready (segments built in memory by benchmarks and
+    /// tests, rather than read from storage).
+    pub fn adopt(&self, segment: SegmentRef) {
+        self.write().ready.insert(segment.meta.id.clone(), segment);
+        self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Segments loaded, rows they hold, and bytes of memory they take.
+    /// Forgets retired segments whose grace period has ended.
+    pub fn purge_retired(&self) {
+        let mut held = self.write();
+        held.retired.retain(|_, (at, _)| at.elapsed() < RETIRE_GRACE);
+    }
+
+    /// The states to report in a heartbeat.
+    pub fn states(&self) -> SegmentStates {
+        let held = self.read();
+        let mut ready: Vec<String> = held.ready.keys().cloned().collect();
+        ready.sort();
+        let mut failed: Vec<(String, String)> = held.failed.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        failed.sort();
+        SegmentStates { ready, failed, loading: held.loading.len() as u64 }
+    }
+
+    /// Segments ready, rows they hold, and bytes of memory they take.
     pub fn stats(&self) -> (u64, u64, u64) {
-        let mut seen = HashSet::new();
-        let (mut segs, mut rows, mut bytes) = (0, 0, 0);
-        for v in self.views() {
-            for s in &v.segments {
-                if seen.insert(s.meta.id.clone()) {
-                    segs += 1;
-                    rows += s.rows() as u64;
-                    bytes += s.memory_bytes() as u64;
-                }
-            }
-        }
-        (segs, rows, bytes)
+        let held = self.read();
+        held.ready.values().fold((0, 0, 0), |(n, rows, bytes), s| (n + 1, rows + s.rows() as u64, bytes + s.memory_bytes() as u64))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Held> {
+        self.held.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Held> {
+        self.held.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -47,6 +47,14 @@ impl From<datafusion::error::DataFusionError> for ComputeError {
     /// diagnostics) are classified by their root cause.
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
+        if let D::External(inner) = e.find_root() {
+            // Our own errors raised inside a plan (a segment with no ready replica) keep their kind.
+            match inner.downcast_ref::<ComputeError>() {
+                Some(ComputeError::Unavailable(m)) => return ComputeError::Unavailable(m.clone()),
+                Some(ComputeError::InvalidArgument(m)) => return ComputeError::InvalidArgument(m.clone()),
+                _ => {}
+            }
+        }
         match e.find_root() {
             D::SQL(..) | D::Plan(..) | D::SchemaError(..) | D::NotImplemented(..) => ComputeError::InvalidArgument(e.to_string()),
             _ => ComputeError::Query(e.to_string()),

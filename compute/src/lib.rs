@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`gateway`] (root): the public API — turns requests into meta commands, segment writes
 //!   and searches; [`server`] serves it over gRPC.
-//! - [`engine`] (leaf): the loaded segments of every collection, kept in step with the catalog.
+//! - [`router`] (root): where each segment of a query is read (here or on another node), the
+//!   fan-out of searches and scans with replica retries, and the top-k merge.
+//! - [`engine`] (leaf): the segments this node holds, kept in step with its assignments;
+//!   [`leaf`]: the service other nodes' routers ask, and its client.
 //! - [`segment`]: one segment in memory; [`index`]: read-only vector indexes over it
 //!   (`flat/` = exact search); [`distance`]: vectorised kernels; [`topk`]: bounded selection.
 //! - [`search`]: parallel search over a collection's segments and the hit batch.
@@ -31,8 +34,10 @@ pub mod gateway;
 pub mod gc;
 pub mod index;
 pub mod ingest;
+pub mod leaf;
 pub mod meta_client;
 pub mod remote_meta;
+pub mod router;
 pub mod search;
 pub mod segment;
 pub mod server;

@@ -141,16 +141,7 @@ fn meta_error(status: Status) -> MetaError {
 #[async_trait]
 impl MetaClient for WatchedMeta {
     async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
-        let command_json = serde_json::to_string(&cmd).map_err(|e| MetaError::Corrupt(format!("encode command: {e}")))?;
-        let reply = self
-            .remote
-            .call(Retry::IfNotApplied, |mut c| {
-                let req = pb::WriteRequest { command_json: command_json.clone() };
-                async move { c.write(req).await }
-            })
-            .await
-            .map_err(meta_error)?;
-        serde_json::from_str(&reply.result_json).map_err(|e| MetaError::Corrupt(format!("command result from meta: {e}")))
+        self.remote.write(&cmd).await.map_err(meta_error)
     }
 
     async fn catalog(&self) -> Result<Catalog, MetaError> {

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use grape_meta::catalog::Metric;
 use rayon::prelude::*;
 
 use crate::distance::Scorer;
@@ -16,7 +17,7 @@ use crate::engine::CollectionView;
 use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::index::VectorIndexRead;
-use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+use crate::segment::{SegmentRef, ID_COLUMN, VECTOR_COLUMN};
 use crate::topk::TopK;
 
 /// Largest `k` a search may ask for.
@@ -58,17 +59,27 @@ pub fn validate_vector(collection: &str, dim: u32, vector: &[f32]) -> Result<(),
     Ok(())
 }
 
-/// Searches every segment of `view` (blocking: call from a blocking thread).
+/// Searches every segment of `view` (blocking: call from a blocking thread); fails with
+/// `Unavailable` if the view misses segments.
 pub fn search(view: &CollectionView, query: &SearchQuery) -> Result<SearchResult, ComputeError> {
     view.require_complete()?;
-    let spec = &view.collection.spec;
-    let Some(schema) = &view.schema else {
+    search_segments(view.collection.spec.metric, view.schema.as_ref(), &view.segments, query)
+}
+
+/// Searches `segments`, all with `schema` (blocking: call from a blocking thread). `None`
+/// schema means no insert yet: an empty answer.
+pub fn search_segments(
+    metric: Metric,
+    schema: Option<&SchemaRef>,
+    segments: &[SegmentRef],
+    query: &SearchQuery,
+) -> Result<SearchResult, ComputeError> {
+    let Some(schema) = schema else {
         // No schema means no insert yet, so no rows.
         return Ok(SearchResult { hits: RecordBatch::new_empty(hit_schema_without_payload()), rows_scanned: 0 });
     };
-    let scorer = Scorer::new(spec.metric, &query.vector);
-    let per_segment: Vec<Result<(TopK, u64), ComputeError>> = view
-        .segments
+    let scorer = Scorer::new(metric, &query.vector);
+    let per_segment: Vec<Result<(TopK, u64), ComputeError>> = segments
         .par_iter()
         .enumerate()
         .map(|(i, segment)| {
@@ -88,8 +99,28 @@ pub fn search(view: &CollectionView, query: &SearchQuery) -> Result<SearchResult
         top.merge(t);
         rows_scanned += scanned;
     }
-    let hits = materialise(view, schema, &top.into_sorted(), query.include_vectors)?;
+    let hits = materialise(segments, schema, &top.into_sorted(), query.include_vectors)?;
     Ok(SearchResult { hits, rows_scanned })
+}
+
+/// Merges hit batches of the same schema (from several nodes) into the best `k`, closest
+/// first; ties go to the smaller id, so the answer does not depend on how segments were
+/// spread over nodes.
+pub fn merge_hits(batches: Vec<RecordBatch>, k: usize) -> Result<RecordBatch, ComputeError> {
+    let Some(first) = batches.first() else {
+        return Ok(RecordBatch::new_empty(hit_schema_without_payload()));
+    };
+    let schema = first.schema();
+    if batches.len() == 1 && first.num_rows() <= k {
+        return Ok(first.clone());
+    }
+    let all = concat_batches(&schema, &batches)?;
+    let sort_by = |name: &str| -> Result<SortColumn, ComputeError> {
+        let values = all.column_by_name(name).ok_or_else(|| ComputeError::Internal(format!("hits have no `{name}` column")))?;
+        Ok(SortColumn { values: values.clone(), options: None })
+    };
+    let order = lexsort_to_indices(&[sort_by("score")?, sort_by(ID_COLUMN)?], Some(k))?;
+    Ok(take_record_batch(&all, &order)?)
 }
 
 fn hit_schema_without_payload() -> SchemaRef {
@@ -98,7 +129,7 @@ fn hit_schema_without_payload() -> SchemaRef {
 
 /// Builds the hit batch: the candidates' rows with `score` after `id`.
 fn materialise(
-    view: &CollectionView,
+    segments: &[SegmentRef],
     schema: &SchemaRef,
     hits: &[crate::topk::Candidate],
     include_vectors: bool,
@@ -108,7 +139,7 @@ fn materialise(
     let projected = Arc::new(schema.project(&keep)?);
     let mut rows = Vec::with_capacity(hits.len());
     for hit in hits {
-        let segment = &view.segments[hit.segment as usize];
+        let segment = &segments[hit.segment as usize];
         let one = take_record_batch(&segment.batch, &UInt32Array::from(vec![hit.row]))?;
         rows.push(one.project(&keep)?);
     }
@@ -129,7 +160,6 @@ mod tests {
     use crate::testutil::view;
     use arrow::array::AsArray;
     use arrow::datatypes::UInt64Type;
-    use grape_meta::catalog::Metric;
 
     /// Naive f64 distance in each metric's definition.
     fn naive(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
@@ -174,6 +204,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn hits_merged_from_several_nodes_equal_one_search_over_all_segments() {
+        let v = view(Metric::L2, 16);
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false };
+        let whole = search(&v, &query).unwrap().hits;
+        let parts: Vec<RecordBatch> = v
+            .segments
+            .iter()
+            .map(|s| search_segments(Metric::L2, v.schema.as_ref(), std::slice::from_ref(s), &query).unwrap().hits)
+            .collect();
+        assert_eq!(merge_hits(parts, 10).unwrap(), whole);
     }
 
     #[test]

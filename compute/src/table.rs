@@ -1,9 +1,13 @@
-//! A collection as a DataFusion table, served from its in-memory segments.
+//! A collection as a DataFusion table, served from the segments of its current version
+//! wherever they are held.
 //!
-//! Each segment is one partition. Filters are accepted as `Inexact`: the scan uses them only
-//! to skip segments whose min/max statistics prove that no row can match (a
-//! [`PruningPredicate`]), and DataFusion still applies every filter to the rows that remain.
-//! Answering `Exact` here would be wrong, since a kept segment holds non-matching rows too.
+//! Planning a scan routes the collection's segments (waiting briefly for segments being
+//! loaded, failing with `Unavailable` if some have no ready replica) and builds a
+//! [`SegmentScanExec`] with one partition per segment. Filters are accepted as `Inexact`: the
+//! scan uses them to skip segments whose min/max statistics prove that no row can match (a
+//! [`PruningPredicate`]) and pushes them to the nodes that hold remote segments, and
+//! DataFusion still applies every filter to the rows that come back. Answering `Exact` here
+//! would be wrong, since a kept segment holds non-matching rows too.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,39 +18,54 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, DFSchema, Result, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicate;
 use datafusion::physical_plan::ExecutionPlan;
-use grape_storage::format::StatValue;
+use grape_meta::catalog::Collection;
+use grape_storage::format::{SegmentMeta, StatValue};
 
-use crate::segment::SegmentRef;
+use crate::router::{missing_error, Router, SegmentScanExec};
 
-/// One collection's loaded segments as a table.
-#[derive(Debug)]
+/// One collection, at the version a query reads, as a table.
 pub struct CollectionTable {
     schema: SchemaRef,
-    segments: Vec<SegmentRef>,
+    collection: Collection,
+    router: Arc<Router>,
+}
+
+impl std::fmt::Debug for CollectionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CollectionTable({})", self.collection.spec.name)
+    }
 }
 
 impl CollectionTable {
-    /// A table over `segments`, all of which have `schema`.
-    pub fn new(schema: SchemaRef, segments: Vec<SegmentRef>) -> Self {
-        Self { schema, segments }
+    /// A table over the segments of `collection`, whose rows have `schema`, read through `router`.
+    pub fn new(schema: SchemaRef, collection: Collection, router: Arc<Router>) -> Self {
+        Self { schema, collection, router }
     }
+}
 
-    /// Which segments may hold rows matching all `filters` (true = scan it).
-    fn keep(&self, state: &dyn Session, filters: &[Expr]) -> Vec<bool> {
-        let all = vec![true; self.segments.len()];
-        let Some(predicate) = conjunction(filters.iter().cloned()) else { return all };
-        let Ok(df_schema) = DFSchema::try_from(self.schema.as_ref().clone()) else { return all };
-        let Ok(physical) = state.create_physical_expr(predicate, &df_schema) else { return all };
-        let Ok(pruning) = PruningPredicate::try_new(physical, self.schema.clone()) else { return all };
-        pruning.prune(&SegmentStats { table: self }).unwrap_or(all)
-    }
+/// Which of `segments` may hold rows matching all `filters` (true = scan it).
+fn keep(schema: &SchemaRef, segments: &[&SegmentMeta], state: &dyn Session, filters: &[Expr]) -> Vec<bool> {
+    let all = vec![true; segments.len()];
+    let Some(predicate) = conjunction(filters.iter().cloned()) else { return all };
+    let Ok(df_schema) = DFSchema::try_from(schema.as_ref().clone()) else { return all };
+    let Ok(physical) = state.create_physical_expr(predicate, &df_schema) else { return all };
+    let Ok(pruning) = PruningPredicate::try_new(physical, schema.clone()) else { return all };
+    pruning.prune(&SegmentStats { schema, segments }).unwrap_or(all)
+}
+
+/// The filters as one SQL expression for the nodes that hold remote segments; empty if there
+/// are none or they cannot be written as SQL (the root applies them anyway).
+fn filter_sql(filters: &[Expr]) -> String {
+    conjunction(filters.iter().cloned())
+        .and_then(|e| datafusion::sql::unparser::expr_to_sql(&e).ok())
+        .map(|e| e.to_string())
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -70,28 +89,46 @@ impl TableProvider for CollectionTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let keep = self.keep(state, filters);
-        let partitions: Vec<Vec<_>> = self.segments.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| vec![s.batch.clone()]).collect();
-        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+        let metas: Vec<&SegmentMeta> = self.collection.segments().collect();
+        let kept: HashSet<String> =
+            metas.iter().zip(keep(&self.schema, &metas, state, filters)).filter(|(_, k)| *k).map(|(m, _)| m.id.clone()).collect();
+        let mut kept_collection = self.collection.clone();
+        for shard in &mut kept_collection.shards {
+            shard.segments.retain(|s| kept.contains(&s.id));
+        }
+        let (routes, missing) = self.router.routes(&kept_collection).await;
+        if !missing.is_empty() {
+            let error = missing_error(&self.collection.spec.name, kept.len(), &missing);
+            return Err(DataFusionError::External(Box::new(error)));
+        }
+        let exec = SegmentScanExec::new(
+            self.router.clone(),
+            &self.collection.spec.name,
+            &self.schema,
+            routes,
+            projection.cloned(),
+            filter_sql(filters),
+        )?;
+        Ok(Arc::new(exec))
     }
 }
 
 /// Segment statistics as DataFusion's pruning wants them: one "container" per segment.
 struct SegmentStats<'a> {
-    table: &'a CollectionTable,
+    schema: &'a SchemaRef,
+    segments: &'a [&'a SegmentMeta],
 }
 
 impl SegmentStats<'_> {
     /// One value per segment of `column` picked by `pick`, cast to the column's type; null
     /// where a segment has no statistic.
     fn values(&self, column: &Column, pick: impl Fn(&grape_storage::format::ColumnStats) -> Option<&StatValue>) -> Option<ArrayRef> {
-        let field = self.table.schema.field_with_name(column.name()).ok()?;
+        let field = self.schema.field_with_name(column.name()).ok()?;
         let scalars: Vec<ScalarValue> = self
-            .table
             .segments
             .iter()
             .map(|s| {
-                let stat = s.meta.columns.iter().find(|c| &c.name == column.name()).and_then(&pick);
+                let stat = s.columns.iter().find(|c| &c.name == column.name()).and_then(&pick);
                 match stat {
                     Some(StatValue::Int(v)) => ScalarValue::Int64(Some(*v)),
                     Some(StatValue::UInt(v)) => ScalarValue::UInt64(Some(*v)),
@@ -122,16 +159,16 @@ impl PruningStatistics for SegmentStats<'_> {
     }
 
     fn num_containers(&self) -> usize {
-        self.table.segments.len()
+        self.segments.len()
     }
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
-        let counts = self.table.segments.iter().map(|s| s.meta.columns.iter().find(|c| &c.name == column.name()).map(|c| c.null_count));
+        let counts = self.segments.iter().map(|s| s.columns.iter().find(|c| &c.name == column.name()).map(|c| c.null_count));
         Some(Arc::new(UInt64Array::from_iter(counts)))
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        Some(Arc::new(UInt64Array::from_iter_values(self.table.segments.iter().map(|s| s.rows() as u64))))
+        Some(Arc::new(UInt64Array::from_iter_values(self.segments.iter().map(|s| s.rows))))
     }
 
     fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
@@ -141,35 +178,40 @@ impl PruningStatistics for SegmentStats<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::prelude::{col, lit, SessionContext};
     use grape_meta::catalog::Metric;
 
-    use super::CollectionTable;
+    use super::{filter_sql, keep};
     use crate::sql::run_sql;
-    use crate::testutil::view;
+    use crate::testutil::{standalone_router, view};
 
     #[test]
     fn min_max_statistics_skip_segments_that_cannot_match() {
         let v = view(Metric::L2, 4);
-        let table = CollectionTable::new(v.schema.clone().unwrap(), v.segments.clone());
+        let schema = v.schema.clone().unwrap();
+        let metas: Vec<_> = v.segments.iter().map(|s| &s.meta).collect();
         let state = SessionContext::new().state();
-        assert_eq!(table.keep(&state, &[col("id").lt(lit(700u64))]), vec![true, false, false]);
-        assert_eq!(table.keep(&state, &[col("id").gt_eq(lit(1400u64)), col("price").lt(lit(50.0))]), vec![false, false, true]);
-        assert_eq!(table.keep(&state, &[col("price").gt(lit(1000.0))]), vec![false, false, false]);
-        assert_eq!(table.keep(&state, &[]), vec![true, true, true]);
+        assert_eq!(keep(&schema, &metas, &state, &[col("id").lt(lit(700u64))]), vec![true, false, false]);
+        assert_eq!(keep(&schema, &metas, &state, &[col("id").gt_eq(lit(1400u64)), col("price").lt(lit(50.0))]), vec![false, false, true]);
+        assert_eq!(keep(&schema, &metas, &state, &[col("price").gt(lit(1000.0))]), vec![false, false, false]);
+        assert_eq!(keep(&schema, &metas, &state, &[]), vec![true, true, true]);
+    }
+
+    #[test]
+    fn filters_are_pushed_to_other_nodes_as_sql() {
+        assert_eq!(filter_sql(&[col("id").lt(lit(700u64)), col("tag").eq(lit("a"))]), "((id < 700) AND (tag = 'a'))");
+        assert_eq!(filter_sql(&[]), "");
     }
 
     #[tokio::test]
     async fn pruned_scans_still_return_exact_answers() {
-        let v = Arc::new(view(Metric::L2, 4));
+        let (router, catalog) = standalone_router(view(Metric::L2, 4));
         for (sql, expected) in [
             ("SELECT count(*) AS n FROM t WHERE id < 700", 700i64),
             ("SELECT count(*) AS n FROM t WHERE id >= 690 AND id < 710", 20),
             ("SELECT count(*) AS n FROM t WHERE price > 1000", 0),
         ] {
-            let (_, batches) = run_sql(&[v.clone()], sql).await.unwrap();
+            let (_, batches) = run_sql(&router, &catalog, sql).await.unwrap();
             let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
             assert_eq!(n, expected, "{sql}");
         }

@@ -6,7 +6,14 @@ use grape_meta::catalog::Metric;
 use grape_storage::format::SegmentMeta;
 
 use crate::datagen;
-use crate::engine::CollectionView;
+use async_trait::async_trait;
+use grape_meta::catalog::Catalog;
+use grape_meta::{Command, CommandResult, MetaError, MetaStatus};
+use tokio::sync::watch;
+
+use crate::engine::{CollectionView, Engine};
+use crate::meta_client::MetaClient;
+use crate::router::{Role, Router};
 use crate::segment::LoadedSegment;
 
 /// A collection of three segments of 700 generated rows each (ids 0..2100 in order), with
@@ -31,4 +38,40 @@ pub fn view(metric: Metric, dim: u32) -> CollectionView {
     let metas = segments.iter().map(|s: &Arc<LoadedSegment>| s.meta.clone()).collect();
     let collection = datagen::collection("t", dim, metric, metas);
     CollectionView { collection, schema: Some(schema), segments, failed: vec![] }
+}
+
+/// A meta service frozen at one catalog: reads answer it, writes fail.
+struct FixedMeta(Catalog, watch::Sender<u64>);
+
+#[async_trait]
+impl MetaClient for FixedMeta {
+    async fn write(&self, _: Command) -> Result<CommandResult, MetaError> {
+        Err(MetaError::Raft("read-only test catalog".into()))
+    }
+    async fn catalog(&self) -> Result<Catalog, MetaError> {
+        Ok(self.0.clone())
+    }
+    fn applied_catalog(&self) -> Catalog {
+        self.0.clone()
+    }
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.1.subscribe()
+    }
+    async fn status(&self) -> Result<MetaStatus, MetaError> {
+        Err(MetaError::Raft("read-only test catalog".into()))
+    }
+}
+
+/// A standalone node's router holding the segments of `view`, and a catalog naming them.
+pub fn standalone_router(view: CollectionView) -> (Arc<Router>, Catalog) {
+    let mut catalog = Catalog::default();
+    let mut collection = view.collection.clone();
+    collection.spec.schema = view.schema.as_ref().map(|s| s.as_ref().clone());
+    catalog.collections.insert(collection.spec.name.clone(), collection);
+    let engine = Arc::new(Engine::new(grape_storage::Storage::from_url("memory://").unwrap()));
+    for segment in view.segments {
+        engine.adopt(segment);
+    }
+    let meta = Arc::new(FixedMeta(catalog.clone(), watch::Sender::new(0)));
+    (Arc::new(Router::new(meta, engine, Role::Standalone, 1)), catalog)
 }

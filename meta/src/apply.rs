@@ -46,6 +46,14 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             true => CommandResult::Applied { version: 0 },
             false => CommandResult::NotFound(format!("compute node {id}")),
         },
+        Command::SegmentStates { id, ready, failed } => match catalog.compute.set_states(*id, ready, failed) {
+            true => CommandResult::Applied { version: 0 },
+            false => CommandResult::NotFound(format!("live compute node {id}")),
+        },
+        Command::DrainNode { id } => match catalog.compute.drain(*id) {
+            true => CommandResult::Applied { version: 0 },
+            false => CommandResult::NotFound(format!("live compute node {id}")),
+        },
         Command::SetReplicas { name, replicas } => match catalog.collections.get_mut(name) {
             Some(coll) => {
                 coll.spec.replicas = (*replicas).max(1);

@@ -60,6 +60,22 @@ pub enum Command {
         /// Why, for the record.
         reason: String,
     },
+    /// What a compute node reported holding: the segments it serves and those it failed to
+    /// load (recorded by the leader when a heartbeat differs from the catalog).
+    SegmentStates {
+        /// The node's id.
+        id: u64,
+        /// Segment ids loaded and ready to serve.
+        ready: Vec<String>,
+        /// Segment ids that failed to load, with the reason.
+        failed: Vec<(String, String)>,
+    },
+    /// Drain a compute node: it keeps serving, receives nothing new, and its segments move
+    /// to other nodes.
+    DrainNode {
+        /// The node's id.
+        id: u64,
+    },
     /// The leader's placement decision: segments placed on (other) nodes, and segments that
     /// no longer have a placement.
     SetAssignments {

@@ -64,19 +64,65 @@ pub fn place(segments: &BTreeMap<String, u32>, nodes: &[NodeWeight]) -> Placemen
     placement
 }
 
-/// The change that turns the `current` assignments into the placement for `catalog` on its
-/// live compute nodes: segments to (re)assign and segments to forget. `None` if nothing
+/// How many segments may be moving at once for rebalancing (a node joined or is draining).
+/// Repairs (a segment with fewer ready replicas than its replica factor) are not bounded.
+pub const MAX_MOVES: usize = 8;
+
+/// The change that moves the `current` assignments towards the placement for `catalog` on
+/// its live compute nodes: segments to (re)assign and segments to forget. `None` if nothing
 /// changes, or if no compute node is live (then the last placement is kept, so that nodes
 /// coming back find their segments where they were).
+///
+/// Moves are gradual so that capacity never dips: a segment that moves is first assigned to
+/// its old and new nodes together, and the old ones are dropped only once every new node
+/// reports it ready. At most [`MAX_MOVES`] such moves run at once when the segment is
+/// already fully served; a segment with fewer ready replicas than it should have (new, or its
+/// node died) goes to its target nodes at once.
 pub fn plan(catalog: &crate::Catalog) -> Option<(Vec<(String, Vec<u64>)>, Vec<String>)> {
-    let nodes: Vec<NodeWeight> = catalog.compute.live().map(|n| NodeWeight { id: n.id, weight: n.memory_bytes }).collect();
+    let nodes: Vec<NodeWeight> = catalog.compute.placeable().map(|n| NodeWeight { id: n.id, weight: n.memory_bytes }).collect();
     if nodes.is_empty() {
         return None;
     }
+    let registry = &catalog.compute;
     let segments: BTreeMap<String, u32> =
         catalog.collections.values().flat_map(|c| c.segments().map(move |s| (s.id.clone(), c.spec.replicas.max(1)))).collect();
     let target = place(&segments, &nodes);
-    let set: Vec<(String, Vec<u64>)> = target.into_iter().filter(|(id, nodes)| catalog.assignments.get(id) != Some(nodes)).collect();
+    let live = |id: &u64| registry.nodes.get(id).is_some_and(|n| n.is_live());
+    let current =
+        |id: &str| -> Vec<u64> { catalog.assignments.get(id).map(|a| a.iter().copied().filter(live).collect()).unwrap_or_default() };
+    let mut moving = target
+        .iter()
+        .filter(|(id, want)| {
+            let cur = current(id);
+            cur.len() > want.len() && want.iter().all(|n| cur.contains(n))
+        })
+        .count();
+    let mut set = Vec::new();
+    for (id, want) in &target {
+        let cur = current(id);
+        let next = if want.iter().all(|n| cur.contains(n)) {
+            // Already on every target node: drop the others once the targets serve it.
+            if want.iter().all(|n| registry.serves(*n, id)) {
+                want.clone()
+            } else {
+                cur
+            }
+        } else {
+            let ready = cur.iter().filter(|n| registry.serves(**n, id)).count();
+            let under_replicated = ready < want.len();
+            if under_replicated || moving < MAX_MOVES {
+                moving += usize::from(!under_replicated);
+                let mut union = want.clone();
+                union.extend(cur.iter().filter(|n| !want.contains(n)));
+                union
+            } else {
+                cur
+            }
+        };
+        if catalog.assignments.get(id) != Some(&next) {
+            set.push((id.clone(), next));
+        }
+    }
     let unset: Vec<String> = catalog.assignments.keys().filter(|id| !segments.contains_key(*id)).cloned().collect();
     (!set.is_empty() || !unset.is_empty()).then_some((set, unset))
 }
@@ -204,15 +250,85 @@ mod tests {
         assert!(set.iter().all(|(_, nodes)| nodes.len() == 2), "the collection's replica factor: {set:?}");
         apply(&mut catalog, &Command::SetAssignments { set, unset });
         assert_eq!(plan(&catalog), None, "nothing changed, nothing to do");
+        report_all_ready(&mut catalog);
 
         let victim = catalog.assignments["s1"][0];
         apply(&mut catalog, &Command::DeclareDead { id: victim, reason: "test".into() });
         let (set, _) = plan(&catalog).expect("the dead node's segments move");
-        assert!(set.iter().all(|(_, nodes)| !nodes.contains(&victim)));
+        assert!(set.iter().all(|(_, nodes)| !nodes.contains(&victim) && nodes.len() == 2), "{set:?}");
         apply(&mut catalog, &Command::SetAssignments { set, unset: Vec::new() });
         apply(&mut catalog, &Command::DropCollection { name: "c".into() });
         let (set, unset) = plan(&catalog).expect("dropped segments are forgotten");
         assert_eq!((set.len(), unset.len()), (0, 2));
+    }
+
+    /// Every live node reports every segment assigned to it ready.
+    fn report_all_ready(catalog: &mut crate::Catalog) {
+        use crate::apply::apply;
+        use crate::command::Command;
+        let ids: Vec<u64> = catalog.compute.live().map(|n| n.id).collect();
+        for id in ids {
+            let ready: Vec<String> = catalog.assignments.iter().filter(|(_, n)| n.contains(&id)).map(|(s, _)| s.clone()).collect();
+            apply(catalog, &Command::SegmentStates { id, ready, failed: Vec::new() });
+        }
+    }
+
+    #[test]
+    fn moves_keep_the_old_node_until_the_new_one_is_ready_and_are_bounded() {
+        use crate::apply::apply;
+        use crate::catalog::{CollectionSpec, Metric};
+        use crate::command::Command;
+
+        let mut catalog = crate::Catalog::default();
+        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None };
+        apply(&mut catalog, &Command::CreateCollection { spec });
+        let segments = (0..100)
+            .map(|i| {
+                serde_json::from_value(
+                    serde_json::json!({"id": format!("s{i:03}"), "shard": 0, "path": format!("p/{i}"), "rows": 1, "size_bytes": 1}),
+                )
+                .expect("segment meta")
+            })
+            .collect();
+        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, tombstones: Vec::new() });
+        for id in 1..=3 {
+            apply(&mut catalog, &Command::RegisterNode { id, addr: format!("h:{id}"), memory_bytes: 1 << 30 });
+        }
+        let (set, _) = plan(&catalog).expect("a first placement");
+        assert_eq!(set.len(), 100, "new segments are placed at once, without a bound");
+        apply(&mut catalog, &Command::SetAssignments { set, unset: Vec::new() });
+        report_all_ready(&mut catalog);
+        let before = catalog.assignments.clone();
+
+        // A fourth node joins: at most MAX_MOVES segments start moving, and each keeps its old node.
+        apply(&mut catalog, &Command::RegisterNode { id: 4, addr: "h:4".into(), memory_bytes: 1 << 30 });
+        let mut rounds = 0;
+        while let Some((set, unset)) = plan(&catalog) {
+            rounds += 1;
+            assert!(unset.is_empty());
+            let in_flight = |c: &crate::Catalog| c.assignments.values().filter(|n| n.len() > 1).count();
+            apply(&mut catalog, &Command::SetAssignments { set, unset });
+            assert!(in_flight(&catalog) <= MAX_MOVES, "{} segments moving at once", in_flight(&catalog));
+            for (segment, nodes) in &catalog.assignments {
+                assert!(nodes.iter().any(|n| catalog.compute.serves(*n, segment)), "{segment} has no ready replica: {nodes:?}");
+            }
+            report_all_ready(&mut catalog);
+            assert!(rounds < 100, "the rebalance does not converge");
+        }
+        let moved: Vec<_> = catalog.assignments.iter().filter(|(s, n)| before[*s] != **n).collect();
+        assert!(moved.iter().all(|(_, n)| n.as_slice() == [4]), "segments move only to the new node: {moved:?}");
+        assert!((20..=30).contains(&moved.len()), "the new node took {} of 100 segments", moved.len());
+
+        // Draining node 4 moves its segments back the same way; it serves until they are ready elsewhere.
+        apply(&mut catalog, &Command::DrainNode { id: 4 });
+        while let Some((set, unset)) = plan(&catalog) {
+            apply(&mut catalog, &Command::SetAssignments { set, unset });
+            for (segment, nodes) in &catalog.assignments {
+                assert!(nodes.iter().any(|n| catalog.compute.serves(*n, segment)), "{segment} has no ready replica");
+            }
+            report_all_ready(&mut catalog);
+        }
+        assert!(catalog.assignments.values().all(|n| !n.contains(&4)), "a drained node holds nothing");
     }
 
     #[test]

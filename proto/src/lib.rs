@@ -8,8 +8,8 @@
 //!   as JSON.
 //! - `grape/meta/v1/meta.proto` → [`meta::v1`]: what compute nodes, gateways and the CLI ask
 //!   of the meta group (writes, catalog reads, watch, status, config, membership).
-//! - Further internal services (compute-to-compute) get their own packages in the same way;
-//!   they never mix with the public API.
+//! - `grape/compute/v1/compute.proto` → [`compute::v1`]: the leaf service a gateway asks of
+//!   the compute nodes that hold a query's segments (search, scan). Internal, node to node.
 
 /// The public API, package `grape.v1`.
 #[allow(missing_docs, clippy::all)]
@@ -34,5 +34,14 @@ pub mod meta {
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("grape.meta.v1");
+    }
+}
+
+/// Compute-to-compute services, package `grape.compute.v1`.
+pub mod compute {
+    /// The leaf service: search and scan the segments a node holds, for a gateway's fan-out.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("grape.compute.v1");
     }
 }

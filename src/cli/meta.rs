@@ -4,6 +4,7 @@
 
 use grape_meta::service::remote::Retry;
 use grape_meta::service::RemoteMeta;
+use grape_meta::{Command, CommandResult};
 use grape_proto::meta::v1 as pb;
 use grape_proto::v1;
 use serde_json::{json, Map, Value};
@@ -72,7 +73,8 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                     .compute_nodes
                     .iter()
                     .map(|n| {
-                        json!({"id": n.id, "addr": n.addr, "state": n.state, "segments": n.segments_loaded, "rows": n.rows_loaded,
+                        json!({"id": n.id, "addr": n.addr, "state": n.state, "segments": n.segments_loaded,
+                               "segments_loading": n.segments_loading, "segments_failed": n.segments_failed, "rows": n.rows_loaded,
                                "memory_used": n.memory_used, "last_heartbeat_ms": n.last_heartbeat_ms,
                                "assigned_segments": n.assigned_segments})
                     })
@@ -151,6 +153,7 @@ pub async fn cluster(endpoint: &str, format: OutputFormat, cmd: ClusterCommand) 
             })
             .await?
         }
+        ClusterCommand::Drain { node, timeout_secs } => return drain(&meta, format, node, timeout_secs).await,
         ClusterCommand::RemoveMeta { id } => {
             let req = pb::RemoveMemberRequest { id };
             meta.call(Retry::IfNotApplied, |mut c| {
@@ -163,4 +166,36 @@ pub async fn cluster(endpoint: &str, format: OutputFormat, cmd: ClusterCommand) 
     let members: Vec<Value> = reply.members.iter().map(|n| json!({"id": n.id, "addr": n.addr, "voter": n.voter})).collect();
     print_object(format, &json!({"meta_leader_id": reply.leader_id, "meta_members": members}));
     Ok(())
+}
+
+/// Starts draining compute node `id` and waits until no segment is placed on it.
+async fn drain(meta: &RemoteMeta, format: OutputFormat, id: u64, timeout_secs: u64) -> Result<(), CliError> {
+    match meta.write(&Command::DrainNode { id }).await? {
+        CommandResult::Applied { .. } => {}
+        CommandResult::NotFound(_) => {
+            return Err(CliError::Usage(format!("compute node {id} is not live; `grape status` lists the nodes")))
+        }
+        other => return Err(CliError::Server(format!("unexpected result of a drain: {other:?}"))),
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let status = meta.status().await?;
+        let leader = if status.leader_id != status.id && !status.leader_addr.is_empty() {
+            remote(&status.leader_addr)?.status().await?
+        } else {
+            status
+        };
+        let node = leader.compute_nodes.iter().find(|n| n.id == id);
+        let assigned = node.map_or(0, |n| n.assigned_segments);
+        if assigned == 0 {
+            print_object(format, &json!({"node": id, "state": node.map(|n| n.state.clone()), "assigned_segments": 0, "drained": true}));
+            return Ok(());
+        }
+        if started.elapsed().as_secs() >= timeout_secs {
+            return Err(CliError::Server(format!(
+                "compute node {id} still holds {assigned} segments after {timeout_secs} s; the drain goes on"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -191,6 +191,16 @@ pub enum ClusterCommand {
         /// The member's id.
         id: u64,
     },
+    /// Drain a compute node: it keeps serving while its segments move to the other nodes
+    /// (each dropped only once ready elsewhere), then holds nothing and can be stopped
+    /// without a failed request. Waits until it is drained.
+    Drain {
+        /// The compute node's id (see `grape status`).
+        node: u64,
+        /// Give up waiting after this many seconds (the drain goes on).
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
 }
 
 /// `grape config …`.
@@ -404,6 +414,10 @@ pub struct SearchArgs {
     /// Wait until the collection is at least at this version (read your writes).
     #[arg(long, default_value_t = 0)]
     pub min_version: u64,
+    /// Answer from the segments that can be reached when some have no ready replica (a
+    /// warning on stderr names how many were missed) instead of failing.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// Arguments of `grape sql`.

@@ -31,8 +31,16 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
         filter: args.filter.unwrap_or_default(),
         min_version: args.min_version,
         include_vectors: false,
+        allow_partial: args.allow_partial,
     };
     let reply = client.search(request).await?.into_inner();
+    if !reply.missing_segments.is_empty() {
+        eprintln!(
+            "warning: partial answer: {} of {} segments had no ready replica and were not searched",
+            reply.missing_segments.len(),
+            reply.segments_total
+        );
+    }
     print_rows(format, &rows(&reply.arrow_ipc)?)
 }
 

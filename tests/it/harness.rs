@@ -28,7 +28,7 @@ pub struct DevProcess {
     pub endpoint: String,
     /// Data directory.
     pub data_dir: PathBuf,
-    port: u16,
+    pub port: u16,
     extra: ServerFlags,
     /// The subcommand: `dev` or `compute`.
     role: Vec<String>,

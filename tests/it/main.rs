@@ -4,6 +4,7 @@
 mod bad_input;
 mod compute_cluster;
 mod embedded;
+mod failover;
 mod gc;
 mod harness;
 mod meta_cluster;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use clap::Args;
 use grape_compute::datagen;
-use grape_compute::engine::Engine;
-use grape_compute::search::{search, SearchQuery};
+use grape_compute::engine::{Engine, WantedSegment};
+use grape_compute::search::{search_segments, SearchQuery};
 use grape_meta::catalog::{Catalog, Metric};
 use grape_storage::testing::S3TestServer;
 use grape_storage::{SegmentCache, Storage};
@@ -91,9 +91,11 @@ fn cached(url: &str, server: &S3TestServer, dir: &std::path::Path) -> Result<Sto
 async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result<(f64, u64), Box<dyn std::error::Error>> {
     let engine = Engine::new(storage.clone());
     let t = Instant::now();
-    engine.sync(catalog).await;
-    let view = engine.view("bench").ok_or("collection not loaded")?;
-    view.require_complete()?;
-    search(&view, &SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false })?;
+    let collection = catalog.collections.get("bench").ok_or("no bench collection")?;
+    let schema = std::sync::Arc::new(collection.spec.schema.clone().ok_or("no schema")?);
+    engine.sync(collection.segments().map(|meta| WantedSegment { meta: meta.clone(), schema: schema.clone() }).collect()).await;
+    let segments = collection.segments().map(|m| engine.segment(&m.id).ok_or("a segment failed to load")).collect::<Result<Vec<_>, _>>()?;
+    let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false };
+    search_segments(Metric::L2, Some(&schema), &segments, &query)?;
     Ok((t.elapsed().as_secs_f64(), storage.bytes_fetched()))
 }

@@ -15,6 +15,7 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grape_meta::catalog::Collection;
 use grape_storage::Storage;
 
 pub use service::{GrapeService, MAX_MESSAGE_BYTES};
@@ -23,6 +24,7 @@ pub use write::{IngestJob, Inserted};
 use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::meta_client::MetaClient;
+use crate::router::{Role, Router};
 use crate::settings;
 
 /// Age below which an unreferenced object is never collected (an upload may be about to commit).
@@ -37,6 +39,8 @@ pub struct Gateway {
     meta: Arc<dyn MetaClient>,
     /// Segments in memory on this node.
     engine: Arc<Engine>,
+    /// Where each segment of a query is read: here or on another node.
+    router: Arc<Router>,
     /// Where new segments are written.
     storage: Storage,
     /// Id of this node, reported in status.
@@ -49,9 +53,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over the given meta client, engine and storage.
-    pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, storage: Storage, node_id: u64) -> Self {
-        Self { meta, engine, storage, node_id, sync_lock: tokio::sync::Mutex::new(()), gc_grace: DEFAULT_GC_GRACE }
+    /// A gateway of node `node_id` in `role` over the given meta client, engine and storage.
+    pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, storage: Storage, node_id: u64, role: Role) -> Self {
+        let router = Arc::new(Router::new(meta.clone(), engine.clone(), role, node_id));
+        Self { meta, engine, router, storage, node_id, sync_lock: tokio::sync::Mutex::new(()), gc_grace: DEFAULT_GC_GRACE }
     }
 
     /// Sets the garbage-collection grace period this node's GC job uses (default 1 hour; the
@@ -67,11 +72,38 @@ impl Gateway {
         &self.engine
     }
 
-    /// Brings the engine in step with the catalog meta has applied.
+    /// Brings the engine in step with the catalog meta has applied: holds the segments this
+    /// node should hold (all, or its assigned ones in a cluster).
     pub async fn refresh(&self) {
         let _guard = self.sync_lock.lock().await;
         let catalog = self.meta.applied_catalog();
-        self.engine.sync(&catalog).await;
+        self.engine.sync(self.router.wanted(&catalog)).await;
+    }
+
+    /// Waits until the catalog this node follows has `collection` at `version` or later, or
+    /// `timeout` passes. Fails with `NotFound` if the collection does not exist and
+    /// `Unavailable` on timeout.
+    pub async fn wait_for_version(&self, collection: &str, version: u64, timeout: Duration) -> Result<Collection, ComputeError> {
+        let mut changes = self.meta.changes();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            let current = self.meta.applied_catalog().collections.get(collection).cloned();
+            match current {
+                Some(c) if c.version >= version => return Ok(c),
+                None if version == 0 => return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
+                _ => {}
+            }
+            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                return match self.meta.applied_catalog().collections.get(collection) {
+                    None => Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
+                    Some(c) => Err(ComputeError::Unavailable(format!(
+                        "collection \"{collection}\" is at version {} on this node, {version} was asked for",
+                        c.version
+                    ))),
+                };
+            }
+        }
     }
 
     /// Follows catalog changes until `shutdown` resolves, refreshing the engine on each one.

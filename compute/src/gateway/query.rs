@@ -1,4 +1,4 @@
-//! Search and SQL on the gateway.
+//! Search and SQL on the gateway: validated here, answered through the router.
 
 use std::sync::Arc;
 
@@ -8,36 +8,51 @@ use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::ingest::encode_ipc;
-use crate::search::{search, validate_vector, SearchQuery, MAX_K};
+use crate::router::missing_error;
+use crate::search::{validate_vector, SearchQuery, MAX_K};
 use crate::sql::run_sql;
 
 impl Gateway {
-    /// Runs a k-nearest-neighbour search.
+    /// Runs a k-nearest-neighbour search over every segment of the collection, wherever each
+    /// is held.
     pub async fn search(&self, req: v1::SearchRequest) -> Result<v1::SearchResponse, ComputeError> {
-        let view = self.engine.wait_for_version(&req.collection, req.min_version, CATCH_UP_TIMEOUT).await?;
-        let spec = &view.collection.spec;
+        let collection = self.wait_for_version(&req.collection, req.min_version, CATCH_UP_TIMEOUT).await?;
+        let spec = &collection.spec;
         validate_vector(&spec.name, spec.dim, &req.vector)?;
         let k = if req.k == 0 { 10 } else { req.k as usize };
         if k > MAX_K {
             return Err(ComputeError::InvalidArgument(format!("k is {k}; at most {MAX_K} hits can be asked for")));
         }
-        let filter = match (req.filter.trim(), &view.schema) {
+        let schema = spec.schema.clone().map(Arc::new);
+        let filter = match (req.filter.trim(), &schema) {
             ("", _) => None,
             (text, Some(schema)) => Some(Filter::compile(text, schema)?),
             (_, None) => None,
         };
         let query = SearchQuery { vector: req.vector, k, filter, include_vectors: req.include_vectors };
-        let version = view.collection.version;
-        let result = tokio::task::spawn_blocking(move || search(&view, &query))
-            .await
-            .map_err(|e| ComputeError::Internal(format!("search task: {e}")))??;
-        Ok(v1::SearchResponse { arrow_ipc: encode_ipc(&result.hits.schema(), &[result.hits])?, version, rows_scanned: result.rows_scanned })
+        let total = collection.segments().count();
+        let (routes, mut missing) = self.router.routes(&collection).await;
+        if !missing.is_empty() && !req.allow_partial {
+            return Err(missing_error(&spec.name, total, &missing));
+        }
+        let outcome = self.router.search(&collection, schema.as_ref(), &query, req.filter.trim(), routes).await?;
+        missing.extend(outcome.missing);
+        if !missing.is_empty() && !req.allow_partial {
+            return Err(missing_error(&spec.name, total, &missing));
+        }
+        Ok(v1::SearchResponse {
+            arrow_ipc: encode_ipc(&outcome.hits.schema(), &[outcome.hits])?,
+            version: collection.version,
+            rows_scanned: outcome.rows_scanned,
+            missing_segments: missing.into_iter().map(|(m, _)| m.id).collect(),
+            segments_total: total as u64,
+        })
     }
 
     /// Runs one SQL query over all collections.
     pub async fn sql(&self, query: &str) -> Result<v1::SqlResponse, ComputeError> {
-        let views: Vec<Arc<_>> = self.engine.views();
-        let (schema, batches) = run_sql(&views, query).await?;
+        let catalog = self.meta.applied_catalog();
+        let (schema, batches) = run_sql(&self.router, &catalog, query).await?;
         Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)? })
     }
 
@@ -53,7 +68,7 @@ impl Gateway {
             meta_applied_index: meta.last_applied.unwrap_or(0),
             meta_members: meta.members.clone(),
             storage_url: self.storage.url().to_string(),
-            collections: self.engine.views().len() as u64,
+            collections: self.meta.applied_catalog().collections.len() as u64,
             segments_loaded: segments,
             rows_loaded: rows,
             memory_bytes: bytes,

@@ -136,7 +136,7 @@ impl Gateway {
         let version = outcome(self.meta.write(cmd).await?)?;
         // Serve our own writes: the caller's next query on this node sees them.
         self.refresh().await;
-        self.engine.wait_for_version(&name, version, CATCH_UP_TIMEOUT).await?;
+        self.wait_for_version(&name, version, CATCH_UP_TIMEOUT).await?;
         Ok(Inserted { rows: job.rows, version })
     }
 

@@ -39,6 +39,7 @@ impl Liveness {
 pub fn node_status(node: &crate::nodes::ComputeNode, assigned: u64, liveness: &Liveness) -> pb::ComputeNodeStatus {
     let state = match &node.state {
         NodeState::Live => "live".to_string(),
+        NodeState::Draining => "draining".to_string(),
         NodeState::Dead { reason } => format!("dead: {reason}"),
     };
     let last = liveness.last(node.id);
@@ -52,8 +53,13 @@ pub fn node_status(node: &crate::nodes::ComputeNode, assigned: u64, liveness: &L
         memory_used: beat.memory_used,
         last_heartbeat_ms: last.map(|(at, _)| at.elapsed().as_millis() as u64),
         assigned_segments: assigned,
+        segments_loading: beat.segments_loading,
+        segments_failed: node.failed.len() as u64,
     }
 }
+
+/// Pause after a catalog change before placing, so that a burst of changes is placed once.
+const PLACEMENT_DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// While this member leads: declares dead every live compute node not heard from for
 /// `timeout` (counting from when this member became leader, so a new leader gives every node
@@ -67,11 +73,16 @@ pub async fn watch_compute_nodes(
 ) {
     tokio::pin!(shutdown);
     let mut leading_since: Option<Instant> = None;
+    let mut changes = node.watch();
     loop {
+        // Wake on the failure detector's tick, or soon after any catalog change (a new
+        // segment, a node reporting segments ready), so that placement follows quickly.
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(timeout / 4) => {}
+            _ = changes.changed() => tokio::time::sleep(PLACEMENT_DEBOUNCE).await,
         }
+        changes.borrow_and_update();
         if node.assume_leader().is_err() {
             leading_since = None;
             continue;

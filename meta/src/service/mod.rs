@@ -161,11 +161,16 @@ impl Meta for MetaService {
         }
         let beat = request.into_inner();
         let (id, addr, memory) = (beat.node_id, beat.addr.clone(), beat.memory_bytes);
+        let ready = beat.ready_segments.clone();
+        let failed: Vec<(String, String)> = beat.failed_segments.iter().map(|f| (f.id.clone(), f.reason.clone())).collect();
         self.liveness.record(beat);
         if !self.node.local_catalog().compute.is_live_at(id, &addr) {
             tracing::info!(node = id, %addr, "registering compute node");
             let cmd = Command::RegisterNode { id, addr, memory_bytes: memory };
             self.node.write(cmd).await.map_err(|e| status_of(&e))?;
+        }
+        if self.node.local_catalog().compute.nodes.get(&id).is_some_and(|n| n.states_differ(&ready, &failed)) {
+            self.node.write(Command::SegmentStates { id, ready, failed }).await.map_err(|e| status_of(&e))?;
         }
         Ok(Response::new(pb::HeartbeatResponse {}))
     }

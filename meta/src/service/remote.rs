@@ -181,6 +181,19 @@ impl RemoteMeta {
         .await
     }
 
+    /// Commits a command and returns its result; sent again only where it certainly was not
+    /// applied.
+    pub async fn write(&self, cmd: &crate::Command) -> Result<crate::CommandResult, Status> {
+        let command_json = serde_json::to_string(cmd).map_err(|e| Status::internal(format!("encode command: {e}")))?;
+        let reply = self
+            .call(Retry::IfNotApplied, |mut c| {
+                let req = pb::WriteRequest { command_json: command_json.clone() };
+                async move { c.write(req).await }
+            })
+            .await?;
+        serde_json::from_str(&reply.result_json).map_err(|e| Status::data_loss(format!("command result from meta: {e}")))
+    }
+
     /// The config keys starting with `prefix`, linearizable or as the answering member has them.
     pub async fn config_list(&self, prefix: &str, linearizable: bool) -> Result<Vec<pb::ConfigValue>, Status> {
         let req = pb::ConfigListRequest { prefix: prefix.to_string(), linearizable };

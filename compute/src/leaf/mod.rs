@@ -1,0 +1,124 @@
+//! The leaf service (`grape.compute.v1.Leaf`): searches and scans of the segments this node
+//! holds, asked for by a gateway's fan-out; and [`LeafClients`], the gateway's side of it.
+//!
+//! A leaf answers for exactly the segment ids it is given (segments are immutable, so no
+//! catalog version is involved) and names those it does not hold instead of skipping them.
+
+mod client;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use grape_meta::catalog::Metric;
+use grape_proto::compute::v1::{self as pb, leaf_server::Leaf};
+use tonic::{Request, Response, Status};
+
+pub use client::{LeafClients, LEAF_TIMEOUT};
+
+use crate::engine::Engine;
+use crate::error::ComputeError;
+use crate::filter::Filter;
+use crate::gateway::MAX_MESSAGE_BYTES;
+use crate::ingest::encode_ipc;
+use crate::search::{search_segments, SearchQuery};
+use crate::segment::SegmentRef;
+
+/// The leaf service over this node's engine.
+#[derive(Clone)]
+pub struct LeafService(pub Arc<Engine>);
+
+impl LeafService {
+    /// The tonic server for this service, with message limits set.
+    pub fn into_server(self) -> pb::leaf_server::LeafServer<Self> {
+        pb::leaf_server::LeafServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The held segments among `ids`, and the ids not held here.
+    fn lookup(&self, ids: &[String]) -> (Vec<SegmentRef>, Vec<String>) {
+        let mut held = Vec::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.0.segment(id) {
+                Some(s) => held.push(s),
+                None => missing.push(id.clone()),
+            }
+        }
+        (held, missing)
+    }
+}
+
+/// Compiles a filter the root already checked; a leaf that cannot compile it (it may lag
+/// behind the schema the root saw) refuses rather than answering unfiltered.
+fn compile_filter(text: &str, schema: &arrow::datatypes::SchemaRef) -> Result<Option<Filter>, ComputeError> {
+    match text.trim() {
+        "" => Ok(None),
+        t => Ok(Some(Filter::compile(t, schema)?)),
+    }
+}
+
+/// Rows per message of a scan.
+const SCAN_BATCH_ROWS: usize = 65_536;
+
+/// The stream of `ScanSegment`.
+type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Leaf for LeafService {
+    async fn search_segments(&self, request: Request<pb::SearchSegmentsRequest>) -> Result<Response<pb::SearchSegmentsResponse>, Status> {
+        let req = request.into_inner();
+        let metric = Metric::parse(&req.metric).ok_or_else(|| Status::invalid_argument(format!("unknown metric \"{}\"", req.metric)))?;
+        let (segments, missing) = self.lookup(&req.segment_ids);
+        let schema = segments.first().map(|s| s.batch.schema());
+        let filter = match &schema {
+            Some(schema) => compile_filter(&req.filter, schema)?,
+            None => None,
+        };
+        let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors };
+        let result = tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
+            .await
+            .map_err(|e| Status::internal(format!("search task: {e}")))?
+            .map_err(Status::from)?;
+        let arrow_ipc = encode_ipc(&result.hits.schema(), &[result.hits]).map_err(Status::from)?;
+        Ok(Response::new(pb::SearchSegmentsResponse { arrow_ipc, rows_scanned: result.rows_scanned, missing_segments: missing }))
+    }
+
+    type ScanSegmentStream = ScanStream;
+
+    async fn scan_segment(&self, request: Request<pb::ScanSegmentRequest>) -> Result<Response<ScanStream>, Status> {
+        let req = request.into_inner();
+        let segment = self.0.segment(&req.segment_id).ok_or_else(|| {
+            Status::failed_precondition(format!("segment {} of collection \"{}\" is not held by this node", req.segment_id, req.collection))
+        })?;
+        let batch = tokio::task::spawn_blocking(move || scan(&segment, &req))
+            .await
+            .map_err(|e| Status::internal(format!("scan task: {e}")))?
+            .map_err(Status::from)?;
+        let schema = batch.schema();
+        let messages: Vec<Result<pb::ScanBatch, Status>> = (0..batch.num_rows().max(1))
+            .step_by(SCAN_BATCH_ROWS)
+            .map(|start| {
+                let part = batch.slice(start, SCAN_BATCH_ROWS.min(batch.num_rows() - start));
+                Ok(pb::ScanBatch { arrow_ipc: encode_ipc(&schema, &[part]).map_err(Status::from)? })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+    }
+}
+
+/// The rows of `segment` that match the request's filter, projected.
+fn scan(segment: &SegmentRef, req: &pb::ScanSegmentRequest) -> Result<arrow::array::RecordBatch, ComputeError> {
+    let mut batch = segment.batch.clone();
+    if let Some(filter) = compile_filter(&req.filter, &batch.schema())? {
+        let mask = filter.evaluate(&batch)?;
+        batch = arrow::compute::filter_record_batch(&batch, &mask)?;
+    }
+    if req.all_columns {
+        return Ok(batch);
+    }
+    let projection: Vec<usize> = req.projection.iter().map(|i| *i as usize).collect();
+    if let Some(bad) = projection.iter().find(|i| **i >= batch.num_columns()) {
+        return Err(ComputeError::InvalidArgument(format!("column {bad} is out of range ({} columns)", batch.num_columns())));
+    }
+    Ok(batch.project(&projection)?)
+}

@@ -1,0 +1,207 @@
+//! The root of a query: where each segment can be read (the routing table), and the fan-out
+//! of searches and scans to one ready replica per segment, with retries on another replica.
+//!
+//! The routing table is not a structure of its own: it is read from the catalog this node
+//! follows (which segments each live compute node reports ready, recorded by the meta leader
+//! from heartbeats) and from this node's own engine. A standalone node (`grape dev`) holds
+//! every segment itself.
+//!
+//! # Layout
+//! - `mod.rs`: [`Router`], [`Replica`], routes and the wait for readiness.
+//! - `search.rs`: search fan-out, retries, merge.
+//! - `scan.rs`: the DataFusion plan node that scans local and remote segments.
+
+mod scan;
+mod search;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grape_meta::catalog::{Catalog, Collection};
+use grape_storage::format::SegmentMeta;
+
+pub use scan::SegmentScanExec;
+pub use search::SearchOutcome;
+
+use crate::engine::Engine;
+use crate::error::ComputeError;
+use crate::leaf::LeafClients;
+use crate::meta_client::MetaClient;
+
+/// Longest a query waits for segments that are being placed or loaded (new segments, or
+/// segments of a node that died) before failing with `Unavailable`.
+pub const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// How a node takes part in serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It holds every segment and answers everything itself (`grape dev`, `grape demo`).
+    Standalone,
+    /// It holds the segments the meta leader assigns to it (`grape compute`) and routes the
+    /// rest to the nodes that hold them.
+    Cluster,
+}
+
+/// One place a segment can be read from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Replica {
+    /// This node's engine.
+    Local,
+    /// Another compute node.
+    Remote {
+        /// Its id.
+        node: u64,
+        /// The address of its API (which serves the leaf service too).
+        addr: String,
+    },
+}
+
+impl std::fmt::Display for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replica::Local => write!(f, "this node"),
+            Replica::Remote { node, addr } => write!(f, "node {node} ({addr})"),
+        }
+    }
+}
+
+/// A segment of a query and the replicas to try, in order.
+#[derive(Debug, Clone)]
+pub struct SegmentRoute {
+    /// The segment.
+    pub meta: SegmentMeta,
+    /// Ready replicas, the preferred one first.
+    pub replicas: Vec<Replica>,
+}
+
+/// Routes queries of this node to the segments they need.
+pub struct Router {
+    meta: Arc<dyn MetaClient>,
+    engine: Arc<Engine>,
+    role: Role,
+    node_id: u64,
+    leaves: LeafClients,
+    /// Rotates the preferred replica from one query to the next, spreading load.
+    turn: AtomicUsize,
+}
+
+impl Router {
+    /// A router of node `node_id` in `role`.
+    pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, role: Role, node_id: u64) -> Self {
+        Router { meta, engine, role, node_id, leaves: LeafClients::default(), turn: AtomicUsize::new(0) }
+    }
+
+    /// The engine of this node.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The segments this node should hold under `catalog`: all of them when standalone, the
+    /// ones assigned to it in a cluster.
+    pub fn wanted(&self, catalog: &Catalog) -> Vec<crate::engine::WantedSegment> {
+        let mut wanted = Vec::new();
+        for collection in catalog.collections.values() {
+            let Some(schema) = collection.spec.schema.clone().map(Arc::new) else { continue };
+            for meta in collection.segments() {
+                let mine = match self.role {
+                    Role::Standalone => true,
+                    Role::Cluster => catalog.assignments.get(&meta.id).is_some_and(|nodes| nodes.contains(&self.node_id)),
+                };
+                if mine {
+                    wanted.push(crate::engine::WantedSegment { meta: meta.clone(), schema: schema.clone() });
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Ready replicas of `segment` under `catalog`, in no particular order; `exclude` are left out.
+    fn replicas(&self, catalog: &Catalog, segment: &str, exclude: &BTreeSet<Replica>) -> Vec<Replica> {
+        let mut replicas = Vec::new();
+        if self.engine.segment(segment).is_some() && !exclude.contains(&Replica::Local) {
+            replicas.push(Replica::Local);
+        }
+        if self.role == Role::Cluster {
+            for node in catalog.compute.live().filter(|n| n.id != self.node_id && n.ready.contains(segment)) {
+                let replica = Replica::Remote { node: node.id, addr: node.addr.clone() };
+                if !exclude.contains(&replica) {
+                    replicas.push(replica);
+                }
+            }
+        }
+        replicas
+    }
+
+    /// Why `segment` cannot be served now and will not be soon (it failed to load wherever it
+    /// is placed), or `None` if it may still become ready.
+    fn hopeless(&self, catalog: &Catalog, segment: &str) -> Option<String> {
+        match self.role {
+            Role::Standalone => self.engine.failure(segment),
+            Role::Cluster => {
+                let assigned = catalog.assignments.get(segment)?;
+                let reasons: Vec<String> = assigned
+                    .iter()
+                    .filter_map(|id| catalog.compute.nodes.get(id))
+                    .filter(|n| n.is_live())
+                    .map(|n| n.failed.get(segment).cloned())
+                    .collect::<Option<Vec<_>>>()?;
+                reasons.into_iter().next()
+            }
+        }
+    }
+
+    /// Routes for every segment of `collection`, each with at least one ready replica.
+    ///
+    /// Waits up to [`READY_WAIT`] for segments that are being placed or loaded. Returns the
+    /// routes and the segments that still have no ready replica (with the reason).
+    pub async fn routes(&self, collection: &Collection) -> (Vec<SegmentRoute>, Vec<(SegmentMeta, String)>) {
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        let mut catalog_changes = self.meta.changes();
+        let mut engine_changes = self.engine.changes();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        loop {
+            catalog_changes.borrow_and_update();
+            engine_changes.borrow_and_update();
+            let catalog = self.meta.applied_catalog();
+            let mut routes = Vec::new();
+            let mut unroutable = Vec::new();
+            let mut waiting = false;
+            for (i, meta) in collection.segments().enumerate() {
+                let mut replicas = self.replicas(&catalog, &meta.id, &BTreeSet::new());
+                if replicas.is_empty() {
+                    match self.hopeless(&catalog, &meta.id) {
+                        Some(reason) => unroutable.push((meta.clone(), reason)),
+                        None => {
+                            waiting = true;
+                            unroutable.push((meta.clone(), "no node has it loaded yet".to_string()));
+                        }
+                    }
+                    continue;
+                }
+                replicas.sort();
+                let len = replicas.len();
+                replicas.rotate_left((turn + i) % len);
+                routes.push(SegmentRoute { meta: meta.clone(), replicas });
+            }
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return (routes, unroutable);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = catalog_changes.changed() => {}
+                _ = engine_changes.changed() => {}
+            }
+        }
+    }
+}
+
+/// The error for a query some of whose segments have no ready replica.
+pub fn missing_error(collection: &str, total: usize, missing: &[(SegmentMeta, String)]) -> ComputeError {
+    let first = missing.first().map(|(m, why)| format!(" (first: segment {}: {why})", m.id)).unwrap_or_default();
+    ComputeError::Unavailable(format!(
+        "collection \"{collection}\": {} of {total} segments have no ready replica{first}; retry, or ask for allow_partial",
+        missing.len()
+    ))
+}

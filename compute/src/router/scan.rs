@@ -1,0 +1,162 @@
+//! [`SegmentScanExec`]: the DataFusion leaf of a collection scan, one partition per segment.
+//! A local segment is read from memory; a remote one is asked of its replicas in turn, with
+//! the projection and the pushed-down filter applied on the node that holds it, and its rows
+//! streamed back as Arrow batches. A segment is emitted only once one replica answered it
+//! whole, so a retry never repeats rows.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream};
+use futures::StreamExt;
+use grape_proto::compute::v1 as pb;
+
+use super::{Replica, Router, SegmentRoute};
+use crate::error::ComputeError;
+
+/// Scans segments of one collection, each from one of its replicas.
+pub struct SegmentScanExec {
+    router: Arc<Router>,
+    collection: String,
+    /// One partition per segment.
+    routes: Vec<SegmentRoute>,
+    /// Columns of the collection schema to return; `None`: all.
+    projection: Option<Vec<usize>>,
+    /// The pushed-down filter as SQL (may be empty); rows that do not match may be left out.
+    filter: String,
+    /// The projected schema.
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl SegmentScanExec {
+    /// A scan of `routes` (segments of `collection` with schema `table_schema`).
+    pub fn new(
+        router: Arc<Router>,
+        collection: &str,
+        table_schema: &SchemaRef,
+        routes: Vec<SegmentRoute>,
+        projection: Option<Vec<usize>>,
+        filter: String,
+    ) -> Result<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(table_schema.project(p)?),
+            None => table_schema.clone(),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(routes.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(SegmentScanExec {
+            router,
+            collection: collection.to_string(),
+            routes,
+            projection,
+            filter,
+            schema,
+            properties: Arc::new(properties),
+        })
+    }
+}
+
+impl fmt::Debug for SegmentScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SegmentScanExec({}, {} segments)", self.collection, self.routes.len())
+    }
+}
+
+impl DisplayAs for SegmentScanExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SegmentScanExec: collection={}, segments={}, filter=[{}]", self.collection, self.routes.len(), self.filter)
+    }
+}
+
+impl ExecutionPlan for SegmentScanExec {
+    fn name(&self) -> &'static str {
+        "SegmentScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(self: Arc<Self>, _: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let Some(route) = self.routes.get(partition).cloned() else {
+            // No segments: the single partition is empty.
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::empty())));
+        };
+        let (router, collection, projection, filter) =
+            (self.router.clone(), self.collection.clone(), self.projection.clone(), self.filter.clone());
+        let rows = async move {
+            let batches = read_segment(&router, &collection, route, projection.as_deref(), &filter)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
+        };
+        let stream = futures::stream::once(rows).map(|r| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures::stream::iter([Err(e)]).boxed(),
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream.flatten())))
+    }
+}
+
+/// The rows of one segment from the first replica that answers.
+async fn read_segment(
+    router: &Router,
+    collection: &str,
+    route: SegmentRoute,
+    projection: Option<&[usize]>,
+    filter: &str,
+) -> Result<Vec<RecordBatch>, ComputeError> {
+    let mut last_error = String::from("no ready replica");
+    for replica in &route.replicas {
+        let result = match replica {
+            Replica::Local => match router.engine.segment(&route.meta.id) {
+                Some(segment) => match projection {
+                    Some(p) => segment.batch.project(p).map(|b| vec![b]).map_err(ComputeError::from),
+                    None => Ok(vec![segment.batch.clone()]),
+                },
+                None => Err(ComputeError::Unavailable("this node no longer holds it".into())),
+            },
+            Replica::Remote { addr, .. } => {
+                let req = pb::ScanSegmentRequest {
+                    collection: collection.to_string(),
+                    segment_id: route.meta.id.clone(),
+                    projection: projection.unwrap_or_default().iter().map(|i| *i as u32).collect(),
+                    all_columns: projection.is_none(),
+                    filter: filter.to_string(),
+                };
+                router.leaves.scan(addr, req).await
+            }
+        };
+        match result {
+            Ok(batches) => return Ok(batches),
+            Err(e) => {
+                tracing::debug!(%replica, segment = %route.meta.id, error = %e, "scan failed; trying another replica");
+                last_error = format!("{replica}: {e}");
+            }
+        }
+    }
+    Err(ComputeError::Unavailable(format!(
+        "collection \"{collection}\": segment {} could not be read from any replica (last: {last_error})",
+        route.meta.id
+    )))
+}

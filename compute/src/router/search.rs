@@ -1,0 +1,153 @@
+//! Search fan-out: one request per chosen replica (carrying all the segments routed to it),
+//! top-k merged on the root. A replica that fails, times out or no longer holds a segment is
+//! left out and the affected segments are asked of their next replica, within the same
+//! request; when a segment runs out of replicas the routing table is read once more.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::future::join_all;
+use grape_meta::catalog::Collection;
+use grape_proto::compute::v1 as pb;
+use grape_storage::format::SegmentMeta;
+
+use super::{Replica, Router, SegmentRoute};
+use crate::error::ComputeError;
+use crate::ingest::decode_ipc;
+use crate::search::{merge_hits, search_segments, SearchQuery};
+
+/// The merged answer of a fan-out.
+#[derive(Debug)]
+pub struct SearchOutcome {
+    /// The best hits over every searched segment.
+    pub hits: RecordBatch,
+    /// Rows compared with the query.
+    pub rows_scanned: u64,
+    /// Segments that no replica could answer for, with the last error.
+    pub missing: Vec<(SegmentMeta, String)>,
+}
+
+/// One segment still to be searched.
+struct Pending {
+    route: SegmentRoute,
+    tried: BTreeSet<Replica>,
+    last_error: String,
+}
+
+/// What one replica answered for the segments sent to it.
+type GroupAnswer = Result<(RecordBatch, u64, Vec<String>), ComputeError>;
+
+impl Router {
+    /// Searches the routed segments of `collection` and merges the top k. `filter` is the
+    /// filter's text (sent to remote nodes); `query.filter` its compiled form (used here).
+    pub async fn search(
+        &self,
+        collection: &Collection,
+        schema: Option<&SchemaRef>,
+        query: &SearchQuery,
+        filter: &str,
+        routes: Vec<SegmentRoute>,
+    ) -> Result<SearchOutcome, ComputeError> {
+        let mut pending: Vec<Pending> =
+            routes.into_iter().map(|route| Pending { route, tried: BTreeSet::new(), last_error: String::new() }).collect();
+        let mut batches = Vec::new();
+        let mut rows_scanned = 0;
+        let mut missing = Vec::new();
+        let mut rerouted = false;
+        while !pending.is_empty() {
+            // Segments whose replicas are all tried: read the routing table once more.
+            if pending.iter().any(|p| p.route.replicas.iter().all(|r| p.tried.contains(r))) && !rerouted {
+                rerouted = true;
+                let catalog = self.meta.applied_catalog();
+                for p in &mut pending {
+                    p.route.replicas = self.replicas(&catalog, &p.route.meta.id, &p.tried);
+                    p.tried.clear();
+                }
+            }
+            let (ready, exhausted): (Vec<Pending>, Vec<Pending>) =
+                pending.into_iter().partition(|p| p.route.replicas.iter().any(|r| !p.tried.contains(r)));
+            missing.extend(exhausted.into_iter().map(|p| {
+                let why = if p.last_error.is_empty() { "no ready replica".to_string() } else { p.last_error };
+                (p.route.meta, why)
+            }));
+            let mut groups: BTreeMap<Replica, Vec<Pending>> = BTreeMap::new();
+            for mut p in ready {
+                let Some(next) = p.route.replicas.iter().find(|r| !p.tried.contains(r)).cloned() else { continue };
+                p.tried.insert(next.clone());
+                groups.entry(next).or_default().push(p);
+            }
+            let answers = join_all(groups.iter().map(|(replica, group)| {
+                let ids: Vec<String> = group.iter().map(|p| p.route.meta.id.clone()).collect();
+                self.search_on(replica, collection, schema, query, filter, ids)
+            }))
+            .await;
+            pending = Vec::new();
+            for ((replica, group), answer) in groups.into_iter().zip(answers) {
+                match answer {
+                    Ok((hits, scanned, not_held)) => {
+                        batches.push(hits);
+                        rows_scanned += scanned;
+                        for mut p in group.into_iter().filter(|p| not_held.contains(&p.route.meta.id)) {
+                            p.last_error = format!("{replica} no longer holds it");
+                            pending.push(p);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(%replica, error = %e, "replica failed; trying another");
+                        pending.extend(group.into_iter().map(|mut p| {
+                            p.last_error = e.to_string();
+                            p
+                        }));
+                    }
+                }
+            }
+        }
+        if batches.is_empty() {
+            // Nothing searched: an empty answer with the collection's hit columns.
+            batches.push(search_segments(collection.spec.metric, schema, &[], query)?.hits);
+        }
+        Ok(SearchOutcome { hits: merge_hits(batches, query.k)?, rows_scanned, missing })
+    }
+
+    /// Searches the segments `ids` on one replica; returns hits, rows scanned and the ids the
+    /// replica does not hold.
+    async fn search_on(
+        &self,
+        replica: &Replica,
+        collection: &Collection,
+        schema: Option<&SchemaRef>,
+        query: &SearchQuery,
+        filter: &str,
+        ids: Vec<String>,
+    ) -> GroupAnswer {
+        match replica {
+            Replica::Local => {
+                let (segments, not_held): (Vec<_>, Vec<_>) =
+                    ids.into_iter().map(|id| (self.engine.segment(&id), id)).partition(|(s, _)| s.is_some());
+                let segments: Vec<_> = segments.into_iter().filter_map(|(s, _)| s).collect();
+                let not_held: Vec<String> = not_held.into_iter().map(|(_, id)| id).collect();
+                let (metric, schema, query) = (collection.spec.metric, schema.cloned(), query.clone());
+                let result = tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
+                    .await
+                    .map_err(|e| ComputeError::Internal(format!("search task: {e}")))??;
+                Ok((result.hits, result.rows_scanned, not_held))
+            }
+            Replica::Remote { addr, .. } => {
+                let req = pb::SearchSegmentsRequest {
+                    collection: collection.spec.name.clone(),
+                    segment_ids: ids,
+                    vector: query.vector.clone(),
+                    k: query.k as u32,
+                    filter: filter.to_string(),
+                    include_vectors: query.include_vectors,
+                    metric: collection.spec.metric.as_str().to_string(),
+                };
+                let reply = self.leaves.search(addr, req).await?;
+                let (hit_schema, batches) = decode_ipc(&reply.arrow_ipc)?;
+                let hits = arrow::compute::concat_batches(&hit_schema, &batches)?;
+                Ok((hits, reply.rows_scanned, reply.missing_segments))
+            }
+        }
+    }
+}
