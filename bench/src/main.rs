@@ -7,6 +7,7 @@
 //! cargo run --release -p grape-bench -- exact-search --rows 1000000 --out results.json
 //! cargo run --release -p grape-bench -- cold-load               # needs python3 for the S3 server
 //! cargo build --release --workspace && target/release/grape-bench meta   # 3 grape meta processes
+//! cargo build --release --workspace && target/release/grape-bench cluster  # + 1 to 3 grape compute
 //! ```
 //!
 //! | scenario       | what it measures                                                        |
@@ -17,6 +18,8 @@
 //! |                | with no, an empty and a warm local cache, and the bytes read from S3     |
 //! | `meta`         | commit latency (1 and 16 clients), leader kill to next commit over 10     |
 //! |                | kills, and a long linearizability check under a kill/restart nemesis     |
+//! | `cluster`      | search QPS with 1, 2 and 3 compute nodes on 1,000,000 × 128, and the     |
+//! |                | failover time of a killed compute node with replica factor 1 and 2       |
 
 mod report;
 mod scenarios;
@@ -40,6 +43,8 @@ enum Scenario {
     ColdLoad(scenarios::cold_load::Options),
     /// The meta Raft group: commit latency, leader failover time, long linearizability check.
     Meta(scenarios::meta::Options),
+    /// Compute nodes as processes: QPS with 1, 2 and 3 nodes, failover time with 1 and 2 replicas.
+    Cluster(scenarios::cluster::Options),
 }
 
 fn main() {
@@ -51,6 +56,7 @@ fn main() {
         Scenario::ExactSearch(o) => scenarios::exact_search::run(o),
         Scenario::ColdLoad(o) => scenarios::cold_load::run(o),
         Scenario::Meta(o) => scenarios::meta::run(o),
+        Scenario::Cluster(o) => scenarios::cluster::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

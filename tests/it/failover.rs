@@ -141,6 +141,16 @@ async fn ask(endpoint: &str) -> Answer {
     Ok((ids, (n, if sum.is_null(0) { 0 } else { sum.value(0) })))
 }
 
+/// A search with `allow_partial`: segments missed, segments in all, hits.
+async fn partial_search(endpoint: &str) -> (u64, u64, usize) {
+    let mut client = GrapeClient::connect(endpoint.to_string()).await.expect("connect");
+    let req =
+        v1::SearchRequest { collection: "docs".into(), vector: datagen::query(DIM, 5), k: 10, allow_partial: true, ..Default::default() };
+    let reply = client.search(req).await.expect("a partial answer").into_inner();
+    let (_, hits) = decode_ipc(&reply.arrow_ipc).expect("hits");
+    (reply.missing_segments.len() as u64, reply.segments_total, hits.iter().map(|b| b.num_rows()).sum())
+}
+
 /// A client loop over several gateways, recording every answer with its time.
 struct ClientLoop {
     stop: Arc<AtomicBool>,
@@ -232,6 +242,12 @@ fn with_one_replica_requests_fail_only_until_the_segments_are_loaded_elsewhere()
     clients.wait_for(10);
     let killed = Instant::now();
     cluster.nodes[0].kill();
+    // Before the node is declared dead (2 s), its segments have no ready replica: a search
+    // that allows a partial answer gets one, and says what it missed.
+    let (missing, total, hits) = tokio::runtime::Runtime::new().unwrap().block_on(partial_search(&cluster.nodes[1].endpoint));
+    assert!(killed.elapsed() < Duration::from_secs(2), "the partial search came too late to test anything");
+    assert!(missing > 0 && missing < SEGMENTS, "{missing} of {total} segments missed");
+    assert_eq!((total, hits), (SEGMENTS, 10));
     cluster.wait_until_dead(0);
     cluster.wait_until_placed(SEGMENTS, None);
     let recovered = Instant::now();

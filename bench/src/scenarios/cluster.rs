@@ -1,0 +1,273 @@
+//! `cluster`: stateless compute nodes as real processes (3 `grape meta`, 1 to 3 `grape
+//! compute`) on one local object store. Measures search throughput with 1, 2 and 3 compute
+//! nodes on the same data (clients spread over every gateway), and the failover time of a
+//! SIGKILLed compute node with replica factor 1 and 2: from the kill until every query
+//! succeeds again, with the number of failed queries on the way.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use grape_compute::datagen;
+use grape_compute::ingest::encode_ipc;
+use grape_meta::service::RemoteMeta;
+use grape_meta::testing::MetaProcesses;
+use grape_proto::v1::{self, grape_client::GrapeClient};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::report::{percentile, report, Row};
+
+/// Options of the scenario.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Vectors in the collection.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: u32,
+    /// Rows per insert (each insert makes one segment per shard).
+    #[arg(long, default_value_t = 100_000)]
+    batch_rows: usize,
+    /// Shards of the collection.
+    #[arg(long, default_value_t = 2)]
+    shards: u32,
+    /// Seconds of each throughput measurement.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Concurrent clients of the throughput measurements and the failover loops.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// The `grape` binary (default: beside this benchmark's binary).
+    #[arg(long)]
+    grape: Option<PathBuf>,
+    /// Where to write the JSON result.
+    #[arg(long, default_value = "bench/results/cluster.json")]
+    out: PathBuf,
+}
+
+/// A `grape compute` process, killed when dropped.
+struct ComputeNode {
+    child: Child,
+    endpoint: String,
+}
+
+impl ComputeNode {
+    fn start(bin: &Path, members: &str, storage: &str, dir: &Path) -> Result<ComputeNode, Box<dyn std::error::Error>> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(bin)
+            .args(["compute", "--meta", members, "--storage", storage, "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(ComputeNode { child, endpoint: format!("http://127.0.0.1:{port}") })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ComputeNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the scenario.
+pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let bin = match &o.grape {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("grape"),
+    };
+    if !bin.is_file() {
+        return Err(format!("no grape binary at {}: build it with cargo build --workspace (or pass --grape)", bin.display()).into());
+    }
+    let dir = tempfile::tempdir()?;
+    let group = MetaProcesses::start(&bin, 3)?;
+    let members = group.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let rt = tokio::runtime::Runtime::new()?;
+    let meta = rt.block_on(async { RemoteMeta::new(&group.addrs()) })?;
+    let mut nodes = vec![ComputeNode::start(&bin, &members, &storage, &dir.path().join("c0"))?];
+    let segments = rt.block_on(load(&nodes[0].endpoint, &o))?;
+    eprintln!("loaded {} rows in {segments} segments", o.rows);
+
+    let mut rows = Vec::new();
+    let mut qps = Vec::new();
+    for n in 1..=3usize {
+        while nodes.len() < n {
+            nodes.push(ComputeNode::start(&bin, &members, &storage, &dir.path().join(format!("c{}", nodes.len())))?);
+        }
+        rt.block_on(wait_settled(&meta, n, segments))?;
+        let endpoints: Vec<String> = nodes.iter().map(|n| n.endpoint.clone()).collect();
+        let (done, latencies) = rt.block_on(throughput(&endpoints, &o))?;
+        let per_sec = done as f64 / o.secs as f64;
+        eprintln!("{n} compute node(s): {per_sec:.1} searches/s");
+        qps.push(per_sec);
+        rows.push(Row::new(format!("search QPS, {n} compute node(s)"), per_sec, "1/s"));
+        rows.push(Row::new(format!("search p50, {n} compute node(s)"), percentile(&latencies, 0.5), "ms"));
+    }
+
+    let mut failovers = Vec::new();
+    for replicas in [1u32, 2] {
+        rt.block_on(set_replicas(&nodes[0].endpoint, replicas))?;
+        rt.block_on(wait_settled(&meta, 3, segments * u64::from(replicas)))?;
+        let victim = nodes.len() - 1;
+        let survivors: Vec<String> = nodes[..victim].iter().map(|n| n.endpoint.clone()).collect();
+        let (secs, failed, total) = rt.block_on(failover(&survivors, &o, || nodes[victim].kill()))?;
+        eprintln!("replica factor {replicas}: every query succeeds again {secs:.2} s after the kill ({failed} of {total} failed)");
+        rows.push(Row::new(format!("failover, replicas {replicas}: kill -> all queries succeed"), secs * 1000.0, "ms"));
+        rows.push(Row::new(format!("failover, replicas {replicas}: failed queries"), failed as f64, "count"));
+        failovers.push(json!({"replicas": replicas, "seconds": secs, "failed": failed, "queries": total}));
+        // Back to three nodes: a fresh one joins.
+        nodes[victim] = ComputeNode::start(&bin, &members, &storage, &dir.path().join(format!("c{victim}-{replicas}")))?;
+        rt.block_on(wait_settled(&meta, 3, segments * u64::from(replicas)))?;
+    }
+    let params = json!({
+        "rows": o.rows, "dim": o.dim, "segments": segments, "shards": o.shards, "clients": o.clients, "secs": o.secs,
+        "meta_members": 3, "storage": "local file system", "failovers": failovers, "qps_by_nodes": qps,
+    });
+    report("cluster", params, &rows, &o.out)?;
+    Ok(())
+}
+
+async fn client(endpoint: &str) -> Result<GrapeClient<Channel>, Box<dyn std::error::Error>> {
+    Ok(GrapeClient::connect(endpoint.to_string()).await?.max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20))
+}
+
+/// Creates the collection and inserts the rows; returns the number of segments.
+async fn load(endpoint: &str, o: &Options) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut c = client(endpoint).await?;
+    let create = v1::CreateCollectionRequest { name: "bench".into(), dim: o.dim, shards: o.shards, ..Default::default() };
+    c.create_collection(create).await?;
+    let mut first = 0;
+    while first < o.rows {
+        let n = o.batch_rows.min(o.rows - first);
+        let batch = datagen::batch(o.dim, first as u64, n, first as u64);
+        let arrow_ipc = encode_ipc(&batch.schema(), &[batch])?;
+        c.insert(v1::InsertRequest { collection: "bench".into(), arrow_ipc }).await?;
+        first += n;
+    }
+    let info = c.describe_collection(v1::DescribeCollectionRequest { name: "bench".into() }).await?.into_inner();
+    Ok(info.segments)
+}
+
+async fn set_replicas(endpoint: &str, replicas: u32) -> Result<(), Box<dyn std::error::Error>> {
+    client(endpoint).await?.set_replicas(v1::SetReplicasRequest { name: "bench".into(), replicas }).await?;
+    Ok(())
+}
+
+/// Waits until `nodes` compute nodes are live and hold `replicas` ready segment replicas in
+/// all, with nothing loading.
+async fn wait_settled(meta: &RemoteMeta, nodes: usize, replicas: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let status = meta.status().await?;
+        let leader = if status.leader_id != status.id { RemoteMeta::new(&[status.leader_addr.clone()])?.status().await? } else { status };
+        let live: Vec<_> = leader.compute_nodes.iter().filter(|n| n.state == "live").collect();
+        let held: u64 = live.iter().map(|n| n.segments_loaded).sum();
+        let assigned: u64 = live.iter().map(|n| n.assigned_segments).sum();
+        let loading: u64 = live.iter().map(|n| n.segments_loading).sum();
+        if live.len() == nodes && held == replicas && assigned == replicas && loading == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(
+                format!("the cluster did not settle: {} live, {held} held, {assigned} assigned, {loading} loading", live.len()).into()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One search through `c`; its latency in ms.
+async fn search_once(c: &mut GrapeClient<Channel>, dim: u32, seed: u64) -> Result<f64, tonic::Status> {
+    let t = Instant::now();
+    let req = v1::SearchRequest { collection: "bench".into(), vector: datagen::query(dim, seed), k: 10, ..Default::default() };
+    c.search(req).await?;
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `o.clients` clients searching for `o.secs`, spread over `endpoints`: searches done and
+/// sorted latencies.
+async fn throughput(endpoints: &[String], o: &Options) -> Result<(u64, Vec<f64>), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(o.secs);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..o.clients {
+        let mut c = client(&endpoints[i % endpoints.len()]).await?;
+        let (lat, dim) = (latencies.clone(), o.dim);
+        tasks.push(tokio::spawn(async move {
+            let mut seed = i as u64 * 1_000_000;
+            while Instant::now() < deadline {
+                seed += 1;
+                if let Ok(ms) = search_once(&mut c, dim, seed).await {
+                    lat.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    l.sort_by(f64::total_cmp);
+    Ok((l.len() as u64, l))
+}
+
+/// Runs a client loop over `survivors`, calls `kill`, and measures from the kill until the
+/// last failed query (0 if none failed), once 20 queries in a row succeeded after it.
+/// Returns seconds, failed queries and all queries since the kill.
+async fn failover(survivors: &[String], o: &Options, kill: impl FnOnce()) -> Result<(f64, u64, u64), Box<dyn std::error::Error>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_failure = Arc::new(Mutex::new(None::<Instant>));
+    let (failed, total, streak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for i in 0..o.clients {
+        let mut c = client(&survivors[i % survivors.len()]).await?;
+        let (stop, last, failed, total, streak, dim) =
+            (stop.clone(), last_failure.clone(), failed.clone(), total.clone(), streak.clone(), o.dim);
+        tasks.push(tokio::spawn(async move {
+            let mut seed = 7_000_000 + i as u64 * 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                seed += 1;
+                let ok = search_once(&mut c, dim, seed).await.is_ok();
+                total.fetch_add(1, Ordering::Relaxed);
+                if ok {
+                    streak.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    streak.store(0, Ordering::Relaxed);
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (failed_before, total_before) = (failed.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+    let killed = Instant::now();
+    streak.store(0, Ordering::Relaxed);
+    kill();
+    // Done once the dead node's segments can have moved (timeout 2 s + load) and 20 queries
+    // in a row succeeded since the last failure.
+    let deadline = killed + Duration::from_secs(300);
+    while !(killed.elapsed() > Duration::from_secs(5) && streak.load(Ordering::Relaxed) >= 20) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let last = *last_failure.lock().unwrap_or_else(|e| e.into_inner());
+    let secs = last.filter(|at| *at > killed).map_or(0.0, |at| (at - killed).as_secs_f64());
+    Ok((secs, failed.load(Ordering::Relaxed) - failed_before, total.load(Ordering::Relaxed) - total_before))
+}
