@@ -27,7 +27,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use grape_meta::catalog::Collection;
 use grape_storage::format::{SegmentMeta, StatValue};
 
-use crate::router::{missing_error, Router, SegmentScanExec};
+use crate::router::{missing_error, Router, SegmentScanExec, READY_WAIT};
 
 /// One collection, at the version a query reads, as a table.
 pub struct CollectionTable {
@@ -96,7 +96,8 @@ impl TableProvider for CollectionTable {
         for shard in &mut kept_collection.shards {
             shard.segments.retain(|s| kept.contains(&s.id));
         }
-        let (routes, missing) = self.router.routes(&kept_collection).await;
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        let (routes, missing) = self.router.routes(&kept_collection, deadline).await;
         if !missing.is_empty() {
             let error = missing_error(&self.collection.spec.name, kept.len(), &missing);
             return Err(DataFusionError::External(Box::new(error)));
@@ -108,6 +109,7 @@ impl TableProvider for CollectionTable {
             routes,
             projection.cloned(),
             filter_sql(filters),
+            deadline,
         )?;
         Ok(Arc::new(exec))
     }

@@ -120,6 +120,14 @@ impl DevProcess {
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to the process: `STOP` makes it hang without
+    /// closing a connection, as a machine that stopped answering.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("a running process").id().to_string();
+        let status = Command::new("kill").args(["-s", name, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -s {name} {pid} failed");
+    }
+
     /// Kills and starts again on the same directory and port.
     pub fn restart_after_kill(mut self) -> DevProcess {
         self.kill();

@@ -67,7 +67,16 @@ impl ComputeNode {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        Ok(ComputeNode { child, endpoint: format!("http://127.0.0.1:{port}") })
+        let node = ComputeNode { child, endpoint: format!("http://127.0.0.1:{port}") };
+        // Listening means connected to meta and storage checked.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("grape compute on port {port} did not start").into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(node)
     }
 
     fn kill(&mut self) {
@@ -123,11 +132,17 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         rt.block_on(wait_settled(&meta, 3, segments * u64::from(replicas)))?;
         let victim = nodes.len() - 1;
         let survivors: Vec<String> = nodes[..victim].iter().map(|n| n.endpoint.clone()).collect();
-        let (secs, failed, total) = rt.block_on(failover(&survivors, &o, || nodes[victim].kill()))?;
-        eprintln!("replica factor {replicas}: every query succeeds again {secs:.2} s after the kill ({failed} of {total} failed)");
-        rows.push(Row::new(format!("failover, replicas {replicas}: kill -> all queries succeed"), secs * 1000.0, "ms"));
-        rows.push(Row::new(format!("failover, replicas {replicas}: failed queries"), failed as f64, "count"));
-        failovers.push(json!({"replicas": replicas, "seconds": secs, "failed": failed, "queries": total}));
+        let f = rt.block_on(failover(&survivors, &o, || nodes[victim].kill()))?;
+        eprintln!(
+            "replica factor {replicas}: last failure {:.2} s, answers complete again {:.2} s after the kill ({} of {} failed, slowest {:.0} ms)",
+            f.last_failure, f.resumed, f.failed, f.total, f.slowest_ms
+        );
+        rows.push(Row::new(format!("failover, replicas {replicas}: kill -> last failed query"), f.last_failure * 1000.0, "ms"));
+        rows.push(Row::new(format!("failover, replicas {replicas}: kill -> queries answer again"), f.resumed * 1000.0, "ms"));
+        rows.push(Row::new(format!("failover, replicas {replicas}: failed queries"), f.failed as f64, "count"));
+        rows.push(Row::new(format!("failover, replicas {replicas}: slowest query"), f.slowest_ms, "ms"));
+        failovers.push(json!({"replicas": replicas, "last_failure_s": f.last_failure, "resumed_s": f.resumed,
+                              "failed": f.failed, "queries": f.total, "slowest_ms": f.slowest_ms}));
         // Back to three nodes: a fresh one joins.
         nodes[victim] = ComputeNode::start(&bin, &members, &storage, &dir.path().join(format!("c{victim}-{replicas}")))?;
         rt.block_on(wait_settled(&meta, 3, segments * u64::from(replicas)))?;
@@ -224,41 +239,50 @@ async fn throughput(endpoints: &[String], o: &Options) -> Result<(u64, Vec<f64>)
     Ok((l.len() as u64, l))
 }
 
-/// Runs a client loop over `survivors`, calls `kill`, and measures from the kill until the
-/// last failed query (0 if none failed), once 20 queries in a row succeeded after it.
-/// Returns seconds, failed queries and all queries since the kill.
-async fn failover(survivors: &[String], o: &Options, kill: impl FnOnce()) -> Result<(f64, u64, u64), Box<dyn std::error::Error>> {
+/// What a client loop saw around a kill.
+struct Failover {
+    /// Seconds from the kill to the last failed query (0: none failed).
+    last_failure: f64,
+    /// Seconds from the kill until the first query sent after the last failure answered:
+    /// when the cluster answers whole again.
+    resumed: f64,
+    /// Failed queries, and all queries, since the kill.
+    failed: u64,
+    total: u64,
+    /// The slowest successful query since the kill, in ms.
+    slowest_ms: f64,
+}
+
+/// Runs a client loop over `survivors`, calls `kill`, and watches the queries until the dead
+/// node's segments can have moved and 20 queries in a row succeeded.
+async fn failover(survivors: &[String], o: &Options, kill: impl FnOnce()) -> Result<Failover, Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
-    let last_failure = Arc::new(Mutex::new(None::<Instant>));
-    let (failed, total, streak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // (sent, answered, ok) of every query.
+    let log = Arc::new(Mutex::new(Vec::<(Instant, Instant, bool)>::new()));
+    let streak = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..o.clients {
         let mut c = client(&survivors[i % survivors.len()]).await?;
-        let (stop, last, failed, total, streak, dim) =
-            (stop.clone(), last_failure.clone(), failed.clone(), total.clone(), streak.clone(), o.dim);
+        let (stop, log, streak, dim) = (stop.clone(), log.clone(), streak.clone(), o.dim);
         tasks.push(tokio::spawn(async move {
             let mut seed = 7_000_000 + i as u64 * 1_000_000;
             while !stop.load(Ordering::Relaxed) {
                 seed += 1;
+                let sent = Instant::now();
                 let ok = search_once(&mut c, dim, seed).await.is_ok();
-                total.fetch_add(1, Ordering::Relaxed);
+                log.lock().unwrap_or_else(|e| e.into_inner()).push((sent, Instant::now(), ok));
                 if ok {
                     streak.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
                     streak.store(0, Ordering::Relaxed);
-                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                 }
             }
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (failed_before, total_before) = (failed.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
     let killed = Instant::now();
     streak.store(0, Ordering::Relaxed);
     kill();
-    // Done once the dead node's segments can have moved (timeout 2 s + load) and 20 queries
-    // in a row succeeded since the last failure.
     let deadline = killed + Duration::from_secs(300);
     while !(killed.elapsed() > Duration::from_secs(5) && streak.load(Ordering::Relaxed) >= 20) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -267,7 +291,22 @@ async fn failover(survivors: &[String], o: &Options, kill: impl FnOnce()) -> Res
     for t in tasks {
         t.await?;
     }
-    let last = *last_failure.lock().unwrap_or_else(|e| e.into_inner());
-    let secs = last.filter(|at| *at > killed).map_or(0.0, |at| (at - killed).as_secs_f64());
-    Ok((secs, failed.load(Ordering::Relaxed) - failed_before, total.load(Ordering::Relaxed) - total_before))
+    let log = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
+    let after: Vec<_> = log.into_iter().filter(|(_, answered, _)| *answered > killed).collect();
+    let last_failure = after.iter().filter(|(_, _, ok)| !ok).map(|(_, answered, _)| *answered).max();
+    let resumed = match last_failure {
+        None => 0.0,
+        Some(last) => after
+            .iter()
+            .filter(|(sent, _, ok)| *ok && *sent >= last)
+            .map(|(_, answered, _)| (*answered - killed).as_secs_f64())
+            .fold(f64::INFINITY, f64::min),
+    };
+    Ok(Failover {
+        last_failure: last_failure.map_or(0.0, |at| (at - killed).as_secs_f64()),
+        resumed,
+        failed: after.iter().filter(|(_, _, ok)| !ok).count() as u64,
+        total: after.len() as u64,
+        slowest_ms: after.iter().filter(|(_, _, ok)| *ok).map(|(s, a, _)| (*a - *s).as_secs_f64() * 1000.0).fold(0.0, f64::max),
+    })
 }

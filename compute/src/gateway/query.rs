@@ -1,6 +1,7 @@
 //! Search and SQL on the gateway: validated here, answered through the router.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use grape_proto::v1;
 
@@ -8,7 +9,7 @@ use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::ingest::encode_ipc;
-use crate::router::missing_error;
+use crate::router::{missing_error, READY_WAIT};
 use crate::search::{validate_vector, SearchQuery, MAX_K};
 use crate::sql::run_sql;
 
@@ -31,11 +32,13 @@ impl Gateway {
         };
         let query = SearchQuery { vector: req.vector, k, filter, include_vectors: req.include_vectors };
         let total = collection.segments().count();
-        let (routes, mut missing) = self.router.routes(&collection).await;
+        // A partial answer is wanted now; a whole one may wait for segments being loaded.
+        let deadline = tokio::time::Instant::now() + if req.allow_partial { Duration::ZERO } else { READY_WAIT };
+        let (routes, mut missing) = self.router.routes(&collection, deadline).await;
         if !missing.is_empty() && !req.allow_partial {
             return Err(missing_error(&spec.name, total, &missing));
         }
-        let outcome = self.router.search(&collection, schema.as_ref(), &query, req.filter.trim(), routes).await?;
+        let outcome = self.router.search(&collection, schema.as_ref(), &query, req.filter.trim(), routes, deadline).await?;
         missing.extend(outcome.missing);
         if !missing.is_empty() && !req.allow_partial {
             return Err(missing_error(&spec.name, total, &missing));

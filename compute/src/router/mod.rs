@@ -34,6 +34,27 @@ use crate::meta_client::MetaClient;
 /// segments of a node that died) before failing with `Unavailable`.
 pub const READY_WAIT: Duration = Duration::from_secs(10);
 
+/// Changes of the routing table: the catalog (nodes, their ready segments) and this node's
+/// engine.
+pub(crate) struct RouteChanges {
+    catalog: tokio::sync::watch::Receiver<u64>,
+    engine: tokio::sync::watch::Receiver<u64>,
+}
+
+impl RouteChanges {
+    /// Waits until the routing table may have changed since the last call (or since this was
+    /// made), or `deadline` passes.
+    pub(crate) async fn changed_until(&mut self, deadline: tokio::time::Instant) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = self.catalog.changed() => {}
+            _ = self.engine.changed() => {}
+        }
+        self.catalog.borrow_and_update();
+        self.engine.borrow_and_update();
+    }
+}
+
 /// How a node takes part in serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -117,6 +138,15 @@ impl Router {
         wanted
     }
 
+    /// Follows the changes of the routing table from now on.
+    pub(crate) fn changes(&self) -> RouteChanges {
+        let mut catalog = self.meta.changes();
+        let mut engine = self.engine.changes();
+        catalog.borrow_and_update();
+        engine.borrow_and_update();
+        RouteChanges { catalog, engine }
+    }
+
     /// Ready replicas of `segment` under `catalog`, in no particular order; `exclude` are left out.
     fn replicas(&self, catalog: &Catalog, segment: &str, exclude: &BTreeSet<Replica>) -> Vec<Replica> {
         let mut replicas = Vec::new();
@@ -154,16 +184,12 @@ impl Router {
 
     /// Routes for every segment of `collection`, each with at least one ready replica.
     ///
-    /// Waits up to [`READY_WAIT`] for segments that are being placed or loaded. Returns the
+    /// Waits until `deadline` for segments that are being placed or loaded. Returns the
     /// routes and the segments that still have no ready replica (with the reason).
-    pub async fn routes(&self, collection: &Collection) -> (Vec<SegmentRoute>, Vec<(SegmentMeta, String)>) {
-        let deadline = tokio::time::Instant::now() + READY_WAIT;
-        let mut catalog_changes = self.meta.changes();
-        let mut engine_changes = self.engine.changes();
+    pub async fn routes(&self, collection: &Collection, deadline: tokio::time::Instant) -> (Vec<SegmentRoute>, Vec<(SegmentMeta, String)>) {
+        let mut changes = self.changes();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         loop {
-            catalog_changes.borrow_and_update();
-            engine_changes.borrow_and_update();
             let catalog = self.meta.applied_catalog();
             let mut routes = Vec::new();
             let mut unroutable = Vec::new();
@@ -188,11 +214,7 @@ impl Router {
             if !waiting || tokio::time::Instant::now() >= deadline {
                 return (routes, unroutable);
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = catalog_changes.changed() => {}
-                _ = engine_changes.changed() => {}
-            }
+            changes.changed_until(deadline).await;
         }
     }
 }

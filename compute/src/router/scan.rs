@@ -2,7 +2,8 @@
 //! A local segment is read from memory; a remote one is asked of its replicas in turn, with
 //! the projection and the pushed-down filter applied on the node that holds it, and its rows
 //! streamed back as Arrow batches. A segment is emitted only once one replica answered it
-//! whole, so a retry never repeats rows.
+//! whole, so a retry never repeats rows. A segment that lost every replica is waited for, as
+//! in a search, until the query's deadline.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct SegmentScanExec {
     projection: Option<Vec<usize>>,
     /// The pushed-down filter as SQL (may be empty); rows that do not match may be left out.
     filter: String,
+    /// Until when a segment that lost every replica is waited for.
+    deadline: tokio::time::Instant,
     /// The projected schema.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -45,6 +48,7 @@ impl SegmentScanExec {
         routes: Vec<SegmentRoute>,
         projection: Option<Vec<usize>>,
         filter: String,
+        deadline: tokio::time::Instant,
     ) -> Result<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(table_schema.project(p)?),
@@ -62,6 +66,7 @@ impl SegmentScanExec {
             routes,
             projection,
             filter,
+            deadline,
             schema,
             properties: Arc::new(properties),
         })
@@ -102,10 +107,10 @@ impl ExecutionPlan for SegmentScanExec {
             // No segments: the single partition is empty.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::empty())));
         };
-        let (router, collection, projection, filter) =
-            (self.router.clone(), self.collection.clone(), self.projection.clone(), self.filter.clone());
+        let (router, collection, projection, filter, deadline) =
+            (self.router.clone(), self.collection.clone(), self.projection.clone(), self.filter.clone(), self.deadline);
         let rows = async move {
-            let batches = read_segment(&router, &collection, route, projection.as_deref(), &filter)
+            let batches = read_segment(&router, &collection, route, projection.as_deref(), &filter, deadline)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
@@ -118,16 +123,41 @@ impl ExecutionPlan for SegmentScanExec {
     }
 }
 
-/// The rows of one segment from the first replica that answers.
+/// The rows of one segment from the first replica that answers; when every replica failed,
+/// waits for the routing table to change and tries the new ones, until `deadline`.
 async fn read_segment(
     router: &Router,
     collection: &str,
     route: SegmentRoute,
     projection: Option<&[usize]>,
     filter: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<RecordBatch>, ComputeError> {
+    let mut changes = router.changes();
+    let mut replicas = route.replicas.clone();
+    loop {
+        match read_from_replicas(router, collection, &route, &replicas, projection, filter).await {
+            Ok(batches) => return Ok(batches),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                changes.changed_until(deadline).await;
+                replicas = router.replicas(&router.meta.applied_catalog(), &route.meta.id, &std::collections::BTreeSet::new());
+            }
+        }
+    }
+}
+
+/// The rows of one segment from the first of `replicas` that answers.
+async fn read_from_replicas(
+    router: &Router,
+    collection: &str,
+    route: &SegmentRoute,
+    replicas: &[Replica],
+    projection: Option<&[usize]>,
+    filter: &str,
 ) -> Result<Vec<RecordBatch>, ComputeError> {
     let mut last_error = String::from("no ready replica");
-    for replica in &route.replicas {
+    for replica in replicas {
         let result = match replica {
             Replica::Local => match router.engine.segment(&route.meta.id) {
                 Some(segment) => match projection {

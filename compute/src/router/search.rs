@@ -1,7 +1,9 @@
 //! Search fan-out: one request per chosen replica (carrying all the segments routed to it),
 //! top-k merged on the root. A replica that fails, times out or no longer holds a segment is
 //! left out and the affected segments are asked of their next replica, within the same
-//! request; when a segment runs out of replicas the routing table is read once more.
+//! request. When a segment has run out of replicas (its only node died), the request waits
+//! until the deadline for the routing table to change (the node declared dead, the segment
+//! loaded elsewhere) and asks the new replicas.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +43,7 @@ type GroupAnswer = Result<(RecordBatch, u64, Vec<String>), ComputeError>;
 impl Router {
     /// Searches the routed segments of `collection` and merges the top k. `filter` is the
     /// filter's text (sent to remote nodes); `query.filter` its compiled form (used here).
+    /// Segments that lose every replica are waited for until `deadline`.
     pub async fn search(
         &self,
         collection: &Collection,
@@ -48,29 +51,38 @@ impl Router {
         query: &SearchQuery,
         filter: &str,
         routes: Vec<SegmentRoute>,
+        deadline: tokio::time::Instant,
     ) -> Result<SearchOutcome, ComputeError> {
+        let mut changes = self.changes();
         let mut pending: Vec<Pending> =
             routes.into_iter().map(|route| Pending { route, tried: BTreeSet::new(), last_error: String::new() }).collect();
         let mut batches = Vec::new();
         let mut rows_scanned = 0;
         let mut missing = Vec::new();
-        let mut rerouted = false;
         while !pending.is_empty() {
-            // Segments whose replicas are all tried: read the routing table once more.
-            if pending.iter().any(|p| p.route.replicas.iter().all(|r| p.tried.contains(r))) && !rerouted {
-                rerouted = true;
-                let catalog = self.meta.applied_catalog();
-                for p in &mut pending {
-                    p.route.replicas = self.replicas(&catalog, &p.route.meta.id, &p.tried);
-                    p.tried.clear();
-                }
-            }
             let (ready, exhausted): (Vec<Pending>, Vec<Pending>) =
                 pending.into_iter().partition(|p| p.route.replicas.iter().any(|r| !p.tried.contains(r)));
-            missing.extend(exhausted.into_iter().map(|p| {
-                let why = if p.last_error.is_empty() { "no ready replica".to_string() } else { p.last_error };
-                (p.route.meta, why)
-            }));
+            if ready.is_empty() {
+                // Every remaining segment has tried all its replicas.
+                if tokio::time::Instant::now() >= deadline {
+                    missing.extend(exhausted.into_iter().map(|p| {
+                        let why = if p.last_error.is_empty() { "no ready replica".to_string() } else { p.last_error };
+                        (p.route.meta, why)
+                    }));
+                    break;
+                }
+                changes.changed_until(deadline).await;
+                let catalog = self.meta.applied_catalog();
+                pending = exhausted
+                    .into_iter()
+                    .map(|mut p| {
+                        p.route.replicas = self.replicas(&catalog, &p.route.meta.id, &BTreeSet::new());
+                        p.tried.clear();
+                        p
+                    })
+                    .collect();
+                continue;
+            }
             let mut groups: BTreeMap<Replica, Vec<Pending>> = BTreeMap::new();
             for mut p in ready {
                 let Some(next) = p.route.replicas.iter().find(|r| !p.tried.contains(r)).cloned() else { continue };
@@ -82,7 +94,7 @@ impl Router {
                 self.search_on(replica, collection, schema, query, filter, ids)
             }))
             .await;
-            pending = Vec::new();
+            pending = exhausted;
             for ((replica, group), answer) in groups.into_iter().zip(answers) {
                 match answer {
                     Ok((hits, scanned, not_held)) => {
