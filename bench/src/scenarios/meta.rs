@@ -43,13 +43,7 @@ pub struct Options {
 
 /// Runs the scenario.
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let bin = match &o.grape {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("grape"),
-    };
-    if !bin.is_file() {
-        return Err(format!("no grape binary at {}: build it with cargo build --workspace (or pass --grape)", bin.display()).into());
-    }
+    let bin = super::grape_binary(o.grape.as_deref())?;
     let mut group = MetaProcesses::start(&bin, o.members)?;
     let meta = Arc::new(group.client());
 
