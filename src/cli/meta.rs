@@ -168,8 +168,21 @@ pub async fn cluster(endpoint: &str, format: OutputFormat, cmd: ClusterCommand) 
     Ok(())
 }
 
+/// The leader's status (with the compute nodes' load), asked through any member.
+async fn leader_status(meta: &RemoteMeta) -> Result<pb::StatusResponse, CliError> {
+    let status = meta.status().await?;
+    if status.leader_id != status.id && !status.leader_addr.is_empty() {
+        return Ok(remote(&status.leader_addr)?.status().await?);
+    }
+    Ok(status)
+}
+
 /// Starts draining compute node `id` and waits until no segment is placed on it.
 async fn drain(meta: &RemoteMeta, format: OutputFormat, id: u64, timeout_secs: u64) -> Result<(), CliError> {
+    let nodes = leader_status(meta).await?.compute_nodes;
+    if !nodes.iter().any(|n| n.id != id && n.state == "live") {
+        return Err(CliError::Usage(format!("no other live compute node could take the segments of node {id}; start one first")));
+    }
     match meta.write(&Command::DrainNode { id }).await? {
         CommandResult::Applied { .. } => {}
         CommandResult::NotFound(_) => {
@@ -179,12 +192,7 @@ async fn drain(meta: &RemoteMeta, format: OutputFormat, id: u64, timeout_secs: u
     }
     let started = std::time::Instant::now();
     loop {
-        let status = meta.status().await?;
-        let leader = if status.leader_id != status.id && !status.leader_addr.is_empty() {
-            remote(&status.leader_addr)?.status().await?
-        } else {
-            status
-        };
+        let leader = leader_status(meta).await?;
         let node = leader.compute_nodes.iter().find(|n| n.id == id);
         let assigned = node.map_or(0, |n| n.assigned_segments);
         if assigned == 0 {

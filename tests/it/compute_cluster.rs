@@ -78,6 +78,11 @@ fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(b.json(&["search", "docs", "--vector", &q, "--k", "10"]), on_b, "the survivor answers as before");
+    // The last live node cannot be drained: nothing could take its segments.
+    let b_id = compute_nodes(&members).iter().find(|n| n["addr"].as_str().map(port_of) == Some(port_of(&eb))).expect("B")["id"].to_string();
+    let out = Command::new(grape_bin()).args(["--endpoint", &members, "cluster", "drain", &b_id]).output().expect("grape cluster drain");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no other live compute node"), "{err}");
     let second = dir.path().join("second.parquet");
     write_parquet(&second, &[datagen::batch(16, 2_000, 500, 2)]);
     b.json(&["ingest", "docs", second.to_str().unwrap()]);

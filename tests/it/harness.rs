@@ -124,7 +124,8 @@ impl DevProcess {
     /// closing a connection, as a machine that stopped answering.
     pub fn signal(&self, name: &str) {
         let pid = self.child.as_ref().expect("a running process").id().to_string();
-        let status = Command::new("kill").args(["-s", name, &pid]).status().expect("run kill");
+        // The shell's own `kill`: a fresh machine may have no /bin/kill.
+        let status = Command::new("sh").args(["-c", &format!("kill -s {name} {pid}")]).status().expect("run sh");
         assert!(status.success(), "kill -s {name} {pid} failed");
     }
 
