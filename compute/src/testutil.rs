@@ -62,16 +62,22 @@ impl MetaClient for FixedMeta {
     }
 }
 
+/// The router of node 1 in `role` over a fixed `catalog`, holding nothing yet.
+pub fn router_over(catalog: &Catalog, role: Role) -> Arc<Router> {
+    let engine = Arc::new(Engine::new(grape_storage::Storage::from_url("memory://").unwrap()));
+    let meta = Arc::new(FixedMeta(catalog.clone(), watch::Sender::new(0)));
+    Arc::new(Router::new(meta, engine, role, 1))
+}
+
 /// A standalone node's router holding the segments of `view`, and a catalog naming them.
 pub fn standalone_router(view: CollectionView) -> (Arc<Router>, Catalog) {
     let mut catalog = Catalog::default();
     let mut collection = view.collection.clone();
     collection.spec.schema = view.schema.as_ref().map(|s| s.as_ref().clone());
     catalog.collections.insert(collection.spec.name.clone(), collection);
-    let engine = Arc::new(Engine::new(grape_storage::Storage::from_url("memory://").unwrap()));
+    let router = router_over(&catalog, Role::Standalone);
     for segment in view.segments {
-        engine.adopt(segment);
+        router.engine().adopt(segment);
     }
-    let meta = Arc::new(FixedMeta(catalog.clone(), watch::Sender::new(0)));
-    (Arc::new(Router::new(meta, engine, Role::Standalone, 1)), catalog)
+    (router, catalog)
 }

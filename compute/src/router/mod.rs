@@ -227,3 +227,67 @@ pub fn missing_error(collection: &str, total: usize, missing: &[(SegmentMeta, St
         missing.len()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use grape_meta::apply::apply;
+    use grape_meta::catalog::{Catalog, Metric};
+    use grape_meta::Command;
+
+    use super::{Replica, Role};
+    use crate::testutil::{router_over, view};
+
+    /// A catalog with nodes 1 (this one), 2 and 3 live and 4 dead, and segments s0, s1, s2
+    /// of `view`: s0 ready on 2 and 3 (and on the dead 4, which must not count), s1 assigned
+    /// to 2 which failed to load it, s2 assigned to 3 and still loading.
+    fn cluster_catalog() -> Catalog {
+        let v = view(Metric::L2, 4);
+        let mut catalog = Catalog::default();
+        let mut collection = v.collection.clone();
+        collection.spec.schema = v.schema.as_ref().map(|s| s.as_ref().clone());
+        catalog.collections.insert("t".into(), collection);
+        for id in 1..=4 {
+            apply(&mut catalog, &Command::RegisterNode { id, addr: format!("h:{id}"), memory_bytes: 1 });
+        }
+        let set = vec![("s0".into(), vec![2, 3]), ("s1".into(), vec![2]), ("s2".into(), vec![3])];
+        apply(&mut catalog, &Command::SetAssignments { set, unset: Vec::new() });
+        apply(&mut catalog, &Command::SegmentStates { id: 2, ready: vec!["s0".into()], failed: vec![("s1".into(), "corrupt".into())] });
+        apply(&mut catalog, &Command::SegmentStates { id: 3, ready: vec!["s0".into()], failed: Vec::new() });
+        apply(&mut catalog, &Command::SegmentStates { id: 4, ready: vec!["s0".into(), "s2".into()], failed: Vec::new() });
+        apply(&mut catalog, &Command::DeclareDead { id: 4, reason: "test".into() });
+        catalog
+    }
+
+    #[test]
+    fn replicas_are_the_live_nodes_that_report_the_segment_ready() {
+        let catalog = cluster_catalog();
+        let router = router_over(&catalog, Role::Cluster);
+        let remote = |id: u64| Replica::Remote { node: id, addr: format!("h:{id}") };
+        let mut s0 = router.replicas(&catalog, "s0", &BTreeSet::new());
+        s0.sort();
+        assert_eq!(s0, vec![remote(2), remote(3)], "a dead node's old report does not count");
+        assert_eq!(router.replicas(&catalog, "s0", &BTreeSet::from([remote(2)])), vec![remote(3)]);
+        assert!(router.replicas(&catalog, "s2", &BTreeSet::new()).is_empty());
+        assert_eq!(router.hopeless(&catalog, "s1").as_deref(), Some("corrupt"), "failed on every node it is placed on");
+        assert_eq!(router.hopeless(&catalog, "s2"), None, "still loading: worth waiting for");
+        let wanted: Vec<String> = router.wanted(&catalog).into_iter().map(|w| w.meta.id).collect();
+        assert!(wanted.is_empty(), "node 1 is assigned nothing");
+    }
+
+    #[tokio::test]
+    async fn routes_name_the_segments_without_a_ready_replica() {
+        let catalog = cluster_catalog();
+        let router = router_over(&catalog, Role::Cluster);
+        let collection = &catalog.collections["t"];
+        let (routes, missing) = router.routes(collection, tokio::time::Instant::now()).await;
+        assert_eq!(routes.iter().map(|r| r.meta.id.as_str()).collect::<Vec<_>>(), vec!["s0"]);
+        let mut missing: Vec<(String, String)> = missing.into_iter().map(|(m, why)| (m.id, why)).collect();
+        missing.sort();
+        assert_eq!(missing[0], ("s1".to_string(), "corrupt".to_string()));
+        assert_eq!(missing[1].0, "s2");
+        let error = super::missing_error("t", 3, &[]).to_string();
+        assert!(error.contains("collection \"t\": 0 of 3 segments have no ready replica"), "{error}");
+    }
+}
