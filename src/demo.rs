@@ -75,7 +75,7 @@ pub async fn run(args: DemoArgs, storage: StorageSettings) -> Result<(), CliErro
 
     let sql = "SELECT tag, count(*) AS n, round(avg(price), 2) AS avg_price FROM demo WHERE in_stock GROUP BY tag ORDER BY n DESC";
     let t = Instant::now();
-    let reply = client.sql(v1::SqlRequest { query: sql.into() }).await?.into_inner();
+    let reply = client.sql(v1::SqlRequest { query: sql.into(), ..Default::default() }).await?.into_inner();
     println!("SQL ({:.1} ms): {sql}", ms(t));
     let (_, rows) = decode_ipc(&reply.arrow_ipc).map_err(|e| CliError::Server(e.to_string()))?;
     print_rows(OutputFormat::Table, &rows)?;

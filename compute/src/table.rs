@@ -27,13 +27,15 @@ use datafusion::physical_plan::ExecutionPlan;
 use grape_meta::catalog::Collection;
 use grape_storage::format::{SegmentMeta, StatValue};
 
-use crate::router::{missing_error, Router, SegmentScanExec, READY_WAIT};
+use crate::router::{missing_error, MissedSegments, Router, SegmentScanExec, READY_WAIT};
 
 /// One collection, at the version a query reads, as a table.
 pub struct CollectionTable {
     schema: SchemaRef,
     collection: Collection,
     router: Arc<Router>,
+    /// For a partial query (`allow_partial`): where left-out segments are recorded.
+    missed: Option<MissedSegments>,
 }
 
 impl std::fmt::Debug for CollectionTable {
@@ -43,9 +45,11 @@ impl std::fmt::Debug for CollectionTable {
 }
 
 impl CollectionTable {
-    /// A table over the segments of `collection`, whose rows have `schema`, read through `router`.
-    pub fn new(schema: SchemaRef, collection: Collection, router: Arc<Router>) -> Self {
-        Self { schema, collection, router }
+    /// A table over the segments of `collection`, whose rows have `schema`, read through
+    /// `router`. With `missed`, segments without a ready replica are left out and recorded
+    /// there (a partial answer, at once) instead of failing the query.
+    pub fn new(schema: SchemaRef, collection: Collection, router: Arc<Router>, missed: Option<MissedSegments>) -> Self {
+        Self { schema, collection, router, missed }
     }
 }
 
@@ -96,11 +100,17 @@ impl TableProvider for CollectionTable {
         for shard in &mut kept_collection.shards {
             shard.segments.retain(|s| kept.contains(&s.id));
         }
-        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        // A partial answer is wanted now; a whole one may wait for segments being loaded.
+        let wait = if self.missed.is_some() { std::time::Duration::ZERO } else { READY_WAIT };
+        let deadline = tokio::time::Instant::now() + wait;
         let (routes, missing) = self.router.routes(&kept_collection, deadline).await;
-        if !missing.is_empty() {
-            let error = missing_error(&self.collection.spec.name, kept.len(), &missing);
-            return Err(DataFusionError::External(Box::new(error)));
+        match &self.missed {
+            Some(missed) => missed.lock().unwrap_or_else(|e| e.into_inner()).extend(missing.into_iter().map(|(m, _)| m.id)),
+            None if !missing.is_empty() => {
+                let error = missing_error(&self.collection.spec.name, kept.len(), &missing);
+                return Err(DataFusionError::External(Box::new(error)));
+            }
+            None => {}
         }
         let exec = SegmentScanExec::new(
             self.router.clone(),
@@ -110,6 +120,7 @@ impl TableProvider for CollectionTable {
             projection.cloned(),
             filter_sql(filters),
             deadline,
+            self.missed.clone(),
         )?;
         Ok(Arc::new(exec))
     }
@@ -219,7 +230,7 @@ mod tests {
             ("SELECT count(*) AS n FROM t WHERE id >= 690 AND id < 710", 20),
             ("SELECT count(*) AS n FROM t WHERE price > 1000", 0),
         ] {
-            let (_, batches) = run_sql(&router, &catalog, sql).await.unwrap();
+            let (_, batches, _) = run_sql(&router, &catalog, sql, false).await.unwrap();
             let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
             assert_eq!(n, expected, "{sql}");
         }

@@ -425,4 +425,8 @@ pub struct SearchArgs {
 pub struct SqlArgs {
     /// The query.
     pub query: String,
+    /// Scan the segments that can be reached when some have no ready replica (a warning on
+    /// stderr says how many were left out) instead of failing.
+    #[arg(long)]
+    pub allow_partial: bool,
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::client::Client;
 use super::output::{print_object, print_rows};
-use super::{OutputFormat, SearchArgs};
+use super::{OutputFormat, SearchArgs, SqlArgs};
 use crate::error::CliError;
 
 /// Decodes the Arrow IPC rows of a reply.
@@ -45,8 +45,11 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
 }
 
 /// Runs a SQL query and prints its rows.
-pub async fn sql(client: &mut Client, format: OutputFormat, query: String) -> Result<(), CliError> {
-    let reply = client.sql(v1::SqlRequest { query }).await?.into_inner();
+pub async fn sql(client: &mut Client, format: OutputFormat, args: SqlArgs) -> Result<(), CliError> {
+    let reply = client.sql(v1::SqlRequest { query: args.query, allow_partial: args.allow_partial }).await?.into_inner();
+    if !reply.missing_segments.is_empty() {
+        eprintln!("warning: partial answer: {} segments had no ready replica and were not scanned", reply.missing_segments.len());
+    }
     print_rows(format, &rows(&reply.arrow_ipc)?)
 }
 

@@ -52,11 +52,12 @@ impl Gateway {
         })
     }
 
-    /// Runs one SQL query over all collections.
-    pub async fn sql(&self, query: &str) -> Result<v1::SqlResponse, ComputeError> {
+    /// Runs one SQL query over all collections; with `allow_partial`, over the segments
+    /// that can be reached now (the answer lists those left out).
+    pub async fn sql(&self, query: &str, allow_partial: bool) -> Result<v1::SqlResponse, ComputeError> {
         let catalog = self.meta.applied_catalog();
-        let (schema, batches) = run_sql(&self.router, &catalog, query).await?;
-        Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)? })
+        let (schema, batches, missing) = run_sql(&self.router, &catalog, query, allow_partial).await?;
+        Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing })
     }
 
     /// Health and topology as this node sees it.

@@ -75,7 +75,8 @@ impl Grape for GrapeService {
     }
 
     async fn sql(&self, r: Request<v1::SqlRequest>) -> Reply<v1::SqlResponse> {
-        Ok(Response::new(self.0.sql(&r.into_inner().query).await?))
+        let r = r.into_inner();
+        Ok(Response::new(self.0.sql(&r.query, r.allow_partial).await?))
     }
 
     async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::StatusResponse> {

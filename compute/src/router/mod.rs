@@ -22,7 +22,7 @@ use std::time::Duration;
 use grape_meta::catalog::{Catalog, Collection};
 use grape_storage::format::SegmentMeta;
 
-pub use scan::SegmentScanExec;
+pub use scan::{MissedSegments, SegmentScanExec};
 pub use search::SearchOutcome;
 
 use crate::engine::Engine;

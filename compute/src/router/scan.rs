@@ -20,6 +20,9 @@ use futures::StreamExt;
 use grape_proto::compute::v1 as pb;
 
 use super::{Replica, Router, SegmentRoute};
+
+/// Segments a partial query left out (`allow_partial`), shared by the scans of one query.
+pub type MissedSegments = Arc<std::sync::Mutex<Vec<String>>>;
 use crate::error::ComputeError;
 
 /// Scans segments of one collection, each from one of its replicas.
@@ -34,6 +37,9 @@ pub struct SegmentScanExec {
     filter: String,
     /// Until when a segment that lost every replica is waited for.
     deadline: tokio::time::Instant,
+    /// For a partial query: where segments that could not be read are recorded (instead of
+    /// failing the query).
+    missed: Option<MissedSegments>,
     /// The projected schema.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -49,6 +55,7 @@ impl SegmentScanExec {
         projection: Option<Vec<usize>>,
         filter: String,
         deadline: tokio::time::Instant,
+        missed: Option<MissedSegments>,
     ) -> Result<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(table_schema.project(p)?),
@@ -67,6 +74,7 @@ impl SegmentScanExec {
             projection,
             filter,
             deadline,
+            missed,
             schema,
             properties: Arc::new(properties),
         })
@@ -107,12 +115,24 @@ impl ExecutionPlan for SegmentScanExec {
             // No segments: the single partition is empty.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::empty())));
         };
-        let (router, collection, projection, filter, deadline) =
-            (self.router.clone(), self.collection.clone(), self.projection.clone(), self.filter.clone(), self.deadline);
+        let (router, collection, projection, filter, deadline, missed) = (
+            self.router.clone(),
+            self.collection.clone(),
+            self.projection.clone(),
+            self.filter.clone(),
+            self.deadline,
+            self.missed.clone(),
+        );
         let rows = async move {
-            let batches = read_segment(&router, &collection, route, projection.as_deref(), &filter, deadline)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let id = route.meta.id.clone();
+            let batches = match (read_segment(&router, &collection, route, projection.as_deref(), &filter, deadline).await, missed) {
+                (Ok(batches), _) => batches,
+                (Err(_), Some(missed)) => {
+                    missed.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                    Vec::new()
+                }
+                (Err(e), None) => return Err(DataFusionError::External(Box::new(e))),
+            };
             Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
         };
         let stream = futures::stream::once(rows).map(|r| match r {
