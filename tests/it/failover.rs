@@ -276,12 +276,12 @@ fn with_one_replica_requests_wait_or_fail_only_until_the_segments_are_loaded_els
     clients.wait_for(10);
     let killed = Instant::now();
     cluster.nodes[0].kill();
-    // Before the node is declared dead (2 s), its segments have no ready replica: a search
-    // that allows a partial answer gets one, and says what it missed.
+    // Until the dead node's segments are loaded elsewhere (it is declared dead after 2 s)
+    // they have no ready replica: a search or SQL query that allows a partial answer gets
+    // one at once, and says what it missed.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (missing, total, hits) = rt.block_on(partial_search(&cluster.nodes[1].endpoint));
     let (sql_missing, rows) = rt.block_on(partial_count(&cluster.nodes[2].endpoint));
-    assert!(killed.elapsed() < Duration::from_secs(2), "the partial queries came too late to test anything");
     assert!(missing > 0 && missing < SEGMENTS, "{missing} of {total} segments missed");
     assert_eq!((total, hits), (SEGMENTS, 10));
     // (Not always the same number as the search: a gateway still serves segments it gave
