@@ -4,6 +4,8 @@
 //! meta runs as its own process group, a gRPC client implements it. Nothing else in compute
 //! knows which one it talks to.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use grape_meta::catalog::Catalog;
 use grape_meta::{Command, CommandResult, MetaError, MetaNode, MetaStatus};
@@ -16,8 +18,9 @@ pub trait MetaClient: Send + Sync + 'static {
     async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError>;
     /// The catalog, read linearizably from the leader.
     async fn catalog(&self) -> Result<Catalog, MetaError>;
-    /// The catalog as last applied on the member this client follows (may lag the leader).
-    fn applied_catalog(&self) -> Catalog;
+    /// The catalog as last applied on the member this client follows (may lag the leader);
+    /// shared, not copied, since every query reads it.
+    fn applied_catalog(&self) -> Arc<Catalog>;
     /// Changes whenever the applied catalog may have changed.
     fn changes(&self) -> watch::Receiver<u64>;
     /// Health and Raft state of the meta group.
@@ -34,8 +37,8 @@ impl MetaClient for MetaNode {
         self.read_catalog().await
     }
 
-    fn applied_catalog(&self) -> Catalog {
-        self.local_catalog()
+    fn applied_catalog(&self) -> Arc<Catalog> {
+        self.catalog_snapshot()
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

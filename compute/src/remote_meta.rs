@@ -25,8 +25,9 @@ use crate::meta_client::MetaClient;
 /// Pause before reopening a broken watch stream.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
-/// The local copy of the catalog and the log index it is at.
-type Copy = Arc<RwLock<(Catalog, u64)>>;
+/// The local copy of the catalog (shared with readers; applying a change copies it only
+/// while a reader holds the previous version) and the log index it is at.
+type Copy = Arc<RwLock<(Arc<Catalog>, u64)>>;
 
 /// A meta client for a node of a cluster: remote writes and reads, a watched local catalog.
 pub struct WatchedMeta {
@@ -41,7 +42,7 @@ impl WatchedMeta {
     /// Connects to the meta members at `addrs`, reads the catalog and starts following it.
     pub async fn connect(addrs: &[String]) -> Result<Arc<WatchedMeta>, MetaError> {
         let remote = Arc::new(RemoteMeta::new(addrs).map_err(meta_error)?);
-        let copy: Copy = Arc::new(RwLock::new((Catalog::default(), 0)));
+        let copy: Copy = Arc::new(RwLock::new((Arc::new(Catalog::default()), 0)));
         let (changes, _) = watch::channel(0);
         let follower = tokio::spawn(follow(remote.clone(), copy.clone(), changes.clone()));
         let meta = Arc::new(WatchedMeta { remote, copy, changes, follower });
@@ -118,15 +119,15 @@ fn apply_event(copy: &Copy, event: pb::WatchEvent) -> Result<u64, MetaError> {
     }
     if event.catalog_json.is_empty() {
         let cmd: Command = serde_json::from_str(&event.command_json).map_err(corrupt)?;
-        apply(&mut guard.0, &cmd);
+        apply(Arc::make_mut(&mut guard.0), &cmd);
     } else {
-        guard.0 = serde_json::from_str(&event.catalog_json).map_err(corrupt)?;
+        guard.0 = Arc::new(serde_json::from_str(&event.catalog_json).map_err(corrupt)?);
     }
     guard.1 = event.index;
     Ok(event.index)
 }
 
-fn read(copy: &Copy) -> std::sync::RwLockReadGuard<'_, (Catalog, u64)> {
+fn read(copy: &Copy) -> std::sync::RwLockReadGuard<'_, (Arc<Catalog>, u64)> {
     copy.read().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -148,7 +149,7 @@ impl MetaClient for WatchedMeta {
         Ok(self.read_catalog_at().await?.0)
     }
 
-    fn applied_catalog(&self) -> Catalog {
+    fn applied_catalog(&self) -> Arc<Catalog> {
         read(&self.copy).0.clone()
     }
 

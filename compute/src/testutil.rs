@@ -51,8 +51,8 @@ impl MetaClient for FixedMeta {
     async fn catalog(&self) -> Result<Catalog, MetaError> {
         Ok(self.0.clone())
     }
-    fn applied_catalog(&self) -> Catalog {
-        self.0.clone()
+    fn applied_catalog(&self) -> Arc<Catalog> {
+        Arc::new(self.0.clone())
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.1.subscribe()

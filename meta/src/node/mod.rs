@@ -204,6 +204,12 @@ impl MetaNode {
         self.sm.catalog()
     }
 
+    /// The catalog as applied on this member, shared rather than copied (it does not change
+    /// under the holder): for reads that happen often, such as every query of a gateway.
+    pub fn catalog_snapshot(&self) -> std::sync::Arc<Catalog> {
+        self.sm.catalog_snapshot()
+    }
+
     /// A receiver of the last applied log index; it changes after each applied batch and each
     /// installed snapshot. Watchers re-read the catalog when it moves.
     pub fn watch(&self) -> watch::Receiver<u64> {

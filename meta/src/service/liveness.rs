@@ -88,7 +88,7 @@ pub async fn watch_compute_nodes(
             continue;
         }
         let since = *leading_since.get_or_insert_with(Instant::now);
-        let catalog = node.local_catalog();
+        let catalog = node.catalog_snapshot();
         for n in catalog.compute.live() {
             let heard = liveness.last(n.id).map_or(since, |(at, _)| at.max(since));
             let silent = heard.elapsed();
@@ -100,7 +100,7 @@ pub async fn watch_compute_nodes(
                 }
             }
         }
-        if let Some((set, unset)) = placement::plan(&node.local_catalog()) {
+        if let Some((set, unset)) = placement::plan(&node.catalog_snapshot()) {
             tracing::info!(placed = set.len(), forgotten = unset.len(), "updating segment placement");
             if let Err(e) = node.write(Command::SetAssignments { set, unset }).await {
                 tracing::warn!(error = %e, "could not record the segment placement; retrying");

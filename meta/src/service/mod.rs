@@ -79,7 +79,7 @@ impl MetaService {
     /// This member's status with the compute nodes it knows.
     async fn status_response(&self) -> pb::StatusResponse {
         let mut status = convert::status(&self.node.status().await);
-        let catalog = self.node.local_catalog();
+        let catalog = self.node.catalog_snapshot();
         let mut assigned: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         for id in catalog.assignments.values().flatten() {
             *assigned.entry(*id).or_default() += 1;
@@ -164,12 +164,12 @@ impl Meta for MetaService {
         let ready = beat.ready_segments.clone();
         let failed: Vec<(String, String)> = beat.failed_segments.iter().map(|f| (f.id.clone(), f.reason.clone())).collect();
         self.liveness.record(beat);
-        if !self.node.local_catalog().compute.is_live_at(id, &addr) {
+        if !self.node.catalog_snapshot().compute.is_live_at(id, &addr) {
             tracing::info!(node = id, %addr, "registering compute node");
             let cmd = Command::RegisterNode { id, addr, memory_bytes: memory };
             self.node.write(cmd).await.map_err(|e| status_of(&e))?;
         }
-        if self.node.local_catalog().compute.nodes.get(&id).is_some_and(|n| n.states_differ(&ready, &failed)) {
+        if self.node.catalog_snapshot().compute.nodes.get(&id).is_some_and(|n| n.states_differ(&ready, &failed)) {
             self.node.write(Command::SegmentStates { id, ready, failed }).await.map_err(|e| status_of(&e))?;
         }
         Ok(Response::new(pb::HeartbeatResponse {}))

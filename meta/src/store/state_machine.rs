@@ -73,7 +73,9 @@ pub const CHANGE_HISTORY: usize = 4096;
 struct SmState {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
-    catalog: Catalog,
+    /// Shared with readers: applying a command copies it only while a reader still holds the
+    /// previous version.
+    catalog: Arc<Catalog>,
     /// The last [`CHANGE_HISTORY`] applied commands with their log indexes, oldest first.
     changes: VecDeque<(u64, Command)>,
     /// Every command applied after this log index is in `changes`.
@@ -84,7 +86,7 @@ impl SmState {
     /// A state with an empty change history starting at its last applied index.
     fn restarted(last_applied: Option<LogId>, last_membership: StoredMembership, catalog: Catalog) -> SmState {
         let changes_from = last_applied.map_or(0, |l| l.index);
-        SmState { last_applied, last_membership, catalog, changes: VecDeque::new(), changes_from }
+        SmState { last_applied, last_membership, catalog: Arc::new(catalog), changes: VecDeque::new(), changes_from }
     }
 }
 
@@ -119,13 +121,18 @@ impl StateMachineStore {
 
     /// A copy of the applied catalog.
     pub fn catalog(&self) -> Catalog {
+        self.read().catalog.as_ref().clone()
+    }
+
+    /// The applied catalog, shared (no copy): it does not change under the holder.
+    pub fn catalog_snapshot(&self) -> Arc<Catalog> {
         self.read().catalog.clone()
     }
 
     /// A copy of the applied catalog and the log index it is at, read together.
     pub fn catalog_at(&self) -> (Catalog, u64) {
         let st = self.read();
-        (st.catalog.clone(), st.last_applied.map_or(0, |l| l.index))
+        (st.catalog.as_ref().clone(), st.last_applied.map_or(0, |l| l.index))
     }
 
     /// The commands applied after log index `after`, oldest first, with their indexes; `None`
@@ -204,7 +211,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 format_version: SNAPSHOT_FORMAT_VERSION,
                 last_applied: st.last_applied,
                 last_membership: st.last_membership.clone(),
-                catalog: st.catalog.clone(),
+                catalog: st.catalog.as_ref().clone(),
             };
             let data = serde_json::to_vec(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
@@ -242,7 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let result = match entry.payload {
                     EntryPayload::Blank => CommandResult::Applied { version: 0 },
                     EntryPayload::Normal(cmd) => {
-                        let result = apply(&mut st.catalog, &cmd);
+                        let result = apply(Arc::make_mut(&mut st.catalog), &cmd);
                         st.changes.push_back((entry.log_id.index, cmd));
                         if st.changes.len() > CHANGE_HISTORY {
                             if let Some((dropped, _)) = st.changes.pop_front() {
