@@ -1,6 +1,8 @@
 //! `grape compute`: a stateless compute node of a cluster. It follows the meta group's catalog
-//! through the watch stream, loads segments from object storage, and serves the public API as
-//! a gateway; writes go through the meta group. It owns nothing durable: a node that dies
+//! through the watch stream, loads the segments the meta leader assigns to it from object
+//! storage, reports their states in its heartbeats, and serves the public API as a gateway
+//! (routing each query to the nodes that hold its segments) and the leaf service other
+//! gateways ask; writes go through the meta group. It owns nothing durable: a node that dies
 //! loses nothing, and any node answers any query.
 
 use std::future::Future;

@@ -109,7 +109,8 @@ impl Gateway {
     }
 
     /// Publishes every segment the job staged in one manifest commit, and waits until this
-    /// node serves the new version (so the caller reads its own write).
+    /// node has applied the new version (a later query here reads the write, waiting if need
+    /// be until its segments are loaded).
     pub async fn commit_ingest(&self, job: IngestJob) -> Result<Inserted, ComputeError> {
         let name = job.entry.spec.name.clone();
         if job.segments.is_empty() {
