@@ -112,6 +112,19 @@ impl Engine {
         held.ready.get(id).or_else(|| held.retired.get(id).map(|(_, s)| s)).cloned()
     }
 
+    /// The segments among `ids` this node can serve, and the ids it cannot.
+    pub fn lookup(&self, ids: &[String]) -> (Vec<SegmentRef>, Vec<String>) {
+        let mut held = Vec::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.segment(id) {
+                Some(s) => held.push(s),
+                None => missing.push(id.clone()),
+            }
+        }
+        (held, missing)
+    }
+
     /// Why segment `id` is not ready here, if it failed to load.
     pub fn failure(&self, id: &str) -> Option<String> {
         self.read().failed.get(id).cloned()

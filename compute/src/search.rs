@@ -103,6 +103,18 @@ pub fn search_segments(
     Ok(SearchResult { hits, rows_scanned })
 }
 
+/// [`search_segments`] on a blocking thread, for async callers.
+pub async fn search_segments_blocking(
+    metric: Metric,
+    schema: Option<SchemaRef>,
+    segments: Vec<SegmentRef>,
+    query: SearchQuery,
+) -> Result<SearchResult, ComputeError> {
+    tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
+        .await
+        .map_err(|e| ComputeError::Internal(format!("search task: {e}")))?
+}
+
 /// Merges hit batches of the same schema (from several nodes) into the best `k`, closest
 /// first; ties go to the smaller id, so the answer does not depend on how segments were
 /// spread over nodes.

@@ -21,7 +21,7 @@ use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
-use crate::search::{search_segments, SearchQuery};
+use crate::search::{search_segments_blocking, SearchQuery};
 use crate::segment::SegmentRef;
 
 /// The leaf service over this node's engine.
@@ -32,19 +32,6 @@ impl LeafService {
     /// The tonic server for this service, with message limits set.
     pub fn into_server(self) -> pb::leaf_server::LeafServer<Self> {
         pb::leaf_server::LeafServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    /// The held segments among `ids`, and the ids not held here.
-    fn lookup(&self, ids: &[String]) -> (Vec<SegmentRef>, Vec<String>) {
-        let mut held = Vec::new();
-        let mut missing = Vec::new();
-        for id in ids {
-            match self.0.segment(id) {
-                Some(s) => held.push(s),
-                None => missing.push(id.clone()),
-            }
-        }
-        (held, missing)
     }
 }
 
@@ -68,17 +55,14 @@ impl Leaf for LeafService {
     async fn search_segments(&self, request: Request<pb::SearchSegmentsRequest>) -> Result<Response<pb::SearchSegmentsResponse>, Status> {
         let req = request.into_inner();
         let metric = Metric::parse(&req.metric).ok_or_else(|| Status::invalid_argument(format!("unknown metric \"{}\"", req.metric)))?;
-        let (segments, missing) = self.lookup(&req.segment_ids);
+        let (segments, missing) = self.0.lookup(&req.segment_ids);
         let schema = segments.first().map(|s| s.batch.schema());
         let filter = match &schema {
             Some(schema) => compile_filter(&req.filter, schema)?,
             None => None,
         };
         let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors };
-        let result = tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
-            .await
-            .map_err(|e| Status::internal(format!("search task: {e}")))?
-            .map_err(Status::from)?;
+        let result = search_segments_blocking(metric, schema, segments, query).await?;
         let arrow_ipc = encode_ipc(&result.hits.schema(), &[result.hits]).map_err(Status::from)?;
         Ok(Response::new(pb::SearchSegmentsResponse { arrow_ipc, rows_scanned: result.rows_scanned, missing_segments: missing }))
     }

@@ -17,7 +17,7 @@ use grape_storage::format::SegmentMeta;
 use super::{Replica, Router, SegmentRoute};
 use crate::error::ComputeError;
 use crate::ingest::decode_ipc;
-use crate::search::{merge_hits, search_segments, SearchQuery};
+use crate::search::{merge_hits, search_segments, search_segments_blocking, SearchQuery};
 
 /// The merged answer of a fan-out.
 #[derive(Debug)]
@@ -135,14 +135,8 @@ impl Router {
     ) -> GroupAnswer {
         match replica {
             Replica::Local => {
-                let (segments, not_held): (Vec<_>, Vec<_>) =
-                    ids.into_iter().map(|id| (self.engine.segment(&id), id)).partition(|(s, _)| s.is_some());
-                let segments: Vec<_> = segments.into_iter().filter_map(|(s, _)| s).collect();
-                let not_held: Vec<String> = not_held.into_iter().map(|(_, id)| id).collect();
-                let (metric, schema, query) = (collection.spec.metric, schema.cloned(), query.clone());
-                let result = tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
-                    .await
-                    .map_err(|e| ComputeError::Internal(format!("search task: {e}")))??;
+                let (segments, not_held) = self.engine.lookup(&ids);
+                let result = search_segments_blocking(collection.spec.metric, schema.cloned(), segments, query.clone()).await?;
                 Ok((result.hits, result.rows_scanned, not_held))
             }
             Replica::Remote { addr, .. } => {
