@@ -12,7 +12,6 @@ use grape_meta::node::Start;
 use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::MetaArgs;
 use crate::error::CliError;
@@ -50,7 +49,7 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     let served = tonic::transport::Server::builder()
         .add_service(raft_service(node.raft().clone()))
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait_for_signal())
+        .serve_with_incoming_shutdown(grape_proto::net::incoming(listener), wait_for_signal())
         .await;
     let _ = stop.send(true);
     eprintln!("shutting down");

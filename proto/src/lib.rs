@@ -10,6 +10,9 @@
 //!   of the meta group (writes, catalog reads, watch, status, config, membership).
 //! - `grape/compute/v1/compute.proto` → [`compute::v1`]: the leaf service a gateway asks of
 //!   the compute nodes that hold a query's segments (search, scan). Internal, node to node.
+//! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
+
+pub mod net;
 
 /// The public API, package `grape.v1`.
 #[allow(missing_docs, clippy::all)]

@@ -16,7 +16,6 @@ use grape_proto::raft::v1::raft_service_server::{RaftService, RaftServiceServer}
 use grape_proto::raft::v1::{JsonRequest, RaftReply, SnapshotChunk};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use super::codec::{decode_request, decode_snapshot_chunk, encode_reply, CodecError};
@@ -49,7 +48,7 @@ pub fn raft_service(raft: Raft) -> RaftServiceServer<RaftServiceImpl> {
 pub async fn serve(listener: TcpListener, raft: Raft, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_service(raft_service(raft))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(grape_proto::net::incoming(listener), shutdown)
         .await
 }
 

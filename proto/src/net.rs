@@ -1,0 +1,16 @@
+//! How every Grape gRPC server accepts connections.
+//!
+//! Grape's servers serve a listener they bound themselves (tests bind port 0 and read the
+//! port back), so tonic's `Server::tcp_nodelay` never applies to them: it only configures
+//! listeners tonic binds. Without `TCP_NODELAY`, Nagle's algorithm holds a response's last
+//! small write until the client acknowledges the previous one, and the client delays that
+//! acknowledgement: every RPC then waits 30–40 ms whatever it does. [`incoming`] is the one
+//! way our servers turn a listener into connections, with the option set.
+
+use tonic::transport::server::TcpIncoming;
+
+/// The connections accepted on `listener` (a `tokio::net::TcpListener`), each with
+/// `TCP_NODELAY` set: pass it to `Server::serve_with_incoming[_shutdown]`.
+pub fn incoming(listener: impl Into<TcpIncoming>) -> TcpIncoming {
+    listener.into().with_nodelay(Some(true))
+}
