@@ -20,6 +20,10 @@
 //! |                | kills, and a long linearizability check under a kill/restart nemesis     |
 //! | `cluster`      | search QPS with 1, 2 and 3 compute nodes on 1,000,000 × 128, and the     |
 //! |                | failover time of a killed compute node with replica factor 1 and 2       |
+//! | `rpc`          | round trip of trivial RPCs (Status, ListCollections, tiny search and SQL) |
+//! |                | through `grape dev`: the network floor every request pays                |
+//! | `soak`         | 30 minutes of mixed good and bad traffic on 3 meta + 2 compute: memory    |
+//! |                | over time, answers by code, every acknowledged insert readable           |
 
 mod report;
 mod scenarios;
@@ -45,6 +49,10 @@ enum Scenario {
     Meta(scenarios::meta::Options),
     /// Compute nodes as processes: QPS with 1, 2 and 3 nodes, failover time with 1 and 2 replicas.
     Cluster(scenarios::cluster::Options),
+    /// The round trip of trivial RPCs through `grape dev`: the network floor.
+    Rpc(scenarios::rpc::Options),
+    /// Mixed good and bad traffic on 3 meta + 2 compute for a long time: memory, errors, writes.
+    Soak(scenarios::soak::Options),
 }
 
 fn main() {
@@ -57,6 +65,8 @@ fn main() {
         Scenario::ColdLoad(o) => scenarios::cold_load::run(o),
         Scenario::Meta(o) => scenarios::meta::run(o),
         Scenario::Cluster(o) => scenarios::cluster::run(o),
+        Scenario::Rpc(o) => scenarios::rpc::run(o),
+        Scenario::Soak(o) => scenarios::soak::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -116,6 +116,11 @@ impl MetaProcesses {
         }
     }
 
+    /// The process id of member `id`, if it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children[id as usize - 1].as_ref().map(Child::id)
+    }
+
     /// Whether member `id` was started and not killed since.
     pub fn is_running(&self, id: u64) -> bool {
         self.children[id as usize - 1].is_some()

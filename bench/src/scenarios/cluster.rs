@@ -4,9 +4,7 @@
 //! SIGKILLed compute node with replica factor 1 and 2: from the kill until every query
 //! succeeds again, with the number of failed queries on the way.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::json;
 use tonic::transport::Channel;
 
+use super::processes::ComputeNode;
 use crate::report::{percentile, report, Row};
 
 /// Options of the scenario.
@@ -49,46 +48,6 @@ pub struct Options {
     /// Where to write the JSON result.
     #[arg(long, default_value = "bench/results/cluster.json")]
     out: PathBuf,
-}
-
-/// A `grape compute` process, killed when dropped.
-struct ComputeNode {
-    child: Child,
-    endpoint: String,
-}
-
-impl ComputeNode {
-    fn start(bin: &Path, members: &str, storage: &str, dir: &Path) -> Result<ComputeNode, Box<dyn std::error::Error>> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(bin)
-            .args(["compute", "--meta", members, "--storage", storage, "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let node = ComputeNode { child, endpoint: format!("http://127.0.0.1:{port}") };
-        // Listening means connected to meta and storage checked.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("grape compute on port {port} did not start").into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(node)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ComputeNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Runs the scenario.

@@ -4,6 +4,9 @@ pub mod cluster;
 pub mod cold_load;
 pub mod exact_search;
 pub mod meta;
+pub mod processes;
+pub mod rpc;
+pub mod soak;
 
 /// The `grape` binary the process scenarios start: `given`, else the one beside this
 /// benchmark's binary (built by `cargo build --workspace`).
