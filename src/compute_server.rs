@@ -27,7 +27,7 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
     let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));
-    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), None).await?;
+    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), None).await?;
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
     tokio::spawn(heartbeats(meta, node.gateway().clone(), id, node.addr().to_string(), memory, node.stopped()));
     eprintln!("grape compute {id}: listening on {} (meta {}, storage {url})", node.endpoint(), args.meta);

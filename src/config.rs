@@ -19,6 +19,10 @@
 //! timeout_secs = 30
 //! retries = 3
 //! virtual_hosted_style = false      # path-style by default when an endpoint is set
+//!
+//! [limits]                          # what one node accepts; see the README
+//! sql_concurrency = 8
+//! sql_memory_bytes = 2147483648
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,10 @@ pub struct ConfigFile {
     /// `[storage]`: where segments live.
     #[serde(default)]
     pub storage: StorageSection,
+    /// `[limits]`: what a node accepts (expression size and depth, concurrent requests, SQL
+    /// memory, request deadline); see `grape_compute::limits::Limits` for every key.
+    #[serde(default)]
+    pub limits: grape_compute::limits::Limits,
 }
 
 /// `[storage]`.
@@ -110,6 +118,16 @@ mod tests {
         assert_eq!(config.storage.s3.endpoint.as_deref(), Some("http://h:9000"));
         assert_eq!(config.storage.s3.retries, Some(5));
         assert_eq!(ConfigFile::parse("").expect("empty is fine"), ConfigFile::default());
+    }
+
+    #[test]
+    fn limits_parse_and_unset_ones_keep_their_defaults() {
+        let config = ConfigFile::parse("[limits]\nsql_concurrency = 2\nmax_expr_depth = 100\n").expect("parses");
+        assert_eq!(config.limits.sql_concurrency, 2);
+        assert_eq!(config.limits.max_expr_depth, 100);
+        assert_eq!(config.limits.search_queue, grape_compute::limits::Limits::default().search_queue);
+        let err = ConfigFile::parse("[limits]\nsql_concurency = 2\n").expect_err("unknown key");
+        assert!(err.to_string().contains("sql_concurency"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use grape_meta::MetaNode;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
+use grape_compute::limits::Limits;
 use grape_compute::router::Role;
 
 use crate::node::{open_storage, wait_for_signal, GcSettings, NodeServer};
@@ -22,17 +23,24 @@ pub struct DevServer {
 }
 
 impl DevServer {
-    /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`.
+    /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`, with
+    /// `limits` on requests.
     ///
     /// Fails before serving anything if the storage is unusable (missing bucket, rejected
     /// credentials, unreachable endpoint), with a message that says which.
-    pub async fn start(data_dir: &Path, listen: &str, storage: &StorageSettings, gc: &GcSettings) -> Result<DevServer, CliError> {
+    pub async fn start(
+        data_dir: &Path,
+        listen: &str,
+        storage: &StorageSettings,
+        gc: &GcSettings,
+        limits: Limits,
+    ) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
         let (storage, _) = open_storage(data_dir, storage).await?;
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
-        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, Some(MetaService::new(meta.clone()))).await?;
+        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, Some(MetaService::new(meta.clone()))).await?;
         Ok(DevServer { meta, node })
     }
 

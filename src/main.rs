@@ -32,14 +32,21 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRAPE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Larger stacks than the 2 MiB default on every runtime and rayon thread: expression
+    // depth is limited before planning (grape_compute::limits), and this is the margin.
+    let _ = rayon::ThreadPoolBuilder::new().stack_size(THREAD_STACK_BYTES).build_global();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(THREAD_STACK_BYTES).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Work still running on blocking threads (a query past its deadline) must not keep a
+    // stopped server from exiting.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -47,6 +54,12 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// How long a stopping process waits for work left on its threads.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stack size of the runtime's and rayon's threads.
+const THREAD_STACK_BYTES: usize = 8 << 20;
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.output;
@@ -56,8 +69,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             demo::run(args, storage).await
         }
         Command::Dev(args) => {
-            let storage = args.storage.resolve(&ConfigFile::load_optional(cli.config.as_deref())?.storage);
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings()).await?;
+            let config = ConfigFile::load_optional(cli.config.as_deref())?;
+            let storage = args.storage.resolve(&config.storage);
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             server.run_until_signal().await
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use grape_compute::gateway::GrapeService;
 use grape_compute::leaf::LeafService;
+use grape_compute::limits::Limits;
 use grape_compute::meta_client::MetaClient;
 use grape_compute::router::Role;
 use grape_compute::{Engine, Gateway};
@@ -16,7 +17,6 @@ use grape_storage::{SegmentCache, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
@@ -51,9 +51,10 @@ pub struct NodeServer {
 }
 
 impl NodeServer {
-    /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`; `meta_service`,
-    /// if given, is served on the same port. The port serves the public API and the leaf
+    /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`, enforcing
+    /// `limits`; `meta_service`, if given, is served on the same port. The port serves the public API and the leaf
     /// service other nodes' gateways ask.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         meta: Arc<dyn MetaClient>,
         storage: Storage,
@@ -61,10 +62,11 @@ impl NodeServer {
         role: Role,
         listen: &str,
         gc: &GcSettings,
+        limits: Limits,
         meta_service: Option<MetaService>,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
-        let gateway = Arc::new(Gateway::new(meta, engine.clone(), storage, node_id, role).with_gc_grace(gc.grace));
+        let gateway = Arc::new(Gateway::new(meta, engine.clone(), storage, node_id, role).with_gc_grace(gc.grace).with_limits(limits));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let (stop, _) = watch::channel(false);
@@ -77,7 +79,7 @@ impl NodeServer {
             .add_service(GrapeService(gateway.clone()).into_server())
             .add_service(LeafService(engine).into_server())
             .add_optional_service(meta_service.map(MetaService::into_server));
-        let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until_stopped(&stop)));
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(grape_proto::net::incoming(listener), until_stopped(&stop)));
         Ok(NodeServer { addr, gateway, stop, serving })
     }
 
@@ -101,16 +103,23 @@ impl NodeServer {
         until_stopped(&self.stop)
     }
 
-    /// Stops serving and waits for in-flight requests.
+    /// Stops serving and waits for in-flight requests, at most [`DRAIN_TIMEOUT`].
     pub async fn stop(self) -> Result<(), CliError> {
         let _ = self.stop.send(true);
-        match self.serving.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(CliError::Server(format!("gateway: {e}"))),
-            Err(e) => Err(CliError::Server(format!("gateway task: {e}"))),
+        match tokio::time::timeout(DRAIN_TIMEOUT, self.serving).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(CliError::Server(format!("gateway: {e}"))),
+            Ok(Err(e)) => Err(CliError::Server(format!("gateway task: {e}"))),
+            Err(_) => {
+                tracing::warn!("requests still running {} s after the stop signal; stopping anyway", DRAIN_TIMEOUT.as_secs());
+                Ok(())
+            }
         }
     }
 }
+
+/// How long a stopping node lets in-flight requests finish.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A future that resolves once `true` is sent on `stop` (or the sender is dropped): the shutdown
 /// signal of every task of the server.

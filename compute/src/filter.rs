@@ -11,6 +11,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
 use crate::error::ComputeError;
+use crate::limits::{prepare_filter, ExprLimits};
 
 /// A filter compiled against a collection's schema, ready to evaluate on its segments.
 #[derive(Debug, Clone)]
@@ -20,21 +21,35 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Parses and plans `sql` (e.g. `category = 3 AND price < 9.5`) against `schema`.
+    /// Parses and plans `sql` (e.g. `category = 3 AND price < 9.5`) against `schema`, within
+    /// `limits` (see [`crate::limits`]: long `OR` chains of equalities become `IN` lists).
     ///
     /// Fails with `InvalidArgument` naming the problem when the text does not parse, names an
-    /// unknown column, or is not a boolean expression.
-    pub fn compile(sql: &str, schema: &Schema) -> Result<Filter, ComputeError> {
-        let invalid = |e: &dyn std::fmt::Display| ComputeError::InvalidArgument(format!("invalid filter `{sql}`: {e}"));
+    /// unknown column, is not a boolean expression, or passes a limit.
+    pub fn compile(sql: &str, schema: &Schema, limits: ExprLimits) -> Result<Filter, ComputeError> {
+        let invalid = |e: &dyn std::fmt::Display| ComputeError::InvalidArgument(format!("invalid filter `{}`: {e}", abbreviate(sql)));
         let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| invalid(&e))?;
         let ctx = SessionContext::new();
-        let expr = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| invalid(&e))?;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let parsed = prepare_filter(sql, limits, |text| state.sql_to_expr_with_alias(text, &dialect).map_err(|e| invalid(&e)))?;
+        let expr = state.create_logical_expr_from_sql_expr(parsed, &df_schema).map_err(|e| invalid(&e))?;
         let data_type = expr.get_type(&df_schema).map_err(|e| invalid(&e))?;
         if data_type != DataType::Boolean {
             return Err(invalid(&format!("it is of type {data_type}, not a boolean condition")));
         }
         let expr = ctx.create_physical_expr(expr, &df_schema).map_err(|e| invalid(&e))?;
-        Ok(Filter { expr, text: sql.to_string() })
+        check_constants(&expr).map_err(|e| invalid(&e))?;
+        Ok(Filter { expr, text: abbreviate(sql) })
+    }
+
+    /// [`Filter::compile`] on a blocking thread: planning a long filter takes a while, and it
+    /// must not hold a runtime thread (nor keep the request's deadline from firing).
+    pub async fn compile_off_runtime(sql: &str, schema: &Arc<Schema>, limits: ExprLimits) -> Result<Filter, ComputeError> {
+        let (sql, schema) = (sql.to_string(), schema.clone());
+        tokio::task::spawn_blocking(move || Filter::compile(&sql, &schema, limits))
+            .await
+            .map_err(|e| ComputeError::Internal(format!("compiling the filter failed: {e}")))?
     }
 
     /// Evaluates the filter on `batch`: true where the row matches (nulls count as false).
@@ -46,6 +61,36 @@ impl Filter {
             .as_boolean_opt()
             .ok_or_else(|| ComputeError::Internal(format!("filter `{}` returned {}", self.text, array.data_type())))?;
         Ok(mask.clone())
+    }
+}
+
+/// Evaluates every part of `expr` that reads no column (`'%'` cast to a number, `1/0`) once,
+/// so that an error in it is the filter's error when it is compiled, not a failure of every
+/// segment it runs on, which would look like the segments' fault.
+fn check_constants(expr: &Arc<dyn PhysicalExpr>) -> datafusion::error::Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_expr::expressions::Literal;
+    use datafusion::physical_expr::utils::collect_columns;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    expr.apply(|node| {
+        if node.downcast_ref::<Literal>().is_some() || !collect_columns(node).is_empty() {
+            return Ok(TreeNodeRecursion::Continue);
+        }
+        node.evaluate(&one_row)?;
+        Ok(TreeNodeRecursion::Jump)
+    })?;
+    Ok(())
+}
+
+/// At most the first 200 characters of a filter, for messages: a filter may be a megabyte.
+fn abbreviate(sql: &str) -> String {
+    match sql.char_indices().nth(200) {
+        Some((end, _)) => format!("{}… ({} bytes)", &sql[..end], sql.len()),
+        None => sql.to_string(),
     }
 }
 
@@ -75,9 +120,9 @@ mod tests {
     #[test]
     fn evaluates_like_sql_where() {
         let b = batch();
-        let f = Filter::compile("category = 3 AND price < 9.5", &b.schema()).unwrap();
+        let f = Filter::compile("category = 3 AND price < 9.5", &b.schema(), ExprLimits::default()).unwrap();
         assert_eq!(f.evaluate(&b).unwrap(), BooleanArray::from(vec![false, true, false]));
-        let f = Filter::compile("tag IN ('a','b')", &b.schema()).unwrap();
+        let f = Filter::compile("tag IN ('a','b')", &b.schema(), ExprLimits::default()).unwrap();
         let m = f.evaluate(&b).unwrap();
         assert!(m.value(0) && m.value(2) && !(m.is_valid(1) && m.value(1)));
     }
@@ -85,8 +130,8 @@ mod tests {
     #[test]
     fn rejects_malformed_unknown_and_non_boolean() {
         let s = batch().schema();
-        for bad in ["category = ", "nope = 1", "price + 1"] {
-            let err = Filter::compile(bad, &s).unwrap_err();
+        for bad in ["category = ", "nope = 1", "price + 1", "NOT category = '%'", "price > 1 AND category = 1 / 0"] {
+            let err = Filter::compile(bad, &s, ExprLimits::default()).unwrap_err();
             assert!(matches!(err, ComputeError::InvalidArgument(_)), "{bad}: {err}");
         }
     }

@@ -19,11 +19,62 @@ fn invalid(msg: String) -> ComputeError {
 }
 
 /// Decodes an Arrow IPC stream into its batches.
+///
+/// The bytes come from clients: a malformed stream is `InvalidArgument`, and so is one that
+/// makes the decoder panic (arrow's readers do not promise to reject every damaged input
+/// without one), so hostile bytes never take a request's task down.
 pub fn decode_ipc(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ComputeError> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
-    let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
-    Ok((schema, batches))
+    check_ipc_framing(bytes)?;
+    let decode = || {
+        let reader =
+            StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+        let schema = reader.schema();
+        let batches =
+            reader.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(format!("rows must be an Arrow IPC stream: {e}")))?;
+        // A damaged stream can decode into arrays whose offsets or lengths lie.
+        for batch in &batches {
+            for column in batch.columns() {
+                column.to_data().validate_full().map_err(|e| invalid(format!("rows are not a valid Arrow IPC stream: {e}")))?;
+            }
+        }
+        Ok((schema, batches))
+    };
+    std::panic::catch_unwind(decode).unwrap_or_else(|_| Err(invalid("rows are not a valid Arrow IPC stream (the decoder failed on them)".into())))
+}
+
+/// Walks an IPC stream's message frames and refuses any whose metadata or body claims more
+/// bytes than the request holds. Arrow's reader allocates a message's body from the length
+/// its header states before reading it, so a damaged header could otherwise ask for
+/// terabytes, and an allocation failure aborts the process rather than panicking.
+fn check_ipc_framing(bytes: &[u8]) -> Result<(), ComputeError> {
+    let damaged = |what: &str| invalid(format!("rows are not a valid Arrow IPC stream: {what}"));
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let word = |at: usize| -> Result<i32, ComputeError> {
+            let four = bytes.get(at..at + 4).ok_or_else(|| damaged("a message header is cut short"))?;
+            Ok(i32::from_le_bytes([four[0], four[1], four[2], four[3]]))
+        };
+        // Since format 0.15 a frame is a 0xFFFFFFFF continuation marker, then the length.
+        let mut meta_len = word(at)?;
+        at += 4;
+        if meta_len == -1 {
+            meta_len = word(at)?;
+            at += 4;
+        }
+        if meta_len == 0 {
+            return Ok(());
+        }
+        let meta_len = usize::try_from(meta_len).map_err(|_| damaged("a message states a negative length"))?;
+        let meta = bytes.get(at..at.saturating_add(meta_len)).ok_or_else(|| damaged("a message's header runs past the end"))?;
+        let message = arrow::ipc::root_as_message(meta).map_err(|e| damaged(&format!("a message header does not parse: {e}")))?;
+        at += meta_len;
+        let body = usize::try_from(message.bodyLength()).map_err(|_| damaged("a message states a negative body length"))?;
+        if body > bytes.len() - at {
+            return Err(damaged("a message's body runs past the end"));
+        }
+        at += body;
+    }
+    Ok(())
 }
 
 /// Encodes batches as one Arrow IPC stream.

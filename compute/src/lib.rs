@@ -17,6 +17,8 @@
 //! - [`search`]: parallel search over a collection's segments and the hit batch.
 //! - [`filter`]: SQL boolean filters; [`sql`] and [`table`]: collections as DataFusion tables
 //!   with min/max segment pruning.
+//! - [`limits`]: what a node accepts — expression size and depth, concurrent requests per
+//!   class, SQL memory, request deadlines.
 //! - [`ingest`]: decoding, conforming and sharding of inserted rows; [`gc`]: deleting orphan
 //!   segment objects.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
@@ -35,6 +37,7 @@ pub mod gc;
 pub mod index;
 pub mod ingest;
 pub mod leaf;
+pub mod limits;
 pub mod meta_client;
 pub mod remote_meta;
 pub mod router;

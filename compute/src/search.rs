@@ -4,6 +4,7 @@
 //! per-segment results are merged into the global top k and turned into one Arrow batch of
 //! `id`, `score` and the payload columns, closest first.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
@@ -74,6 +75,18 @@ pub fn search_segments(
     segments: &[SegmentRef],
     query: &SearchQuery,
 ) -> Result<SearchResult, ComputeError> {
+    search_segments_until(metric, schema, segments, query, &AtomicBool::new(false))
+}
+
+/// [`search_segments`] that stops (with `Unavailable`) before each segment it has not
+/// started once `cancelled` is set: the work of a request nobody waits for any more.
+fn search_segments_until(
+    metric: Metric,
+    schema: Option<&SchemaRef>,
+    segments: &[SegmentRef],
+    query: &SearchQuery,
+    cancelled: &AtomicBool,
+) -> Result<SearchResult, ComputeError> {
     let Some(schema) = schema else {
         // No schema means no insert yet, so no rows.
         return Ok(SearchResult { hits: RecordBatch::new_empty(hit_schema_without_payload()), rows_scanned: 0 });
@@ -83,6 +96,9 @@ pub fn search_segments(
         .par_iter()
         .enumerate()
         .map(|(i, segment)| {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(ComputeError::Unavailable("the search was cancelled".into()));
+            }
             let mask = match &query.filter {
                 Some(f) => Some(f.evaluate(&segment.batch)?),
                 None => None,
@@ -103,14 +119,25 @@ pub fn search_segments(
     Ok(SearchResult { hits, rows_scanned })
 }
 
-/// [`search_segments`] on a blocking thread, for async callers.
+/// [`search_segments`] on a blocking thread, for async callers. Dropping the future (the
+/// request was abandoned) stops the search before the segments it has not started.
 pub async fn search_segments_blocking(
     metric: Metric,
     schema: Option<SchemaRef>,
     segments: Vec<SegmentRef>,
     query: SearchQuery,
 ) -> Result<SearchResult, ComputeError> {
-    tokio::task::spawn_blocking(move || search_segments(metric, schema.as_ref(), &segments, &query))
+    /// Sets the flag when dropped: the waiting side went away.
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    // Once the task is done the flag no longer matters, so the guard may set it then too.
+    let _cancel = CancelOnDrop(flag.clone());
+    tokio::task::spawn_blocking(move || search_segments_until(metric, schema.as_ref(), &segments, &query, &flag))
         .await
         .map_err(|e| ComputeError::Internal(format!("search task: {e}")))?
 }
@@ -191,7 +218,7 @@ mod tests {
         for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
             let v = view(metric, 24);
             let q = datagen::query(24, 9);
-            let filter = Filter::compile("tag = 'tech' OR price > 80", v.schema.as_ref().unwrap()).unwrap();
+            let filter = Filter::compile("tag = 'tech' OR price > 80", v.schema.as_ref().unwrap(), crate::limits::ExprLimits::default()).unwrap();
             for filter in [None, Some(filter)] {
                 let mut truth: Vec<(f64, u64)> = Vec::new();
                 for s in &v.segments {

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
 use grape_meta::catalog::Catalog;
 
 use crate::error::ComputeError;
+use crate::limits::{prepare_statement, ExprLimits};
 use crate::router::{MissedSegments, Router};
 use crate::table::CollectionTable;
 
@@ -22,9 +25,18 @@ pub type SqlAnswer = (SchemaRef, Vec<RecordBatch>, Vec<String>);
 /// instead of failing the query with `Unavailable`.
 ///
 /// Only queries are allowed: DDL, DML and `SET` statements fail with `InvalidArgument`, since
-/// the catalog and the manifests change only through the meta service.
-pub async fn run_sql(router: &Arc<Router>, catalog: &Catalog, query: &str, allow_partial: bool) -> Result<SqlAnswer, ComputeError> {
-    let ctx = SessionContext::new();
+/// the catalog and the manifests change only through the meta service. The text is held to
+/// `limits` before it is planned (see [`crate::limits`]), and the query reserves its memory
+/// from `runtime`'s pool.
+pub async fn run_sql(
+    router: &Arc<Router>,
+    catalog: &Catalog,
+    query: &str,
+    allow_partial: bool,
+    limits: ExprLimits,
+    runtime: Arc<RuntimeEnv>,
+) -> Result<SqlAnswer, ComputeError> {
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     let missed: Option<MissedSegments> = allow_partial.then(MissedSegments::default);
     for collection in catalog.collections.values() {
         let Some(schema) = &collection.spec.schema else { continue };
@@ -32,11 +44,42 @@ pub async fn run_sql(router: &Arc<Router>, catalog: &Catalog, query: &str, allow
         ctx.register_table(collection.spec.name.as_str(), Arc::new(table))?;
     }
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let df = ctx.sql_with_options(query, options).await?;
+    let state = ctx.state();
+    // Parsing and shaping a long query takes a while: not on a runtime thread.
+    let statement = {
+        let (state, query) = (state.clone(), query.to_string());
+        tokio::task::spawn_blocking(move || {
+            let dialect = state.config().options().sql_parser.dialect;
+            prepare_statement(&query, limits, |text| Ok(state.sql_to_statement(text, &dialect)?))
+        })
+        .await
+        .map_err(|e| ComputeError::Internal(format!("parsing the query failed: {e}")))??
+    };
+    if !matches!(statement, DfStatement::Statement(_) | DfStatement::Explain(_)) {
+        // COPY, CREATE EXTERNAL TABLE, RESET: refused before DataFusion plans (or runs) them.
+        return Err(ComputeError::InvalidArgument(
+            "only queries (SELECT, WITH, EXPLAIN) are accepted; collections change through the gRPC API and the CLI".into(),
+        ));
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(planning_error)?;
+    options.verify_plan(&plan)?;
+    let df = ctx.execute_logical_plan(plan).await.map_err(planning_error)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let task = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await.map_err(planning_error)?;
+    let batches = datafusion::physical_plan::collect(physical, task).await?;
     let mut missing = missed.map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))).unwrap_or_default();
     missing.sort();
     missing.dedup();
     Ok((schema, batches, missing))
+}
+
+/// An error while planning a query, before it touches any data: the query's fault, whatever
+/// DataFusion calls it (a function given types it has no signature for is an "internal"
+/// error of its type coercion).
+fn planning_error(e: datafusion::error::DataFusionError) -> ComputeError {
+    match ComputeError::from(e) {
+        ComputeError::Query(m) | ComputeError::Internal(m) => ComputeError::InvalidArgument(format!("the query cannot be planned: {m}")),
+        other => other,
+    }
 }

@@ -217,7 +217,7 @@ mod tests {
         // The node that holds the segment reads it back with the search filter's parser.
         let schema = crate::datagen::schema(4);
         let batch = crate::datagen::batch(4, 0, 1_000, 1);
-        let mask = crate::filter::Filter::compile(&sql, &schema).unwrap().evaluate(&batch).unwrap();
+        let mask = crate::filter::Filter::compile(&sql, &schema, crate::limits::ExprLimits::default()).unwrap().evaluate(&batch).unwrap();
         assert!(mask.true_count() > 0 && mask.true_count() < 700);
         assert_eq!(filter_sql(&[]), "");
     }
@@ -230,7 +230,8 @@ mod tests {
             ("SELECT count(*) AS n FROM t WHERE id >= 690 AND id < 710", 20),
             ("SELECT count(*) AS n FROM t WHERE price > 1000", 0),
         ] {
-            let (_, batches, _) = run_sql(&router, &catalog, sql, false).await.unwrap();
+            let runtime = crate::limits::SqlMemory::new().runtime(1 << 30).unwrap();
+            let (_, batches, _) = run_sql(&router, &catalog, sql, false, crate::limits::ExprLimits::default(), runtime).await.unwrap();
             let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
             assert_eq!(n, expected, "{sql}");
         }

@@ -23,6 +23,7 @@ pub use write::{IngestJob, Inserted};
 
 use crate::engine::Engine;
 use crate::error::ComputeError;
+use crate::limits::{Admission, Limits, RequestClass, SqlMemory};
 use crate::meta_client::MetaClient;
 use crate::router::{Role, Router};
 use crate::settings;
@@ -50,13 +51,70 @@ pub struct Gateway {
     /// Age below which garbage collection keeps unreferenced objects; an ingest job must
     /// commit well within it (see `write.rs`).
     gc_grace: Duration,
+    /// This node's limits from its flags or config file; the versioned config's `limits/…`
+    /// keys override them (see [`Gateway::limits`]).
+    limits: Limits,
+    /// Slots and queues of requests by class.
+    admission: Admission,
+    /// The memory pool of SQL queries.
+    sql_memory: SqlMemory,
 }
 
 impl Gateway {
     /// A gateway of node `node_id` in `role` over the given meta client, engine and storage.
     pub fn new(meta: Arc<dyn MetaClient>, engine: Arc<Engine>, storage: Storage, node_id: u64, role: Role) -> Self {
         let router = Arc::new(Router::new(meta.clone(), engine.clone(), role, node_id));
-        Self { meta, engine, router, storage, node_id, sync_lock: tokio::sync::Mutex::new(()), gc_grace: DEFAULT_GC_GRACE }
+        Self {
+            meta,
+            engine,
+            router,
+            storage,
+            node_id,
+            sync_lock: tokio::sync::Mutex::new(()),
+            gc_grace: DEFAULT_GC_GRACE,
+            limits: Limits::default(),
+            admission: Admission::new(),
+            sql_memory: SqlMemory::new(),
+        }
+    }
+
+    /// Sets this node's limits (default [`Limits::default`]); `limits/…` keys of the
+    /// versioned config override them.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force now: this node's, with the versioned config's overrides.
+    pub fn limits(&self) -> Limits {
+        self.limits.with_overrides(&self.meta.applied_catalog())
+    }
+
+    /// Runs `work` as a request of `class`: it waits for a slot (or is refused with
+    /// `ResourceExhausted` when the class's queue is full) and is stopped with
+    /// `DeadlineExceeded` once the request deadline passes, waiting included. Dropping the
+    /// returned future (the client went away) drops the work and counts a cancellation.
+    pub async fn guarded<T>(
+        &self,
+        class: RequestClass,
+        work: impl std::future::Future<Output = Result<T, ComputeError>>,
+    ) -> Result<T, ComputeError> {
+        let limits = self.limits();
+        let timeout = limits.request_timeout();
+        let in_flight = self.admission.track();
+        let answer = tokio::time::timeout(timeout, async {
+            let _slot = self.admission.admit(class, &limits).await?;
+            work.await
+        })
+        .await;
+        in_flight.settle();
+        answer.unwrap_or_else(|_| {
+            self.admission.counters().timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(ComputeError::DeadlineExceeded(format!(
+                "the request took longer than {} s (limits/request_timeout_secs) and was stopped",
+                timeout.as_secs()
+            )))
+        })
     }
 
     /// Sets the garbage-collection grace period this node's GC job uses (default 1 hour; the

@@ -1,5 +1,6 @@
 //! Search and SQL on the gateway: validated here, answered through the router.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ impl Gateway {
         let schema = spec.schema.clone().map(Arc::new);
         let filter = match (req.filter.trim(), &schema) {
             ("", _) => None,
-            (text, Some(schema)) => Some(Filter::compile(text, schema)?),
+            (text, Some(schema)) => Some(Filter::compile_off_runtime(text, schema, self.limits().expr()).await?),
             (_, None) => None,
         };
         let query = SearchQuery { vector: req.vector, k, filter, include_vectors: req.include_vectors };
@@ -56,7 +57,9 @@ impl Gateway {
     /// that can be reached now (the answer lists those left out).
     pub async fn sql(&self, query: &str, allow_partial: bool) -> Result<v1::SqlResponse, ComputeError> {
         let catalog = self.meta.applied_catalog();
-        let (schema, batches, missing) = run_sql(&self.router, &catalog, query, allow_partial).await?;
+        let limits = self.limits.with_overrides(&catalog);
+        let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;
+        let (schema, batches, missing) = run_sql(&self.router, &catalog, query, allow_partial, limits.expr(), runtime).await?;
         Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing })
     }
 
@@ -64,6 +67,8 @@ impl Gateway {
     pub async fn status(&self) -> Result<v1::StatusResponse, ComputeError> {
         let meta = self.meta.status().await?;
         let (segments, rows, bytes) = self.engine.stats();
+        let (requests_running, requests_queued) = self.admission.load();
+        let counters = self.admission.counters();
         Ok(v1::StatusResponse {
             node_id: self.node_id,
             meta_leader_id: meta.leader_id.unwrap_or(0),
@@ -77,6 +82,13 @@ impl Gateway {
             rows_loaded: rows,
             memory_bytes: bytes,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            requests_running,
+            requests_queued,
+            requests_rejected: counters.rejected.load(Ordering::Relaxed),
+            requests_cancelled: counters.cancelled.load(Ordering::Relaxed),
+            requests_timed_out: counters.timed_out.load(Ordering::Relaxed),
+            sql_memory_used: self.sql_memory.used(),
+            sql_memory_limit: self.limits().sql_memory_bytes,
         })
     }
 }

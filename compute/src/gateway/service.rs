@@ -1,4 +1,6 @@
-//! The tonic service of the public API: one line per RPC into [`Gateway`].
+//! The tonic service of the public API: one line per RPC into [`Gateway`], searches, SQL
+//! and writes through [`Gateway::guarded`] (slots, queue, deadline); status, listing and
+//! describing are never queued, so a busy node still says how it is.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Gateway;
+use crate::limits::RequestClass::{Search, Sql, Write};
 
 /// Largest request or response message, in bytes (inserts carry rows).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -34,7 +37,7 @@ type ProgressStream = Pin<Box<dyn Stream<Item = Result<v1::IngestProgress, Statu
 #[tonic::async_trait]
 impl Grape for GrapeService {
     async fn create_collection(&self, r: Request<v1::CreateCollectionRequest>) -> Reply<v1::CollectionInfo> {
-        Ok(Response::new(self.0.create_collection(r.into_inner()).await?))
+        Ok(Response::new(self.0.guarded(Write, self.0.create_collection(r.into_inner())).await?))
     }
 
     async fn list_collections(&self, _: Request<v1::ListCollectionsRequest>) -> Reply<v1::ListCollectionsResponse> {
@@ -46,18 +49,18 @@ impl Grape for GrapeService {
     }
 
     async fn drop_collection(&self, r: Request<v1::DropCollectionRequest>) -> Reply<v1::DropCollectionResponse> {
-        self.0.drop_collection(&r.into_inner().name).await?;
+        self.0.guarded(Write, self.0.drop_collection(&r.into_inner().name)).await?;
         Ok(Response::new(v1::DropCollectionResponse {}))
     }
 
     async fn set_replicas(&self, r: Request<v1::SetReplicasRequest>) -> Reply<v1::CollectionInfo> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.set_replicas(&r.name, r.replicas).await?))
+        Ok(Response::new(self.0.guarded(Write, self.0.set_replicas(&r.name, r.replicas)).await?))
     }
 
     async fn insert(&self, r: Request<v1::InsertRequest>) -> Reply<v1::InsertResponse> {
         let r = r.into_inner();
-        let done = self.0.insert(&r.collection, &r.arrow_ipc).await?;
+        let done = self.0.guarded(Write, self.0.insert(&r.collection, &r.arrow_ipc)).await?;
         Ok(Response::new(v1::InsertResponse { rows: done.rows, version: done.version }))
     }
 
@@ -71,12 +74,12 @@ impl Grape for GrapeService {
     }
 
     async fn search(&self, r: Request<v1::SearchRequest>) -> Reply<v1::SearchResponse> {
-        Ok(Response::new(self.0.search(r.into_inner()).await?))
+        Ok(Response::new(self.0.guarded(Search, self.0.search(r.into_inner())).await?))
     }
 
     async fn sql(&self, r: Request<v1::SqlRequest>) -> Reply<v1::SqlResponse> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.sql(&r.query, r.allow_partial).await?))
+        Ok(Response::new(self.0.guarded(Sql, self.0.sql(&r.query, r.allow_partial)).await?))
     }
 
     async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::StatusResponse> {

@@ -26,6 +26,7 @@ use tonic::Status;
 use super::collections::{not_found, outcome};
 use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
+use crate::limits::RequestClass;
 use crate::ingest::{conform, decode_ipc, schema_from_rows, split_by_shard};
 
 /// Rows and version of an acknowledged write.
@@ -149,7 +150,13 @@ impl Gateway {
         mut inbound: impl Stream<Item = Result<v1::IngestRequest, Status>> + Unpin,
         progress: mpsc::Sender<Result<v1::IngestProgress, Status>>,
     ) {
-        let result = self.ingest_stream_job(&mut inbound, &progress).await;
+        // An ingest stream holds a write slot for its whole life; each message's staging is
+        // bounded by the request deadline (the stream itself may run for as long as it sends).
+        let result = async {
+            let _slot = self.admission.admit(RequestClass::Write, &self.limits()).await?;
+            self.ingest_stream_job(&mut inbound, &progress).await
+        }
+        .await;
         if let Err(e) = result {
             let _ = progress.send(Err(e.into())).await;
         }
@@ -169,7 +176,13 @@ impl Gateway {
                 None => job.insert(self.begin_ingest(&message.collection).await?),
             };
             if !message.arrow_ipc.is_empty() {
-                self.stage(current, &message.arrow_ipc).await?;
+                let timeout = self.limits().request_timeout();
+                tokio::time::timeout(timeout, self.stage(current, &message.arrow_ipc)).await.map_err(|_| {
+                    ComputeError::DeadlineExceeded(format!(
+                        "staging one message took longer than {} s (limits/request_timeout_secs); nothing was committed",
+                        timeout.as_secs()
+                    ))
+                })??;
             }
             let mut reply =
                 v1::IngestProgress { rows_staged: current.rows(), segments_staged: current.segments(), committed: false, version: 0 };

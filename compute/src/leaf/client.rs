@@ -68,7 +68,11 @@ impl LeafClients {
     }
 }
 
-/// A failed leaf call as an error of the replica (the root tries another).
+/// A failed leaf call as an error of the replica (the root tries another), unless the leaf
+/// refused the request itself (a filter that fails on the data): every replica would.
 fn unreachable(addr: &str, status: &tonic::Status) -> ComputeError {
-    ComputeError::Unavailable(format!("node {addr}: {}", status.message()))
+    match status.code() {
+        tonic::Code::InvalidArgument => ComputeError::InvalidArgument(status.message().to_string()),
+        _ => ComputeError::Unavailable(format!("node {addr}: {}", status.message())),
+    }
 }

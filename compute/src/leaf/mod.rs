@@ -21,6 +21,7 @@ use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
+use crate::limits::{ExprLimits, HARD_MAX_EXPR_DEPTH};
 use crate::search::{search_segments_blocking, SearchQuery};
 use crate::segment::SegmentRef;
 
@@ -36,11 +37,13 @@ impl LeafService {
 }
 
 /// Compiles a filter the root already checked; a leaf that cannot compile it (it may lag
-/// behind the schema the root saw) refuses rather than answering unfiltered.
+/// behind the schema the root saw) refuses rather than answering unfiltered. The root held
+/// it to the limits in force; the leaf only keeps its own stack safe.
 fn compile_filter(text: &str, schema: &arrow::datatypes::SchemaRef) -> Result<Option<Filter>, ComputeError> {
+    let limits = ExprLimits { max_bytes: MAX_MESSAGE_BYTES, max_depth: HARD_MAX_EXPR_DEPTH };
     match text.trim() {
         "" => Ok(None),
-        t => Ok(Some(Filter::compile(t, schema)?)),
+        t => Ok(Some(Filter::compile(t, schema, limits)?)),
     }
 }
 

@@ -199,6 +199,7 @@ async fn read_from_replicas(
         };
         match result {
             Ok(batches) => return Ok(batches),
+            Err(e @ ComputeError::InvalidArgument(_)) => return Err(e),
             Err(e) => {
                 tracing::debug!(%replica, segment = %route.meta.id, error = %e, "scan failed; trying another replica");
                 last_error = format!("{replica}: {e}");

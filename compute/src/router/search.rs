@@ -105,6 +105,8 @@ impl Router {
                             pending.push(p);
                         }
                     }
+                    // The request's own fault: no other replica would answer it.
+                    Err(e @ ComputeError::InvalidArgument(_)) => return Err(e),
                     Err(e) => {
                         tracing::debug!(%replica, error = %e, "replica failed; trying another");
                         pending.extend(group.into_iter().map(|mut p| {
