@@ -23,6 +23,7 @@
 //!   segment objects.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
+//! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod filter;
+pub mod fuzzing;
 pub mod gateway;
 pub mod gc;
 pub mod index;

@@ -36,7 +36,8 @@
 //! - [`error`]: [`StorageError`] and [`StorageErrorKind`].
 //! - [`store`]: building a store from a URL; [`s3`]: the S3 backend.
 //! - [`format`]: plain serde records kept in manifests ([`SegmentMeta`], [`ColumnStats`]).
-//! - [`segment`]: Lance encoding and decoding of segments.
+//! - [`segment`]: Lance encoding and decoding of segments; [`fuzzing`]: damaged segments, for
+//!   the fuzz target in `fuzz/` and its bounded run in the tests.
 //! - [`stats`]: per-column min/max/null statistics.
 //! - [`cache`]: the local on-disk cache of segment objects for compute nodes.
 //! - [`storage`]: [`Storage`], the handle the other crates use.
@@ -46,6 +47,7 @@
 pub mod cache;
 pub mod error;
 pub mod format;
+pub mod fuzzing;
 pub mod s3;
 pub mod segment;
 pub mod stats;
