@@ -39,7 +39,8 @@ pub fn decode_ipc(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Compute
         }
         Ok((schema, batches))
     };
-    std::panic::catch_unwind(decode).unwrap_or_else(|_| Err(invalid("rows are not a valid Arrow IPC stream (the decoder failed on them)".into())))
+    crate::decoder_panics::catch_decoder_panic(decode)
+        .unwrap_or_else(|why| Err(invalid(format!("rows are not a valid Arrow IPC stream (the decoder failed on them: {why})"))))
 }
 
 /// Walks an IPC stream's message frames and refuses any whose metadata or body claims more

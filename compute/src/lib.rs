@@ -23,12 +23,14 @@
 //!   segment objects.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
+//! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
 //! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
 #![warn(missing_docs)]
 
 pub mod datagen;
+pub mod decoder_panics;
 pub mod distance;
 pub mod engine;
 pub mod error;

@@ -40,6 +40,13 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 "rows_loaded": s.rows_loaded,
                 "memory_bytes": s.memory_bytes,
                 "version": s.version,
+                "requests_running": s.requests_running,
+                "requests_queued": s.requests_queued,
+                "requests_rejected": s.requests_rejected,
+                "requests_cancelled": s.requests_cancelled,
+                "requests_timed_out": s.requests_timed_out,
+                "sql_memory_used": s.sql_memory_used,
+                "sql_memory_limit": s.sql_memory_limit,
             });
             value.extend(node.as_object().cloned().unwrap_or_default());
         }

@@ -41,12 +41,35 @@ pub async fn assert_alive(client: &mut GrapeClient<Channel>, after: &str) -> v1:
     }
 }
 
-/// A server started with `[limits]` from a config file.
-fn dev_with_limits(dir: &std::path::Path, limits: &str) -> DevProcess {
-    let config = dir.join("grape.toml");
-    std::fs::write(&config, format!("[limits]\n{limits}\n")).unwrap();
-    let flags = ServerFlags { args: vec!["--config".into(), config.display().to_string()], env: Vec::new() };
-    DevProcess::start_with(&dir.join("data"), flags)
+/// A `grape dev` (with `limits` as its config file's `[limits]` section) holding `docs`,
+/// the runtime the test talks to it from, and a client.
+pub struct Scene {
+    /// The server.
+    pub grape: DevProcess,
+    /// The test's runtime.
+    pub runtime: tokio::runtime::Runtime,
+    /// A client with the server's message limits.
+    pub client: GrapeClient<Channel>,
+    /// Where its data lives; removed when dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl Scene {
+    /// Starts the server and loads `rows` generated rows into `docs`.
+    pub fn start(limits: &str, rows: usize) -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("grape.toml");
+        std::fs::write(&config, format!("[limits]\n{limits}\n")).unwrap();
+        let flags = ServerFlags { args: vec!["--config".into(), config.display().to_string()], env: Vec::new() };
+        let grape = DevProcess::start_with(&dir.path().join("data"), flags);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let client = runtime.block_on(async {
+            let mut client = client(&grape).await;
+            docs_with_rows(&mut client, rows).await;
+            client
+        });
+        Scene { grape, runtime, client, dir }
+    }
 }
 
 fn or_chain(n: usize) -> String {
@@ -94,12 +117,8 @@ enum Expect {
 
 #[test]
 fn hostile_filters_and_sql_are_answered_and_the_node_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let grape = DevProcess::start(&dir.path().join("data"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Scene { grape: _grape, runtime, mut client, dir: _dir } = Scene::start("", 50_000);
     runtime.block_on(async {
-        let mut client = client(&grape).await;
-        docs_with_rows(&mut client, 50_000).await;
         let filters: Vec<(&str, String, Expect)> = vec![
             ("2,000 ORs of id = N", or_chain(2_000), Expect::Ok),
             ("10,000 ORs of id = N", or_chain(10_000), Expect::Ok),
@@ -188,12 +207,8 @@ const HEAVY_SQL: &str = "SELECT count(*) FROM docs a JOIN docs b ON a.price + b.
 
 #[test]
 fn a_flood_of_heavy_sql_is_shed_while_a_light_search_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let grape = dev_with_limits(dir.path(), "sql_concurrency = 2\nsql_queue = 8");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Scene { grape: _grape, runtime, mut client, dir: _dir } = Scene::start("sql_concurrency = 2\nsql_queue = 8", 10_000);
     runtime.block_on(async {
-        let mut client = client(&grape).await;
-        docs_with_rows(&mut client, 10_000).await;
         let flood: Vec<_> = (0..200)
             .map(|_| {
                 let mut c = client.clone();
@@ -225,12 +240,8 @@ fn a_flood_of_heavy_sql_is_shed_while_a_light_search_answers() {
 
 #[test]
 fn a_query_too_big_for_sql_memory_is_refused_and_others_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let grape = dev_with_limits(dir.path(), "sql_memory_bytes = 4000000");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Scene { grape: _grape, runtime, mut client, dir: _dir } = Scene::start("sql_memory_bytes = 4000000", 20_000);
     runtime.block_on(async {
-        let mut client = client(&grape).await;
-        docs_with_rows(&mut client, 20_000).await;
         let big = "SELECT a.id, b.id FROM docs a JOIN docs b ON a.category = b.category ORDER BY a.price, b.price";
         let err = client.sql(v1::SqlRequest { query: big.into(), ..Default::default() }).await.expect_err("too big");
         assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
@@ -243,12 +254,8 @@ fn a_query_too_big_for_sql_memory_is_refused_and_others_run() {
 
 #[test]
 fn an_abandoned_query_is_cancelled_and_its_work_freed() {
-    let dir = tempfile::tempdir().unwrap();
-    let grape = DevProcess::start(&dir.path().join("data"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Scene { grape, runtime, mut client, dir: _dir } = Scene::start("", 50_000);
     runtime.block_on(async {
-        let mut client = client(&grape).await;
-        docs_with_rows(&mut client, 50_000).await;
         // A client that goes away mid-query: its call is dropped, and with it the HTTP/2 stream.
         let mut abandoning = GrapeClient::connect(grape.endpoint.clone()).await.unwrap();
         let call = tokio::spawn(async move { abandoning.sql(v1::SqlRequest { query: HEAVY_SQL.into(), ..Default::default() }).await });

@@ -19,8 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
 
-use crate::harness::DevProcess;
-use crate::hostile_input::{assert_alive, client, docs_with_rows};
+use crate::hostile_input::{assert_alive, Scene};
 use grammar::Grammar;
 
 /// Codes a fuzz case may get: the request's fault, a limit, or "not there".
@@ -58,12 +57,8 @@ fn generated_filters_sql_and_raw_requests_never_take_the_node_down() {
     let secs: u64 = std::env::var("GRAPE_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let seed: u64 = std::env::var("GRAPE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
     println!("fuzzing for {secs} s with GRAPE_FUZZ_SEED={seed}");
-    let dir = tempfile::tempdir().unwrap();
-    let grape = DevProcess::start(&dir.path().join("data"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Scene { grape, runtime, mut client, dir: _dir } = Scene::start("", 2_000);
     let (counts, findings) = runtime.block_on(async {
-        let mut client = client(&grape).await;
-        docs_with_rows(&mut client, 2_000).await;
         let channel = tonic::transport::Endpoint::from_shared(grape.endpoint.clone()).unwrap().connect().await.unwrap();
         let valid_ipc = {
             let batch = datagen::batch(8, 10_000, 20, 3);
