@@ -10,6 +10,7 @@ use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::ingest::encode_ipc;
+use crate::limits::on_sql_threads;
 use crate::router::{missing_error, READY_WAIT};
 use crate::search::{validate_vector, SearchQuery, MAX_K};
 use crate::sql::run_sql;
@@ -59,7 +60,9 @@ impl Gateway {
         let catalog = self.meta.applied_catalog();
         let limits = self.limits.with_overrides(&catalog);
         let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;
-        let (schema, batches, missing) = run_sql(&self.router, &catalog, query, allow_partial, limits.expr(), runtime).await?;
+        let (router, query, expr) = (self.router.clone(), query.to_string(), limits.expr());
+        let (schema, batches, missing) =
+            on_sql_threads(async move { run_sql(&router, &catalog, &query, allow_partial, expr, runtime).await }).await?;
         Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing })
     }
 

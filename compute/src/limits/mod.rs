@@ -10,12 +10,14 @@
 //!   it, and the rewrites that keep long `OR`/`AND` chains cheap and shallow;
 //! - `admission.rs`: bounded concurrency with a bounded queue per request class, and the
 //!   counters of rejected, cancelled and timed-out requests;
-//! - `sql_memory.rs`: the memory pool SQL queries run in.
+//! - `sql_memory.rs`: the memory pool SQL queries run in;
+//! - `sql_threads.rs`: the runtime SQL queries run on, apart from the one serving requests.
 
 mod admission;
 mod expr;
 mod parse_work;
 mod sql_memory;
+mod sql_threads;
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use admission::{Admission, AdmissionCounters, InFlight, Permit, RequestClass};
 pub use expr::{prepare_filter, prepare_statement, ExprLimits, HARD_MAX_EXPR_DEPTH};
 pub use sql_memory::SqlMemory;
+pub use sql_threads::on_sql_threads;
 
 /// Prefix of the versioned-config keys that override [`Limits`] (`limits/max_expr_depth`).
 pub const CONFIG_PREFIX: &str = "limits/";
