@@ -12,7 +12,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use grape_meta::catalog::Catalog;
 
 use crate::error::ComputeError;
-use crate::limits::{prepare_statement, ExprLimits};
+use crate::limits::{check_join_sizes, prepare_statement, ExprLimits};
 use crate::router::{MissedSegments, Router};
 use crate::table::CollectionTable;
 
@@ -26,14 +26,15 @@ pub type SqlAnswer = (SchemaRef, Vec<RecordBatch>, Vec<String>);
 ///
 /// Only queries are allowed: DDL, DML and `SET` statements fail with `InvalidArgument`, since
 /// the catalog and the manifests change only through the meta service. The text is held to
-/// `limits` before it is planned (see [`crate::limits`]), and the query reserves its memory
-/// from `runtime`'s pool.
+/// `limits` before it is planned (see [`crate::limits`]), joins without an equality
+/// condition to `max_join_pairs`, and the query reserves its memory from `runtime`'s pool.
 pub async fn run_sql(
     router: &Arc<Router>,
     catalog: &Catalog,
     query: &str,
     allow_partial: bool,
     limits: ExprLimits,
+    max_join_pairs: u64,
     runtime: Arc<RuntimeEnv>,
 ) -> Result<SqlAnswer, ComputeError> {
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
@@ -67,6 +68,7 @@ pub async fn run_sql(
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let task = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await.map_err(planning_error)?;
+    check_join_sizes(&physical, max_join_pairs)?;
     let batches = datafusion::physical_plan::collect(physical, task).await?;
     let mut missing = missed.map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))).unwrap_or_default();
     missing.sort();

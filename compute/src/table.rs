@@ -195,6 +195,7 @@ mod tests {
     use grape_meta::catalog::Metric;
 
     use super::{filter_sql, keep};
+    use crate::error::ComputeError;
     use crate::sql::run_sql;
     use crate::testutil::{standalone_router, view};
 
@@ -231,9 +232,22 @@ mod tests {
             ("SELECT count(*) AS n FROM t WHERE price > 1000", 0),
         ] {
             let runtime = crate::limits::SqlMemory::new().runtime(1 << 30).unwrap();
-            let (_, batches, _) = run_sql(&router, &catalog, sql, false, crate::limits::ExprLimits::default(), runtime).await.unwrap();
+            let (_, batches, _) = run_sql(&router, &catalog, sql, false, crate::limits::ExprLimits::default(), u64::MAX, runtime).await.unwrap();
             let n = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
             assert_eq!(n, expected, "{sql}");
         }
+    }
+
+    #[tokio::test]
+    async fn joins_that_compare_every_pair_are_bounded_before_they_run() {
+        let (router, catalog) = standalone_router(view(Metric::L2, 4));
+        let runtime = crate::limits::SqlMemory::new().runtime(1 << 30).unwrap();
+        let limits = crate::limits::ExprLimits::default();
+        let pairwise = "SELECT count(*) FROM t a JOIN t b ON a.price + b.price > 1000";
+        let err = run_sql(&router, &catalog, pairwise, false, limits, 100_000, runtime.clone()).await.unwrap_err();
+        assert!(matches!(err, ComputeError::InvalidArgument(_)) && err.to_string().contains("limits/max_join_pairs"), "{err}");
+        // Under the bound it runs, and an equality join is not bounded at all.
+        run_sql(&router, &catalog, pairwise, false, limits, u64::MAX, runtime.clone()).await.unwrap();
+        run_sql(&router, &catalog, "SELECT count(*) FROM t a JOIN t b ON a.id = b.id", false, limits, 100_000, runtime).await.unwrap();
     }
 }

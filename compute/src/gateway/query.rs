@@ -60,9 +60,9 @@ impl Gateway {
         let catalog = self.meta.applied_catalog();
         let limits = self.limits.with_overrides(&catalog);
         let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;
-        let (router, query, expr) = (self.router.clone(), query.to_string(), limits.expr());
+        let (router, query, expr, pairs) = (self.router.clone(), query.to_string(), limits.expr(), limits.max_join_pairs);
         let (schema, batches, missing) =
-            on_sql_threads(async move { run_sql(&router, &catalog, &query, allow_partial, expr, runtime).await }).await?;
+            on_sql_threads(async move { run_sql(&router, &catalog, &query, allow_partial, expr, pairs, runtime).await }).await?;
         Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing })
     }
 

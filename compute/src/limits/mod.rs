@@ -10,11 +10,13 @@
 //!   it, and the rewrites that keep long `OR`/`AND` chains cheap and shallow;
 //! - `admission.rs`: bounded concurrency with a bounded queue per request class, and the
 //!   counters of rejected, cancelled and timed-out requests;
+//! - `join_size.rs`: the bound on joins that compare every pair of rows;
 //! - `sql_memory.rs`: the memory pool SQL queries run in;
 //! - `sql_threads.rs`: the runtime SQL queries run on, apart from the one serving requests.
 
 mod admission;
 mod expr;
+mod join_size;
 mod parse_work;
 mod sql_memory;
 mod sql_threads;
@@ -25,6 +27,7 @@ use grape_meta::Catalog;
 use serde::{Deserialize, Serialize};
 
 pub use admission::{Admission, AdmissionCounters, InFlight, Permit, RequestClass};
+pub use join_size::check_join_sizes;
 pub use expr::{prepare_filter, prepare_statement, ExprLimits, HARD_MAX_EXPR_DEPTH};
 pub use sql_memory::SqlMemory;
 pub use sql_threads::on_sql_threads;
@@ -58,6 +61,9 @@ pub struct Limits {
     /// Memory all SQL queries of this node may hold together (sorts, joins, aggregates), in
     /// bytes; a query that needs more fails with `RESOURCE_EXHAUSTED` (nothing spills to disk).
     pub sql_memory_bytes: u64,
+    /// Most pairs of rows a join without an equality condition (a nested loop or a cross
+    /// join) may compare, counting every row of the segments beneath each side.
+    pub max_join_pairs: u64,
     /// Longest a request may take, waiting in the queue included, in seconds; a client's own
     /// gRPC deadline is honoured too when it is shorter.
     pub request_timeout_secs: u64,
@@ -75,6 +81,7 @@ impl Default for Limits {
             write_concurrency: 16,
             write_queue: 16,
             sql_memory_bytes: 2 << 30,
+            max_join_pairs: 10_000_000_000,
             request_timeout_secs: 60,
         }
     }

@@ -81,6 +81,13 @@ impl SegmentScanExec {
     }
 }
 
+impl SegmentScanExec {
+    /// The rows of the segments this scan reads (before its filter): the most it can return.
+    pub fn rows_bound(&self) -> u64 {
+        self.routes.iter().map(|r| r.meta.rows).sum()
+    }
+}
+
 impl fmt::Debug for SegmentScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SegmentScanExec({}, {} segments)", self.collection, self.routes.len())
