@@ -46,16 +46,9 @@ pub async fn run_sql(
     }
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let state = ctx.state();
-    // Parsing and shaping a long query takes a while: not on a runtime thread.
-    let statement = {
-        let (state, query) = (state.clone(), query.to_string());
-        tokio::task::spawn_blocking(move || {
-            let dialect = state.config().options().sql_parser.dialect;
-            prepare_statement(&query, limits, |text| Ok(state.sql_to_statement(text, &dialect)?))
-        })
-        .await
-        .map_err(|e| ComputeError::Internal(format!("parsing the query failed: {e}")))??
-    };
+    // Parsed where the query runs: the gateway runs it on the SQL threads (limits::on_sql_threads).
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = prepare_statement(query, limits, |text| Ok(state.sql_to_statement(text, &dialect)?))?;
     if !matches!(statement, DfStatement::Statement(_) | DfStatement::Explain(_)) {
         // COPY, CREATE EXTERNAL TABLE, RESET: refused before DataFusion plans (or runs) them.
         return Err(ComputeError::InvalidArgument(

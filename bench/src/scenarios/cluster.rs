@@ -13,12 +13,11 @@ use clap::Args;
 use grape_compute::datagen;
 use grape_compute::ingest::encode_ipc;
 use grape_meta::service::RemoteMeta;
-use grape_meta::testing::MetaProcesses;
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::processes::ComputeNode;
+use super::processes::MetaGroup;
 use crate::report::{percentile, report, Row};
 
 /// Options of the scenario.
@@ -52,14 +51,10 @@ pub struct Options {
 
 /// Runs the scenario.
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let bin = super::grape_binary(o.grape.as_deref())?;
-    let dir = tempfile::tempdir()?;
-    let group = MetaProcesses::start(&bin, 3)?;
-    let members = group.addrs().join(",");
-    let storage = format!("file://{}", dir.path().join("objects").display());
+    let stack = MetaGroup::start(o.grape.as_deref())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let meta = rt.block_on(async { RemoteMeta::new(&group.addrs()) })?;
-    let mut nodes = vec![ComputeNode::start(&bin, &members, &storage, &dir.path().join("c0"))?];
+    let meta = rt.block_on(async { RemoteMeta::new(&stack.group.addrs()) })?;
+    let mut nodes = vec![stack.compute_node("c0")?];
     let segments = rt.block_on(load(&nodes[0].endpoint, &o))?;
     eprintln!("loaded {} rows in {segments} segments", o.rows);
 
@@ -67,7 +62,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut qps = Vec::new();
     for n in 1..=3usize {
         while nodes.len() < n {
-            nodes.push(ComputeNode::start(&bin, &members, &storage, &dir.path().join(format!("c{}", nodes.len())))?);
+            nodes.push(stack.compute_node(&format!("c{}", nodes.len()))?);
         }
         rt.block_on(wait_settled(&meta, n, segments))?;
         let endpoints: Vec<String> = nodes.iter().map(|n| n.endpoint.clone()).collect();
@@ -96,7 +91,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         failovers.push(json!({"replicas": replicas, "failover_s": f.failover, "failed": f.failed, "queries": f.total,
                               "slowest_ms": f.slowest_ms, "slowest_before_kill_ms": f.slowest_before_ms}));
         // Back to three nodes: a fresh one joins.
-        nodes[victim] = ComputeNode::start(&bin, &members, &storage, &dir.path().join(format!("c{victim}-{replicas}")))?;
+        nodes[victim] = stack.compute_node(&format!("c{victim}-{replicas}"))?;
         rt.block_on(wait_settled(&meta, 3, segments * u64::from(replicas)))?;
     }
     let params = json!({

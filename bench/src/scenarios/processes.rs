@@ -1,9 +1,41 @@
 //! `grape` processes the scenarios start, and what they measure of them.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Three `grape meta` processes and object storage on local disk under a temporary
+/// directory: what the multi-process scenarios start compute nodes against.
+pub struct MetaGroup {
+    /// The `grape` binary.
+    pub bin: PathBuf,
+    /// The meta processes.
+    pub group: grape_meta::testing::MetaProcesses,
+    /// `ADDR,ADDR,ADDR` of the members, as `--meta` takes them.
+    pub members: String,
+    /// The storage URL.
+    pub storage: String,
+    dir: tempfile::TempDir,
+}
+
+impl MetaGroup {
+    /// Starts the three members with the `grape` binary `grape` (default: beside the
+    /// benchmark's own binary).
+    pub fn start(grape: Option<&Path>) -> Result<MetaGroup, Box<dyn std::error::Error>> {
+        let bin = super::grape_binary(grape)?;
+        let dir = tempfile::tempdir()?;
+        let group = grape_meta::testing::MetaProcesses::start(&bin, 3)?;
+        let members = group.addrs().join(",");
+        let storage = format!("file://{}", dir.path().join("objects").display());
+        Ok(MetaGroup { bin, group, members, storage, dir })
+    }
+
+    /// Starts a `grape compute` process against the group, its data directory named `name`.
+    pub fn compute_node(&self, name: &str) -> Result<ComputeNode, Box<dyn std::error::Error>> {
+        ComputeNode::start(&self.bin, &self.members, &self.storage, &self.dir.path().join(name))
+    }
+}
 
 /// A `grape compute` process, killed when dropped.
 pub struct ComputeNode {

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use grape_compute::datagen;
 use grape_compute::ingest::{decode_ipc, encode_ipc};
-use grape_meta::testing::MetaProcesses;
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::processes::{resident_bytes, ComputeNode};
+use super::processes::{resident_bytes, MetaGroup};
 use crate::report::{report, Row};
 
 /// Options of the scenario.
@@ -58,12 +57,9 @@ fn count(tally: &Tally, workload: &str, answer: &Result<(), tonic::Status>) {
 
 /// Runs the scenario.
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let bin = super::grape_binary(o.grape.as_deref())?;
-    let dir = tempfile::tempdir()?;
-    let group = MetaProcesses::start(&bin, 3)?;
-    let members = group.addrs().join(",");
-    let storage = format!("file://{}", dir.path().join("objects").display());
-    let nodes = [ComputeNode::start(&bin, &members, &storage, &dir.path().join("c0"))?, ComputeNode::start(&bin, &members, &storage, &dir.path().join("c1"))?];
+    let meta = MetaGroup::start(o.grape.as_deref())?;
+    let group = &meta.group;
+    let nodes = [meta.compute_node("c0")?, meta.compute_node("c1")?];
     let mut pids: Vec<(String, u32)> = group.ids().iter().filter_map(|id| Some((format!("meta-{id}"), group.pid(*id)?))).collect();
     pids.extend(nodes.iter().enumerate().map(|(i, n)| (format!("compute-{i}"), n.pid())));
     let endpoints: Vec<String> = nodes.iter().map(|n| n.endpoint.clone()).collect();
