@@ -22,23 +22,21 @@ use crate::error::ComputeError;
 const SQL_THREAD_STACK_BYTES: usize = 8 << 20;
 
 /// The process's SQL runtime, one thread per core, built on first use and never dropped
-/// (a runtime may not be dropped from async code).
+/// (a runtime may not be dropped from async code, so it is built exactly once: callers
+/// racing for the first use wait for the one building it, none builds a spare to drop).
 fn sql_runtime() -> Result<&'static Runtime, ComputeError> {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("grape-sql")
-        .thread_stack_size(SQL_THREAD_STACK_BYTES)
-        .enable_all()
-        .build()
-        .map_err(|e| ComputeError::Internal(format!("cannot start the SQL threads: {e}")))?;
-    // Another caller may have won the race; its runtime is used and this one dropped here,
-    // outside any runtime.
-    Ok(RUNTIME.get_or_init(|| runtime))
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let built = RUNTIME.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("grape-sql")
+            .thread_stack_size(SQL_THREAD_STACK_BYTES)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    built.as_ref().map_err(|e| ComputeError::Internal(format!("cannot start the SQL threads: {e}")))
 }
 
 /// Aborts the task when dropped: the caller's deadline passed or its client went away.
