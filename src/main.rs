@@ -79,6 +79,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => cli::ingest::run(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Search(args) => cli::query::search(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Sql(args) => cli::query::sql(&mut connect(&cli.endpoint).await?, format, args).await,
+        Command::Delete(args) => cli::query::delete(&mut connect(&cli.endpoint).await?, format, args).await,
+        Command::Get(args) => cli::query::get(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Status => cli::meta::status(&cli.endpoint, format).await,
         Command::Meta(args) => meta_server::run(args).await,
         Command::Compute(args) => compute_server::run(args, &ConfigFile::load_optional(cli.config.as_deref())?).await,

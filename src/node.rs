@@ -66,6 +66,7 @@ impl NodeServer {
         meta_service: Option<MetaService>,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
+        let leaf = LeafService::new(engine.clone(), meta.clone());
         let gateway = Arc::new(Gateway::new(meta, engine.clone(), storage, node_id, role).with_gc_grace(gc.grace).with_limits(limits));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
         let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
@@ -77,7 +78,7 @@ impl NodeServer {
         }
         let router = tonic::transport::Server::builder()
             .add_service(GrapeService(gateway.clone()).into_server())
-            .add_service(LeafService(engine).into_server())
+            .add_service(leaf.into_server())
             .add_optional_service(meta_service.map(MetaService::into_server));
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(grape_proto::net::incoming(listener), until_stopped(&stop)));
         Ok(NodeServer { addr, gateway, stop, serving })

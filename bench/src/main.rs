@@ -24,6 +24,8 @@
 //! |                | through `grape dev`: the network floor every request pays                |
 //! | `soak`         | 30 minutes of mixed good and bad traffic on 3 meta + 2 compute: memory    |
 //! |                | over time, answers by code, every acknowledged insert readable           |
+//! | `upsert`       | upsert rows/s and latency at batch sizes 1, 100, 10,000; delete until    |
+//! |                | gone from a Get; search over the small segments left behind              |
 
 mod report;
 mod scenarios;
@@ -53,6 +55,8 @@ enum Scenario {
     Rpc(scenarios::rpc::Options),
     /// Mixed good and bad traffic on 3 meta + 2 compute for a long time: memory, errors, writes.
     Soak(scenarios::soak::Options),
+    /// Upserts at batch sizes 1, 100 and 10,000, deletes until invisible, through `grape dev`.
+    Upsert(scenarios::upsert::Options),
 }
 
 fn main() {
@@ -67,6 +71,7 @@ fn main() {
         Scenario::Cluster(o) => scenarios::cluster::run(o),
         Scenario::Rpc(o) => scenarios::rpc::run(o),
         Scenario::Soak(o) => scenarios::soak::run(o),
+        Scenario::Upsert(o) => scenarios::upsert::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -19,6 +19,7 @@ use grape_storage::Storage;
 use tokio::sync::watch;
 
 use crate::error::ComputeError;
+use crate::liveness::KeyCache;
 use crate::segment::{LoadedSegment, SegmentRef};
 
 /// How many segments are read from storage at once.
@@ -90,6 +91,8 @@ pub struct SegmentStates {
 #[derive(Debug)]
 pub struct Engine {
     storage: Storage,
+    /// Keys of the segments and delete logs that decide which rows are live.
+    keys: KeyCache,
     held: RwLock<Held>,
     /// Bumped whenever a segment becomes ready or fails, so waiters can re-check.
     changed: watch::Sender<u64>,
@@ -98,12 +101,17 @@ pub struct Engine {
 impl Engine {
     /// An engine with nothing loaded, reading segments from `storage`.
     pub fn new(storage: Storage) -> Self {
-        Self { storage, held: RwLock::new(Held::default()), changed: watch::Sender::new(0) }
+        Self { keys: KeyCache::new(storage.clone()), storage, held: RwLock::new(Held::default()), changed: watch::Sender::new(0) }
     }
 
     /// The storage segments are read from.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The keys of sources (segments, delete logs) read so far; see [`crate::liveness`].
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
     }
 
     /// The segment `id`, if this node can serve it (ready, or retired within its grace).

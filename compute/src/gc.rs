@@ -1,4 +1,5 @@
-//! Garbage collection of orphan objects: segment objects that no manifest names.
+//! Garbage collection of orphan objects: segment, keys and delete-log objects that no manifest
+//! names.
 //!
 //! Orphans come from inserts whose commit never happened (a crash or a storage or meta error
 //! between upload and commit) and from dropped collections. An object is deleted only if no
@@ -34,6 +35,19 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
+/// Every object a manifest of `catalog` names: segments, their keys files, delete logs.
+pub fn referenced_paths(catalog: &Catalog) -> HashSet<&str> {
+    let mut paths = HashSet::new();
+    for shard in catalog.collections.values().flat_map(|c| &c.shards) {
+        for segment in &shard.segments {
+            paths.insert(segment.path.as_str());
+            paths.extend(segment.keys_path.as_deref());
+        }
+        paths.extend(shard.delete_logs.iter().map(|d| d.path.as_str()));
+    }
+    paths
+}
+
 /// Deletes unreferenced segment objects older than `grace`. `catalog` is called after the
 /// listing and must return a catalog at least as new as any commit that preceded the call.
 pub async fn collect_garbage<F, Fut>(storage: &Storage, grace: Duration, catalog: F) -> Result<GcReport, ComputeError>
@@ -43,7 +57,7 @@ where
 {
     let objects = storage.list_objects(SEGMENTS_PREFIX).await?;
     let catalog = catalog().await?;
-    let referenced: HashSet<&str> = catalog.collections.values().flat_map(|c| c.segments()).map(|s| s.path.as_str()).collect();
+    let referenced = referenced_paths(&catalog);
     let now = SystemTime::now();
     let mut report = GcReport { scanned: objects.len() as u64, ..Default::default() };
     for object in objects {
@@ -75,17 +89,27 @@ mod tests {
         let orphan = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         storage.put_if_absent("other/file", bytes::Bytes::from_static(b"x")).await.unwrap();
         let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None };
-        let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], tombstones: vec![] };
+        let ids: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::UInt64Array::from(vec![3]));
+        let log = storage.write_delete_log("collections/docs-1", 0, &ids).await.unwrap();
+        let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()] };
         let mut catalog = Catalog::default();
         catalog.collections.insert("docs".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
 
         let young = collect_garbage(&storage, Duration::from_secs(3600), || async { Ok(catalog.clone()) }).await.unwrap();
-        assert_eq!((young.scanned, young.referenced, young.too_young, young.deleted.len()), (2, 1, 1, 0));
+        // Each segment comes with its keys file.
+        assert_eq!((young.scanned, young.referenced, young.too_young, young.deleted.len()), (5, 3, 2, 0));
 
         let report = collect_garbage(&storage, Duration::ZERO, || async { Ok(catalog.clone()) }).await.unwrap();
-        assert_eq!(report.deleted, vec![orphan.path.clone()]);
-        assert_eq!(report.bytes_freed, orphan.size_bytes);
+        let orphan_keys = orphan.keys_path.clone().unwrap();
+        let mut expected = vec![orphan.path.clone(), orphan_keys.clone()];
+        expected.sort();
+        let mut deleted = report.deleted.clone();
+        deleted.sort();
+        assert_eq!(deleted, expected);
+        assert!(report.bytes_freed > orphan.size_bytes);
         assert!(storage.read_segment(&kept).await.is_ok(), "a referenced segment is never deleted");
+        assert!(storage.read_keys(kept.keys_path.as_deref().unwrap()).await.is_ok(), "nor its keys");
+        assert!(storage.read_keys(&log.path).await.is_ok(), "nor a delete log");
         assert!(storage.get("other/file").await.is_ok(), "nothing outside collections/ is touched");
     }
 }

@@ -223,13 +223,47 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// The shard of each row of `batch`, by a stable hash of its `id`.
 pub fn shard_rows(batch: &RecordBatch, shards: u32) -> Result<Vec<u32>, ComputeError> {
     let id = batch.column_by_name(ID_COLUMN).ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
+    key_shards(id, shards)
+}
+
+/// The shard of each of `keys` (a uint64 or utf8 array of primary keys).
+pub fn key_shards(keys: &ArrayRef, shards: u32) -> Result<Vec<u32>, ComputeError> {
     let shards = shards.max(1) as u64;
-    let hashes: Vec<u64> = match id.data_type() {
-        DataType::UInt64 => id.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
-        DataType::Utf8 => id.as_string::<i32>().iter().map(|v| fnv1a(v.unwrap_or_default().as_bytes())).collect(),
+    let hashes: Vec<u64> = match keys.data_type() {
+        DataType::UInt64 => keys.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
+        DataType::Utf8 => keys.as_string::<i32>().iter().map(|v| fnv1a(v.unwrap_or_default().as_bytes())).collect(),
         t => return Err(ComputeError::Internal(format!("unexpected id type {t}"))),
     };
     Ok(hashes.into_iter().map(|h| (h % shards) as u32).collect())
+}
+
+/// Keeps one row per `id`: the last one (within one write, the last row of an id wins).
+/// Rows keep their order.
+pub fn keep_last_per_id(batch: &RecordBatch) -> Result<RecordBatch, ComputeError> {
+    let id = batch.column_by_name(ID_COLUMN).ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
+    let mut keep: Vec<u32> = match id.data_type() {
+        DataType::UInt64 => last_rows(id.as_primitive::<arrow::datatypes::UInt64Type>().values().iter()),
+        DataType::Utf8 => last_rows(id.as_string::<i32>().iter()),
+        t => return Err(ComputeError::Internal(format!("unexpected id type {t}"))),
+    };
+    if keep.len() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    keep.reverse();
+    Ok(take_record_batch(batch, &UInt32Array::from(keep))?)
+}
+
+/// Rows (last first) holding the last occurrence of each key of `keys`.
+fn last_rows<K: std::hash::Hash + Eq>(keys: impl DoubleEndedIterator<Item = K> + ExactSizeIterator) -> Vec<u32> {
+    let n = keys.len();
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut rows = Vec::with_capacity(n);
+    for (i, key) in keys.rev().enumerate() {
+        if seen.insert(key) {
+            rows.push((n - 1 - i) as u32);
+        }
+    }
+    rows
 }
 
 /// Splits a conformed batch into one batch per shard (shards with no rows are left out).
@@ -295,6 +329,20 @@ mod tests {
         let b = rows(vec![Some(vec![Some(1.0), Some(f32::NAN)])]);
         let e = conform(&spec(2), &schema, &b).unwrap_err().to_string();
         assert!(e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn the_last_row_of_an_id_wins() {
+        let b = rows(vec![Some(vec![Some(1.0)]); 4]);
+        let schema = Arc::new(schema_from_rows(&spec(1), &b.schema()).unwrap());
+        let c = conform(&spec(1), &schema, &b).unwrap();
+        let ids = arrow::array::UInt64Array::from(vec![7, 8, 7, 9]);
+        let price = arrow::array::Int32Array::from(vec![1, 2, 3, 4]);
+        let c = RecordBatch::try_new(c.schema(), vec![Arc::new(ids), c.column(1).clone(), Arc::new(price)]).unwrap();
+        let kept = keep_last_per_id(&c).unwrap();
+        let ids: Vec<u64> = kept.column(0).as_primitive::<arrow::datatypes::UInt64Type>().values().to_vec();
+        let prices: Vec<i32> = kept.column(2).as_primitive::<arrow::datatypes::Int32Type>().values().to_vec();
+        assert_eq!((ids, prices), (vec![8, 7, 9], vec![2, 3, 4]));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   with min/max segment pruning.
 //! - [`limits`]: what a node accepts — expression size and depth, concurrent requests per
 //!   class, SQL memory, request deadlines.
+//! - [`liveness`]: ids as keys — which rows of a segment newer upserts and deletes replaced.
 //! - [`ingest`]: decoding, conforming and sharding of inserted rows; [`gc`]: deleting orphan
 //!   segment objects.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
@@ -42,6 +43,7 @@ pub mod index;
 pub mod ingest;
 pub mod leaf;
 pub mod limits;
+pub mod liveness;
 pub mod meta_client;
 pub mod remote_meta;
 pub mod router;

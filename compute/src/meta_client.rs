@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use grape_meta::catalog::Catalog;
+use grape_meta::catalog::{Catalog, Collection};
 use grape_meta::{Command, CommandResult, MetaError, MetaNode, MetaStatus};
 use tokio::sync::watch;
+
+use crate::error::ComputeError;
 
 /// The meta service as compute nodes and gateways use it.
 #[async_trait]
@@ -47,5 +49,36 @@ impl MetaClient for MetaNode {
 
     async fn status(&self) -> Result<MetaStatus, MetaError> {
         Ok(MetaNode::status(self).await)
+    }
+}
+
+/// Waits until the catalog `meta` follows has `collection` at `version` or later, or
+/// `timeout` passes. Fails with `NotFound` if the collection does not exist and
+/// `Unavailable` on timeout.
+pub async fn wait_for_version(
+    meta: &dyn MetaClient,
+    collection: &str,
+    version: u64,
+    timeout: std::time::Duration,
+) -> Result<Collection, ComputeError> {
+    let mut changes = meta.changes();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        changes.borrow_and_update();
+        let current = meta.applied_catalog().collections.get(collection).cloned();
+        match current {
+            Some(c) if c.version >= version => return Ok(c),
+            None if version == 0 => return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
+            _ => {}
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            return match meta.applied_catalog().collections.get(collection) {
+                None => Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
+                Some(c) => Err(ComputeError::Unavailable(format!(
+                    "collection \"{collection}\" is at version {} on this node, {version} was asked for",
+                    c.version
+                ))),
+            };
+        }
     }
 }

@@ -18,7 +18,8 @@ use crate::engine::CollectionView;
 use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::index::VectorIndexRead;
-use crate::segment::{SegmentRef, ID_COLUMN, VECTOR_COLUMN};
+use crate::liveness::LiveSegment;
+use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
 use crate::topk::TopK;
 
 /// Largest `k` a search may ask for.
@@ -64,15 +65,16 @@ pub fn validate_vector(collection: &str, dim: u32, vector: &[f32]) -> Result<(),
 /// `Unavailable` if the view misses segments.
 pub fn search(view: &CollectionView, query: &SearchQuery) -> Result<SearchResult, ComputeError> {
     view.require_complete()?;
-    search_segments(view.collection.spec.metric, view.schema.as_ref(), &view.segments, query)
+    let segments: Vec<LiveSegment> = view.segments.iter().cloned().map(LiveSegment::all).collect();
+    search_segments(view.collection.spec.metric, view.schema.as_ref(), &segments, query)
 }
 
-/// Searches `segments`, all with `schema` (blocking: call from a blocking thread). `None`
-/// schema means no insert yet: an empty answer.
+/// Searches the live rows of `segments`, all with `schema` (blocking: call from a blocking
+/// thread). `None` schema means no insert yet: an empty answer.
 pub fn search_segments(
     metric: Metric,
     schema: Option<&SchemaRef>,
-    segments: &[SegmentRef],
+    segments: &[LiveSegment],
     query: &SearchQuery,
 ) -> Result<SearchResult, ComputeError> {
     search_segments_until(metric, schema, segments, query, &AtomicBool::new(false))
@@ -83,7 +85,7 @@ pub fn search_segments(
 fn search_segments_until(
     metric: Metric,
     schema: Option<&SchemaRef>,
-    segments: &[SegmentRef],
+    segments: &[LiveSegment],
     query: &SearchQuery,
     cancelled: &AtomicBool,
 ) -> Result<SearchResult, ComputeError> {
@@ -100,11 +102,12 @@ fn search_segments_until(
                 return Err(ComputeError::Unavailable("the search was cancelled".into()));
             }
             let mask = match &query.filter {
-                Some(f) => Some(f.evaluate(&segment.batch)?),
+                Some(f) => Some(f.evaluate(&segment.segment.batch)?),
                 None => None,
             };
+            let mask = segment.visible(mask)?;
             let mut top = TopK::new(query.k);
-            let scanned = segment.search(i as u32, &query.vector, &scorer, mask.as_ref(), &mut top);
+            let scanned = segment.segment.search(i as u32, &query.vector, &scorer, mask.as_ref(), &mut top);
             Ok((top, scanned))
         })
         .collect();
@@ -124,7 +127,7 @@ fn search_segments_until(
 pub async fn search_segments_blocking(
     metric: Metric,
     schema: Option<SchemaRef>,
-    segments: Vec<SegmentRef>,
+    segments: Vec<LiveSegment>,
     query: SearchQuery,
 ) -> Result<SearchResult, ComputeError> {
     /// Sets the flag when dropped: the waiting side went away.
@@ -168,7 +171,7 @@ fn hit_schema_without_payload() -> SchemaRef {
 
 /// Builds the hit batch: the candidates' rows with `score` after `id`.
 fn materialise(
-    segments: &[SegmentRef],
+    segments: &[LiveSegment],
     schema: &SchemaRef,
     hits: &[crate::topk::Candidate],
     include_vectors: bool,
@@ -178,7 +181,7 @@ fn materialise(
     let projected = Arc::new(schema.project(&keep)?);
     let mut rows = Vec::with_capacity(hits.len());
     for hit in hits {
-        let segment = &segments[hit.segment as usize];
+        let segment = &segments[hit.segment as usize].segment;
         let one = take_record_batch(&segment.batch, &UInt32Array::from(vec![hit.row]))?;
         rows.push(one.project(&keep)?);
     }
@@ -253,7 +256,7 @@ mod tests {
         let parts: Vec<RecordBatch> = v
             .segments
             .iter()
-            .map(|s| search_segments(Metric::L2, v.schema.as_ref(), std::slice::from_ref(s), &query).unwrap().hits)
+            .map(|s| search_segments(Metric::L2, v.schema.as_ref(), &[LiveSegment::all(s.clone())], &query).unwrap().hits)
             .collect();
         assert_eq!(merge_hits(parts, 10).unwrap(), whole);
     }

@@ -9,6 +9,7 @@ use grape_storage::format::SegmentMeta;
 
 use crate::distance::norm;
 use crate::error::ComputeError;
+use crate::liveness::SegmentLiveness;
 
 /// Name of the vector column in every collection.
 pub const VECTOR_COLUMN: &str = "vector";
@@ -28,6 +29,8 @@ pub struct LoadedSegment {
     vectors: arrow::buffer::ScalarBuffer<f32>,
     /// Euclidean norm of each row's vector, for cosine distance.
     norms: Vec<f32>,
+    /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
+    pub liveness: SegmentLiveness,
 }
 
 impl LoadedSegment {
@@ -57,7 +60,16 @@ impl LoadedSegment {
         let start = list.offset() * dim;
         let vectors = values.values().slice(start, list.len() * dim);
         let norms = if dim == 0 { vec![0.0; list.len()] } else { vectors.chunks_exact(dim).map(norm).collect() };
-        Ok(Self { meta, batch, dim, vectors, norms })
+        if batch.column_by_name(ID_COLUMN).is_none() {
+            return Err(ComputeError::Corrupt(format!("segment {} has no `id` column", meta.path)));
+        }
+        Ok(Self { meta, batch, dim, vectors, norms, liveness: SegmentLiveness::default() })
+    }
+
+    /// The primary keys, one per row.
+    pub fn ids(&self) -> &arrow::array::ArrayRef {
+        // `new` checked that the column exists.
+        self.batch.column_by_name(ID_COLUMN).unwrap_or_else(|| self.batch.column(0))
     }
 
     /// Number of rows.

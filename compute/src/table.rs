@@ -114,7 +114,7 @@ impl TableProvider for CollectionTable {
         }
         let exec = SegmentScanExec::new(
             self.router.clone(),
-            &self.collection.spec.name,
+            &self.collection,
             &self.schema,
             routes,
             projection.cloned(),

@@ -31,6 +31,8 @@ pub fn view(metric: Metric, dim: u32) -> CollectionView {
                 rows: 700,
                 size_bytes: 0,
                 columns: grape_storage::column_stats(std::slice::from_ref(&batch)),
+                keys_path: None,
+                seq: 0,
             };
             Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch]).unwrap())
         })

@@ -5,10 +5,10 @@
 //! (`AlreadyExists`, `NotFound`, `Conflict`) are results, not errors: they are decided once, in
 //! log order, and leave the catalog unchanged.
 
-use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest, Tombstone};
+use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest};
 use crate::command::{Command, CommandResult};
 use crate::config::PutOutcome;
-use grape_storage::format::SegmentMeta;
+use grape_storage::format::{commit_seq, DeleteLogMeta, SegmentMeta, SEQ_ORDINAL_BITS};
 
 /// Applies `cmd` to `catalog` and returns the outcome.
 ///
@@ -35,8 +35,8 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
                 }
             }
         }
-        Command::CommitSegments { collection, collection_id, segments, tombstones } => {
-            commit_segments(catalog, collection, *collection_id, segments, tombstones)
+        Command::CommitSegments { collection, collection_id, segments, delete_logs } => {
+            commit_segments(catalog, collection, *collection_id, segments, delete_logs)
         }
         Command::RegisterNode { id, addr, memory_bytes } => {
             catalog.compute.register(*id, addr, *memory_bytes);
@@ -94,7 +94,7 @@ fn commit_segments(
     name: &str,
     collection_id: u64,
     segments: &[SegmentMeta],
-    tombstones: &[(u32, Tombstone)],
+    delete_logs: &[DeleteLogMeta],
 ) -> CommandResult {
     let Some(coll) = catalog.collections.get_mut(name) else {
         return CommandResult::NotFound(name.to_string());
@@ -105,21 +105,33 @@ fn commit_segments(
     }
     let shard_count = coll.shards.len();
     let bad_shard =
-        segments.iter().map(|s| s.shard).chain(tombstones.iter().map(|(shard, _)| *shard)).find(|&shard| shard as usize >= shard_count);
+        segments.iter().map(|s| s.shard).chain(delete_logs.iter().map(|d| d.shard)).find(|&shard| shard as usize >= shard_count);
     if let Some(shard) = bad_shard {
         return CommandResult::Conflict(format!("collection {name} has {shard_count} shards, commit names shard {shard}"));
+    }
+    if segments.len() + delete_logs.len() >= 1 << SEQ_ORDINAL_BITS {
+        return CommandResult::Conflict(format!(
+            "a commit may name at most {} segments and delete logs, this one names {}",
+            (1u64 << SEQ_ORDINAL_BITS) - 1,
+            segments.len() + delete_logs.len()
+        ));
     }
 
     coll.version += 1;
     let version = coll.version;
+    let mut ordinal = 0;
+    let mut next_seq = || {
+        ordinal += 1;
+        commit_seq(version, ordinal)
+    };
     for seg in segments {
         let manifest = &mut coll.shards[seg.shard as usize];
-        manifest.segments.push(seg.clone());
+        manifest.segments.push(SegmentMeta { seq: next_seq(), ..seg.clone() });
         manifest.version = version;
     }
-    for (shard, tomb) in tombstones {
-        let manifest = &mut coll.shards[*shard as usize];
-        manifest.tombstones.push(Tombstone { key: tomb.key.clone(), version });
+    for log in delete_logs {
+        let manifest = &mut coll.shards[log.shard as usize];
+        manifest.delete_logs.push(DeleteLogMeta { seq: next_seq(), ..log.clone() });
         manifest.version = version;
     }
     CommandResult::Applied { version }
@@ -143,6 +155,10 @@ mod tests {
         .expect("segment meta from json")
     }
 
+    fn deletes(id: &str, shard: u32) -> DeleteLogMeta {
+        DeleteLogMeta { id: id.into(), shard, path: format!("p/{id}.deletes"), keys: 1, size_bytes: 10, seq: 0 }
+    }
+
     fn schema(extra: &str) -> Schema {
         Schema::new(vec![Field::new("id", DataType::UInt64, false), Field::new(extra, DataType::Utf8, true)])
     }
@@ -152,7 +168,7 @@ mod tests {
     }
 
     fn commit(c: &mut Catalog, name: &str, id: u64, segs: Vec<SegmentMeta>) -> CommandResult {
-        let cmd = Command::CommitSegments { collection: name.into(), collection_id: id, segments: segs, tombstones: vec![] };
+        let cmd = Command::CommitSegments { collection: name.into(), collection_id: id, segments: segs, delete_logs: vec![] };
         apply(c, &cmd)
     }
 
@@ -215,7 +231,7 @@ mod tests {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![seg("s3", 2, 1)],
-            tombstones: vec![(1, Tombstone { key: "42".into(), version: 0 })],
+            delete_logs: vec![deletes("d1", 1)],
         };
         assert_eq!(apply(&mut c, &cmd), CommandResult::Applied { version: 2 });
         let a = &c.collections["a"];
@@ -223,9 +239,10 @@ mod tests {
         assert_eq!(a.rows(), 13);
         assert_eq!(a.shards[0].version, 1);
         assert_eq!(a.shards[1].version, 2);
-        assert_eq!(a.shards[1].tombstones, vec![Tombstone { key: "42".into(), version: 2 }]);
+        assert_eq!(a.shards[1].delete_logs, vec![DeleteLogMeta { seq: commit_seq(2, 2), ..deletes("d1", 1) }]);
         assert_eq!(a.shards[2].version, 2);
-        assert_eq!(a.shards[2].segments.len(), 2);
+        let seqs: Vec<u64> = a.shards[2].segments.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, vec![commit_seq(1, 2), commit_seq(2, 1)], "segments first, in the order listed, later commits higher");
     }
 
     #[test]
@@ -241,7 +258,7 @@ mod tests {
             collection: "a".into(),
             collection_id: 0,
             segments: vec![],
-            tombstones: vec![(5, Tombstone { key: "1".into(), version: 0 })],
+            delete_logs: vec![deletes("d", 5)],
         };
         assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
         assert_eq!(c, before);

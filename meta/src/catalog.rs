@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use arrow_schema::Schema;
-use grape_storage::format::SegmentMeta;
+use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigStore;
@@ -79,7 +79,8 @@ pub struct Collection {
 }
 
 impl Collection {
-    /// Total rows in all live segments (tombstones not subtracted).
+    /// Total rows in all segments, replaced and deleted rows included (only the compute nodes,
+    /// which read the keys, know how many of them are live).
     pub fn rows(&self) -> u64 {
         self.shards.iter().flat_map(|s| &s.segments).map(|s| s.rows).sum()
     }
@@ -90,24 +91,19 @@ impl Collection {
     }
 }
 
-/// The live segments and delete tombstones of one shard, at one version.
+/// The live segments and delete logs of one shard, at one version.
+///
+/// Every segment and delete log has a sequence number (`seq`, assigned at commit): a row is
+/// live unless a segment or delete log of the same shard with a higher `seq` holds its key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShardManifest {
     /// Monotonically increasing version of this shard's manifest.
     pub version: u64,
-    /// Immutable segments that make up the shard.
+    /// Immutable segments that make up the shard, in commit order.
     pub segments: Vec<SegmentMeta>,
-    /// Primary keys deleted, with the collection version that deleted them.
-    pub tombstones: Vec<Tombstone>,
-}
-
-/// A deleted primary key: rows with this key in segments committed before `version` are hidden.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    /// The primary key, as its string form (u64 keys in decimal).
-    pub key: String,
-    /// Collection version of the commit that deleted it.
-    pub version: u64,
+    /// Keys deleted from the shard, one immutable object per delete commit, in commit order.
+    #[serde(default)]
+    pub delete_logs: Vec<DeleteLogMeta>,
 }
 
 /// The whole replicated state: collections by name.

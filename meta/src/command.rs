@@ -1,10 +1,10 @@
 //! Commands: the only way the replicated state changes, and what applying one returns.
 
 use arrow_schema::Schema;
-use grape_storage::format::SegmentMeta;
+use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CollectionSpec, Tombstone};
+use crate::catalog::CollectionSpec;
 
 /// A change to the replicated state, appended to the Raft log and applied in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,9 @@ pub enum Command {
         /// The full Arrow schema.
         schema: Schema,
     },
-    /// Publish already-uploaded segments and tombstones into shard manifests, atomically.
+    /// Publish already-uploaded segments and delete logs into shard manifests, atomically: an
+    /// upsert's new rows and a delete's removals become visible together. Each entry gets the
+    /// next sequence number of the collection, segments first, in the order listed.
     CommitSegments {
         /// Collection name.
         collection: String,
@@ -41,8 +43,9 @@ pub enum Command {
         collection_id: u64,
         /// Segments to add (each names its shard).
         segments: Vec<SegmentMeta>,
-        /// Per shard, keys to delete.
-        tombstones: Vec<(u32, Tombstone)>,
+        /// Delete logs to add (each names its shard).
+        #[serde(default)]
+        delete_logs: Vec<DeleteLogMeta>,
     },
     /// Register a compute node, or mark it live again (possibly at a new address).
     RegisterNode {

@@ -21,7 +21,7 @@
 //!
 //! # Layout
 //!
-//! - [`catalog`]: the replicated state (collections, shard manifests, tombstones), plain serde.
+//! - [`catalog`]: the replicated state (collections, shard manifests with their segments and delete logs), plain serde.
 //! - [`config`]: the versioned config namespace (compare-and-set on per-key versions).
 //! - [`command`]: [`Command`]s that change it and the [`CommandResult`] of applying one.
 //! - [`apply`]: the only code that changes a [`Catalog`].
@@ -59,7 +59,7 @@ pub mod store;
 pub mod testing;
 pub mod types;
 
-pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest, Tombstone};
+pub use catalog::{Catalog, Collection, CollectionSpec, Metric, ShardManifest};
 pub use command::{Command, CommandResult};
 pub use error::MetaError;
 pub use node::{MemberStatus, MetaNode, MetaStatus};

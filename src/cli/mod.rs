@@ -74,6 +74,10 @@ pub enum Command {
     Search(SearchArgs),
     /// Run a SQL query; every collection is a table.
     Sql(SqlArgs),
+    /// Delete rows by id (`--ids 1,2,3`) or by filter (`--filter "price > 9"`), in one commit.
+    Delete(DeleteArgs),
+    /// Read rows by id; ids that do not exist are simply absent.
+    Get(GetArgs),
     /// Show the state of the node and the meta group.
     Status,
     /// Delete segment objects that no manifest names (left by failed inserts and dropped
@@ -418,6 +422,35 @@ pub struct SearchArgs {
     /// warning on stderr names how many were missed) instead of failing.
     #[arg(long)]
     pub allow_partial: bool,
+}
+
+/// Arguments of `grape delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Collection to delete from.
+    pub collection: String,
+    /// Ids to delete, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "filter", required_unless_present = "filter")]
+    pub ids: Vec<String>,
+    /// SQL boolean filter: every row matching it is deleted.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+/// Arguments of `grape get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Collection to read.
+    pub collection: String,
+    /// Ids to read, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub ids: Vec<String>,
+    /// Wait until the collection is at least at this version (read your writes).
+    #[arg(long, default_value_t = 0)]
+    pub min_version: u64,
+    /// Include the vector column.
+    #[arg(long)]
+    pub vectors: bool,
 }
 
 /// Arguments of `grape sql`.

@@ -1,4 +1,4 @@
-//! `grape search`, `grape sql` and `grape gc`.
+//! `grape search`, `grape sql`, `grape delete`, `grape get` and `grape gc`.
 
 use arrow::array::RecordBatch;
 use grape_compute::ingest::decode_ipc;
@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::client::Client;
 use super::output::{print_object, print_rows};
-use super::{OutputFormat, SearchArgs, SqlArgs};
+use super::{DeleteArgs, GetArgs, OutputFormat, SearchArgs, SqlArgs};
 use crate::error::CliError;
 
 /// Decodes the Arrow IPC rows of a reply.
@@ -46,10 +46,36 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
 
 /// Runs a SQL query and prints its rows.
 pub async fn sql(client: &mut Client, format: OutputFormat, args: SqlArgs) -> Result<(), CliError> {
-    let reply = client.sql(v1::SqlRequest { query: args.query, allow_partial: args.allow_partial }).await?.into_inner();
+    let reply = client.sql(v1::SqlRequest { query: args.query, allow_partial: args.allow_partial, ..Default::default() }).await?.into_inner();
     if !reply.missing_segments.is_empty() {
         eprintln!("warning: partial answer: {} segments had no ready replica and were not scanned", reply.missing_segments.len());
     }
+    print_rows(format, &rows(&reply.arrow_ipc)?)
+}
+
+/// Deletes rows by id or filter and prints how many were deleted and the new version.
+pub async fn delete(client: &mut Client, format: OutputFormat, args: DeleteArgs) -> Result<(), CliError> {
+    let request = v1::DeleteRequest {
+        collection: args.collection,
+        string_ids: args.ids.iter().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect(),
+        filter: args.filter.unwrap_or_default(),
+        ..Default::default()
+    };
+    let reply = client.delete(request).await?.into_inner();
+    print_object(format, &json!({ "deleted": reply.rows, "version": reply.version }));
+    Ok(())
+}
+
+/// Reads rows by id and prints them.
+pub async fn get(client: &mut Client, format: OutputFormat, args: GetArgs) -> Result<(), CliError> {
+    let request = v1::GetRequest {
+        collection: args.collection,
+        string_ids: args.ids.iter().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()).collect(),
+        min_version: args.min_version,
+        include_vectors: args.vectors,
+        ..Default::default()
+    };
+    let reply = client.get(request).await?.into_inner();
     print_rows(format, &rows(&reply.arrow_ipc)?)
 }
 

@@ -30,6 +30,53 @@ pub struct SegmentMeta {
     /// Min/max/null statistics per column, for pruning scans.
     #[serde(default)]
     pub columns: Vec<ColumnStats>,
+    /// Where its rows' primary keys are stored on their own (see [`crate::keys`]), so a node
+    /// that does not hold the segment can learn which older rows it replaces. `None` for
+    /// segments written before keys files existed: their keys are read from the segment.
+    #[serde(default)]
+    pub keys_path: Option<String>,
+    /// Position of the segment in its collection's history of writes, assigned by the meta
+    /// service when it commits the segment (see [`commit_seq`]). A row is replaced by a row
+    /// with the same key in a segment of a higher `seq`, and deleted by a [`DeleteLogMeta`] of
+    /// a higher `seq`. 0 for segments committed before sequences existed.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// Deleted primary keys of one shard: an immutable object (see [`crate::keys`]) that a
+/// manifest names. Rows with these keys in segments of a lower `seq` are deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLogMeta {
+    /// Unique id of the log (a UUID), also the last part of its object path.
+    pub id: String,
+    /// The shard whose keys it deletes.
+    pub shard: u32,
+    /// Object path relative to the store's root prefix.
+    pub path: String,
+    /// Number of keys in the log.
+    pub keys: u64,
+    /// Size of the object in bytes.
+    pub size_bytes: u64,
+    /// Position in the collection's history of writes, assigned at commit (see [`commit_seq`]).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// Bits of a sequence number that number the entries within one commit.
+pub const SEQ_ORDINAL_BITS: u32 = 20;
+
+/// The sequence number of entry `ordinal` (segments first, then delete logs, in the order the
+/// commit lists them) of the commit that makes a collection's version `version`. Sequence
+/// numbers order every write of a collection; all of version `v`'s lie in
+/// `commit_seq(v, 0)..=max_seq(v)`.
+pub fn commit_seq(version: u64, ordinal: u64) -> u64 {
+    (version << SEQ_ORDINAL_BITS) | ordinal
+}
+
+/// The highest sequence number a commit of version `version` or earlier can have: what a
+/// read at `version` sees.
+pub fn max_seq(version: u64) -> u64 {
+    (version << SEQ_ORDINAL_BITS) | ((1 << SEQ_ORDINAL_BITS) - 1)
 }
 
 fn default_version() -> u32 {

@@ -26,6 +26,8 @@
 //! ```text
 //! <root>/
 //!   collections/<collection>/shard-<n>/<uuid>.lance   one immutable segment (Lance v2 file)
+//!   collections/<collection>/shard-<n>/<uuid>.keys    its primary keys (see [`keys`])
+//!   collections/<collection>/shard-<n>/<uuid>.deletes a delete log: keys deleted by one commit
 //! ```
 //!
 //! The `dir` passed to [`Storage::write_segment`] is the part before `shard-<n>`, so callers
@@ -48,6 +50,7 @@ pub mod cache;
 pub mod error;
 pub mod format;
 pub mod fuzzing;
+pub mod keys;
 pub mod s3;
 pub mod segment;
 pub mod stats;
@@ -56,7 +59,7 @@ pub mod store;
 
 pub use cache::{CacheStats, SegmentCache};
 pub use error::{StorageError, StorageErrorKind};
-pub use format::{ColumnStats, SegmentMeta, StatValue, SEGMENT_META_VERSION};
+pub use format::{commit_seq, max_seq, ColumnStats, DeleteLogMeta, SegmentMeta, StatValue, SEGMENT_META_VERSION};
 pub use stats::column_stats;
 pub use storage::{ObjectInfo, Storage};
 pub use store::StorageOptions;

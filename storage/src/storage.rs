@@ -341,6 +341,7 @@ impl Storage {
         let encoded = encode_lance(batches).await.map_err(|e| e.add_context(ctx()))?;
         let size_bytes = encoded.bytes.len() as u64;
         self.put_if_absent(&path, encoded.bytes).await.map_err(|e| e.add_context(ctx()))?;
+        let keys_path = self.write_segment_keys(&path, batches).await?;
         tracing::debug!(%path, rows = encoded.rows, size_bytes, "wrote segment");
         Ok(SegmentMeta {
             format_version: SEGMENT_META_VERSION,
@@ -350,7 +351,22 @@ impl Storage {
             rows: encoded.rows,
             size_bytes,
             columns: column_stats(batches),
+            keys_path,
+            seq: 0,
         })
+    }
+
+    /// Writes the keys file of the segment at `segment_path` (same path, `.keys` instead of
+    /// `.lance`), if its rows have a primary-key column.
+    async fn write_segment_keys(&self, segment_path: &str, batches: &[RecordBatch]) -> Result<Option<String>, StorageError> {
+        let columns: Option<Vec<&dyn arrow::array::Array>> =
+            batches.iter().map(|b| b.column_by_name(crate::keys::KEY_COLUMN).map(|c| c.as_ref())).collect();
+        let Some(columns) = columns else { return Ok(None) };
+        let keys = arrow::compute::concat(&columns)
+            .map_err(|e| StorageErrorKind::InvalidData.with_context(format!("keys of segment {segment_path}")).with_source(e))?;
+        let path = format!("{}.keys", segment_path.trim_end_matches(".lance"));
+        self.write_keys(&path, &keys).await?;
+        Ok(Some(path))
     }
 
     /// Reads a whole segment back as Arrow batches, in the order written.

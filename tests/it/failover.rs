@@ -155,7 +155,7 @@ async fn partial_search(endpoint: &str) -> (u64, u64, usize) {
 /// `SELECT count(*)` with `allow_partial`: segments left out, rows counted.
 async fn partial_count(endpoint: &str) -> (u64, i64) {
     let mut client = GrapeClient::connect(endpoint.to_string()).await.expect("connect");
-    let req = v1::SqlRequest { query: "SELECT count(*) FROM docs".into(), allow_partial: true };
+    let req = v1::SqlRequest { query: "SELECT count(*) FROM docs".into(), allow_partial: true, ..Default::default() };
     let reply = client.sql(req).await.expect("a partial answer").into_inner();
     let (_, rows) = decode_ipc(&reply.arrow_ipc).expect("rows");
     (reply.missing_segments.len() as u64, rows[0].column(0).as_primitive::<Int64Type>().value(0))

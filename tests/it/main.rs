@@ -11,3 +11,4 @@ mod harness;
 mod hostile_input;
 mod meta_cluster;
 mod s3_storage;
+mod upsert_delete;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use grape_compute::datagen;
 use grape_compute::engine::{Engine, WantedSegment};
+use grape_compute::liveness::LiveSegment;
 use grape_compute::search::{search_segments, SearchQuery};
 use grape_meta::catalog::{Catalog, Metric};
 use grape_storage::testing::S3TestServer;
@@ -94,7 +95,10 @@ async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result
     let collection = catalog.collections.get("bench").ok_or("no bench collection")?;
     let schema = std::sync::Arc::new(collection.spec.schema.clone().ok_or("no schema")?);
     engine.sync(collection.segments().map(|meta| WantedSegment { meta: meta.clone(), schema: schema.clone() }).collect()).await;
-    let segments = collection.segments().map(|m| engine.segment(&m.id).ok_or("a segment failed to load")).collect::<Result<Vec<_>, _>>()?;
+    let segments = collection
+        .segments()
+        .map(|m| engine.segment(&m.id).map(LiveSegment::all).ok_or("a segment failed to load"))
+        .collect::<Result<Vec<_>, _>>()?;
     let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false };
     search_segments(Metric::L2, Some(&schema), &segments, &query)?;
     Ok((t.elapsed().as_secs_f64(), storage.bytes_fetched()))

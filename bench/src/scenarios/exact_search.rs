@@ -112,6 +112,8 @@ fn build_view(o: &Options) -> Result<CollectionView, Box<dyn std::error::Error>>
             rows: n as u64,
             size_bytes: 0,
             columns: Vec::new(),
+            keys_path: None,
+            seq: 0,
         };
         segments.push(Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch])?));
         first += n;

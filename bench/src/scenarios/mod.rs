@@ -7,6 +7,7 @@ pub mod meta;
 pub mod processes;
 pub mod rpc;
 pub mod soak;
+pub mod upsert;
 
 /// The `grape` binary the process scenarios start: `given`, else the one beside this
 /// benchmark's binary (built by `cargo build --workspace`).

@@ -57,13 +57,7 @@ impl ComputeNode {
             .stderr(Stdio::null())
             .spawn()?;
         let node = ComputeNode { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("grape compute on port {port} did not start").into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(port)?;
         Ok(node)
     }
 
@@ -83,6 +77,53 @@ impl Drop for ComputeNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A `grape dev` process on a temporary data directory, killed when dropped.
+pub struct DevServer {
+    child: Child,
+    /// Its public API.
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DevServer {
+    /// Starts `grape dev` (garbage collection off, so it does not disturb what is measured)
+    /// and waits until it listens.
+    pub fn start(grape: Option<&Path>) -> Result<DevServer, Box<dyn std::error::Error>> {
+        let bin = super::grape_binary(grape)?;
+        let dir = tempfile::tempdir()?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&bin)
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--gc-interval-secs", "0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let server = DevServer { child, endpoint: format!("http://127.0.0.1:{port}"), _dir: dir };
+        wait_listening(port)?;
+        Ok(server)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to a minute until something listens on `port` of loopback.
+fn wait_listening(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("grape on port {port} did not start").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`); 0 if unknown.

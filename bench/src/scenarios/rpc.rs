@@ -5,8 +5,7 @@
 //! delayed ACK); with it, about a millisecond.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use grape_compute::datagen;
@@ -14,6 +13,7 @@ use grape_compute::ingest::encode_ipc;
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::json;
 
+use super::processes::DevServer;
 use crate::report::{percentile, report, Row};
 
 /// Options of the scenario.
@@ -30,41 +30,12 @@ pub struct Options {
     out: PathBuf,
 }
 
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the scenario.
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let bin = super::grape_binary(o.grape.as_deref())?;
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _server = Killed(
-        Command::new(&bin)
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--gc-interval-secs", "0"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let server = DevServer::start(o.grape.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let rows = runtime.block_on(async move {
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut client = loop {
-            match GrapeClient::connect(endpoint.clone()).await {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => return Err(format!("grape dev did not start: {e}")),
-            }
-        };
+        let mut client = GrapeClient::connect(server.endpoint.clone()).await.map_err(|e| format!("connect: {e}"))?;
         let create = v1::CreateCollectionRequest { name: "t".into(), dim: 4, metric: "l2".into(), shards: 1, ..Default::default() };
         client.create_collection(create).await.map_err(|e| e.to_string())?;
         let batch = datagen::batch(4, 0, 3, 1);

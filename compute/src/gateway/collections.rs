@@ -112,16 +112,29 @@ impl Gateway {
         self.describe_collection(&req.name).await
     }
 
-    /// Describes one collection from the linearizable catalog.
+    /// Describes one collection from the linearizable catalog, with its live rows.
     pub async fn describe_collection(&self, name: &str) -> Result<v1::CollectionInfo, ComputeError> {
         let catalog = self.meta.catalog().await?;
-        catalog.collections.get(name).map(collection_info).ok_or_else(|| not_found(name))
+        let collection = catalog.collections.get(name).ok_or_else(|| not_found(name))?;
+        Ok(self.with_live_rows(collection).await)
     }
 
-    /// Lists all collections.
+    /// Lists all collections, with their live rows.
     pub async fn list_collections(&self) -> Result<Vec<v1::CollectionInfo>, ComputeError> {
         let catalog = self.meta.catalog().await?;
-        Ok(catalog.collections.values().map(collection_info).collect())
+        Ok(futures::future::join_all(catalog.collections.values().map(|c| self.with_live_rows(c))).await)
+    }
+
+    /// The API form of `collection` with `rows` counting live rows only. Counting needs the
+    /// rows' keys when some were replaced or deleted; if that fails (a segment has no ready
+    /// replica), `rows` counts every stored row and the failure is logged.
+    async fn with_live_rows(&self, collection: &Collection) -> v1::CollectionInfo {
+        let mut info = collection_info(collection);
+        match self.count_live(collection).await {
+            Ok(rows) => info.rows = rows,
+            Err(e) => tracing::warn!(collection = %collection.spec.name, error = %e, "live rows not counted; describing stored rows"),
+        }
+        info
     }
 
     /// Changes a collection's replica factor (at least 1, at most [`MAX_REPLICAS`]).

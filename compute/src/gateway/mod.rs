@@ -5,8 +5,10 @@
 //! - `collections.rs`: create, list, describe, drop, and the catalog ↔ API conversions.
 //! - `write.rs`: insert and ingest jobs — conform rows, stage segments, commit once, acknowledge.
 //! - `query.rs`: search and SQL.
+//! - `by_id.rs`: ids as keys — `Get` and `Delete`.
 //! - `service.rs`: the tonic service, one line per RPC into the methods above.
 
+mod by_id;
 mod collections;
 mod query;
 mod service;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use grape_meta::catalog::Collection;
 use grape_storage::Storage;
 
+pub use by_id::MAX_IDS;
 pub use service::{GrapeService, MAX_MESSAGE_BYTES};
 pub use write::{IngestJob, Inserted};
 
@@ -136,32 +139,14 @@ impl Gateway {
         let _guard = self.sync_lock.lock().await;
         let catalog = self.meta.applied_catalog();
         self.engine.sync(self.router.wanted(&catalog)).await;
+        self.engine.keys().retain(&crate::gc::referenced_paths(&catalog));
     }
 
     /// Waits until the catalog this node follows has `collection` at `version` or later, or
     /// `timeout` passes. Fails with `NotFound` if the collection does not exist and
     /// `Unavailable` on timeout.
     pub async fn wait_for_version(&self, collection: &str, version: u64, timeout: Duration) -> Result<Collection, ComputeError> {
-        let mut changes = self.meta.changes();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            changes.borrow_and_update();
-            let current = self.meta.applied_catalog().collections.get(collection).cloned();
-            match current {
-                Some(c) if c.version >= version => return Ok(c),
-                None if version == 0 => return Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
-                _ => {}
-            }
-            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                return match self.meta.applied_catalog().collections.get(collection) {
-                    None => Err(ComputeError::NotFound(format!("collection \"{collection}\" does not exist"))),
-                    Some(c) => Err(ComputeError::Unavailable(format!(
-                        "collection \"{collection}\" is at version {} on this node, {version} was asked for",
-                        c.version
-                    ))),
-                };
-            }
-        }
+        crate::meta_client::wait_for_version(self.meta.as_ref(), collection, version, timeout).await
     }
 
     /// Follows catalog changes until `shutdown` resolves, refreshing the engine on each one.

@@ -55,8 +55,17 @@ impl Gateway {
     }
 
     /// Runs one SQL query over all collections; with `allow_partial`, over the segments
-    /// that can be reached now (the answer lists those left out).
-    pub async fn sql(&self, query: &str, allow_partial: bool) -> Result<v1::SqlResponse, ComputeError> {
+    /// that can be reached now (the answer lists those left out). Waits first until this node
+    /// has applied `min_versions` (collection → version).
+    pub async fn sql(
+        &self,
+        query: &str,
+        allow_partial: bool,
+        min_versions: &std::collections::HashMap<String, u64>,
+    ) -> Result<v1::SqlResponse, ComputeError> {
+        for (collection, version) in min_versions {
+            self.wait_for_version(collection, *version, CATCH_UP_TIMEOUT).await?;
+        }
         let catalog = self.meta.applied_catalog();
         let limits = self.limits.with_overrides(&catalog);
         let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;

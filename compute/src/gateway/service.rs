@@ -79,7 +79,15 @@ impl Grape for GrapeService {
 
     async fn sql(&self, r: Request<v1::SqlRequest>) -> Reply<v1::SqlResponse> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.guarded(Sql, self.0.sql(&r.query, r.allow_partial)).await?))
+        Ok(Response::new(self.0.guarded(Sql, self.0.sql(&r.query, r.allow_partial, &r.min_versions)).await?))
+    }
+
+    async fn delete(&self, r: Request<v1::DeleteRequest>) -> Reply<v1::DeleteResponse> {
+        Ok(Response::new(self.0.guarded(Write, self.0.delete(r.into_inner())).await?))
+    }
+
+    async fn get(&self, r: Request<v1::GetRequest>) -> Reply<v1::GetResponse> {
+        Ok(Response::new(self.0.guarded(Search, self.0.get(r.into_inner())).await?))
     }
 
     async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::StatusResponse> {

@@ -27,7 +27,7 @@ use super::collections::{not_found, outcome};
 use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::limits::RequestClass;
-use crate::ingest::{conform, decode_ipc, schema_from_rows, split_by_shard};
+use crate::ingest::{conform, decode_ipc, keep_last_per_id, schema_from_rows, split_by_shard};
 
 /// Rows and version of an acknowledged write.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,8 @@ impl IngestJob {
 }
 
 impl Gateway {
-    /// Inserts the rows of an Arrow IPC stream into `collection`: a job of one batch.
+    /// Upserts the rows of an Arrow IPC stream into `collection`: a job of one batch. A row
+    /// whose id exists replaces the old row at the commit's version.
     pub async fn insert(&self, collection: &str, ipc: &[u8]) -> Result<Inserted, ComputeError> {
         let mut job = self.begin_ingest(collection).await?;
         self.stage(&mut job, ipc).await?;
@@ -93,7 +94,9 @@ impl Gateway {
             None => Arc::new(schema_from_rows(spec, &rows_schema)?),
         };
         let conformed = batches.iter().map(|b| conform(spec, &schema, b)).collect::<Result<Vec<_>, _>>()?;
-        let all = concat_batches(&schema, &conformed)?;
+        // Ids are keys: the last row of an id in the request replaces the earlier ones, as the
+        // new segment replaces older rows with the same id (see crate::liveness).
+        let all = keep_last_per_id(&concat_batches(&schema, &conformed)?)?;
         job.schema = Some(schema);
         if all.num_rows() == 0 {
             return Ok(());
@@ -133,7 +136,7 @@ impl Gateway {
             collection: name.clone(),
             collection_id: job.entry.id,
             segments: job.segments,
-            tombstones: Vec::new(),
+            delete_logs: Vec::new(),
         };
         let version = outcome(self.meta.write(cmd).await?)?;
         // Serve our own writes: the caller's next query on this node sees them.

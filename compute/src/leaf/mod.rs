@@ -1,8 +1,10 @@
 //! The leaf service (`grape.compute.v1.Leaf`): searches and scans of the segments this node
 //! holds, asked for by a gateway's fan-out; and [`LeafClients`], the gateway's side of it.
 //!
-//! A leaf answers for exactly the segment ids it is given (segments are immutable, so no
-//! catalog version is involved) and names those it does not hold instead of skipping them.
+//! A leaf answers for exactly the segment ids it is given and names those it does not hold
+//! instead of skipping them. Segments are immutable, but which of their rows are live depends
+//! on the collection version: the leaf answers at the version the root planned at, waiting
+//! (briefly) until its own catalog has caught up with it.
 
 mod client;
 
@@ -10,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use grape_meta::catalog::Metric;
+use grape_meta::catalog::{Collection, Metric};
 use grape_proto::compute::v1::{self as pb, leaf_server::Leaf};
 use tonic::{Request, Response, Status};
 
@@ -23,13 +25,29 @@ use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
 use crate::limits::{ExprLimits, HARD_MAX_EXPR_DEPTH};
 use crate::search::{search_segments_blocking, SearchQuery};
-use crate::segment::SegmentRef;
+use crate::liveness::{live_rows, live_segments, LiveSegment};
+use crate::meta_client::{wait_for_version, MetaClient};
 
 /// The leaf service over this node's engine.
 #[derive(Clone)]
-pub struct LeafService(pub Arc<Engine>);
+pub struct LeafService {
+    engine: Arc<Engine>,
+    meta: Arc<dyn MetaClient>,
+}
 
 impl LeafService {
+    /// Serves the segments `engine` holds; `meta` is the catalog this node follows.
+    pub fn new(engine: Arc<Engine>, meta: Arc<dyn MetaClient>) -> Self {
+        LeafService { engine, meta }
+    }
+
+    /// The catalog entry of `collection` at `version` or later (waiting for this node to
+    /// apply it).
+    async fn collection_at(&self, collection: &str, version: u64) -> Result<Collection, ComputeError> {
+        // Half the root's timeout, so the root hears why rather than a timeout of its own.
+        wait_for_version(self.meta.as_ref(), collection, version, LEAF_TIMEOUT / 2).await
+    }
+
     /// The tonic server for this service, with message limits set.
     pub fn into_server(self) -> pb::leaf_server::LeafServer<Self> {
         pb::leaf_server::LeafServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -58,8 +76,10 @@ impl Leaf for LeafService {
     async fn search_segments(&self, request: Request<pb::SearchSegmentsRequest>) -> Result<Response<pb::SearchSegmentsResponse>, Status> {
         let req = request.into_inner();
         let metric = Metric::parse(&req.metric).ok_or_else(|| Status::invalid_argument(format!("unknown metric \"{}\"", req.metric)))?;
-        let (segments, missing) = self.0.lookup(&req.segment_ids);
+        let (segments, missing) = self.engine.lookup(&req.segment_ids);
         let schema = segments.first().map(|s| s.batch.schema());
+        let collection = self.collection_at(&req.collection, req.version).await?;
+        let segments = live_segments(segments, &collection, req.version, self.engine.keys()).await?;
         let filter = match &schema {
             Some(schema) => compile_filter(&req.filter, schema)?,
             None => None,
@@ -74,9 +94,12 @@ impl Leaf for LeafService {
 
     async fn scan_segment(&self, request: Request<pb::ScanSegmentRequest>) -> Result<Response<ScanStream>, Status> {
         let req = request.into_inner();
-        let segment = self.0.segment(&req.segment_id).ok_or_else(|| {
+        let segment = self.engine.segment(&req.segment_id).ok_or_else(|| {
             Status::failed_precondition(format!("segment {} of collection \"{}\" is not held by this node", req.segment_id, req.collection))
         })?;
+        let collection = self.collection_at(&req.collection, req.version).await?;
+        let live = live_rows(&segment, &collection, req.version, self.engine.keys()).await?;
+        let segment = LiveSegment { segment, live };
         let batch = tokio::task::spawn_blocking(move || scan(&segment, &req))
             .await
             .map_err(|e| Status::internal(format!("scan task: {e}")))?
@@ -93,13 +116,17 @@ impl Leaf for LeafService {
     }
 }
 
-/// The rows of `segment` that match the request's filter, projected.
-fn scan(segment: &SegmentRef, req: &pb::ScanSegmentRequest) -> Result<arrow::array::RecordBatch, ComputeError> {
-    let mut batch = segment.batch.clone();
-    if let Some(filter) = compile_filter(&req.filter, &batch.schema())? {
-        let mask = filter.evaluate(&batch)?;
-        batch = arrow::compute::filter_record_batch(&batch, &mask)?;
-    }
+/// The live rows of `segment` that match the request's filter, projected.
+fn scan(segment: &LiveSegment, req: &pb::ScanSegmentRequest) -> Result<arrow::array::RecordBatch, ComputeError> {
+    let all = &segment.segment.batch;
+    let mask = match compile_filter(&req.filter, &all.schema())? {
+        Some(filter) => Some(filter.evaluate(all)?),
+        None => None,
+    };
+    let batch = match segment.visible(mask)? {
+        Some(mask) => arrow::compute::filter_record_batch(all, &mask)?,
+        None => all.clone(),
+    };
     if req.all_columns {
         return Ok(batch);
     }

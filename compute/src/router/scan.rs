@@ -19,7 +19,10 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 use futures::StreamExt;
 use grape_proto::compute::v1 as pb;
 
+use grape_meta::catalog::Collection;
+
 use super::{Replica, Router, SegmentRoute};
+use crate::liveness::live_rows;
 
 /// Segments a partial query left out (`allow_partial`), shared by the scans of one query.
 pub type MissedSegments = Arc<std::sync::Mutex<Vec<String>>>;
@@ -28,7 +31,8 @@ use crate::error::ComputeError;
 /// Scans segments of one collection, each from one of its replicas.
 pub struct SegmentScanExec {
     router: Arc<Router>,
-    collection: String,
+    /// The collection at the version the query reads: only rows live at it are returned.
+    collection: Arc<Collection>,
     /// One partition per segment.
     routes: Vec<SegmentRoute>,
     /// Columns of the collection schema to return; `None`: all.
@@ -46,10 +50,11 @@ pub struct SegmentScanExec {
 }
 
 impl SegmentScanExec {
-    /// A scan of `routes` (segments of `collection` with schema `table_schema`).
+    /// A scan of `routes` (segments of `collection` with schema `table_schema`), returning the
+    /// rows live at `collection`'s version.
     pub fn new(
         router: Arc<Router>,
-        collection: &str,
+        collection: &Collection,
         table_schema: &SchemaRef,
         routes: Vec<SegmentRoute>,
         projection: Option<Vec<usize>>,
@@ -69,7 +74,7 @@ impl SegmentScanExec {
         );
         Ok(SegmentScanExec {
             router,
-            collection: collection.to_string(),
+            collection: Arc::new(collection.clone()),
             routes,
             projection,
             filter,
@@ -90,13 +95,13 @@ impl SegmentScanExec {
 
 impl fmt::Debug for SegmentScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SegmentScanExec({}, {} segments)", self.collection, self.routes.len())
+        write!(f, "SegmentScanExec({}, {} segments)", self.collection.spec.name, self.routes.len())
     }
 }
 
 impl DisplayAs for SegmentScanExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SegmentScanExec: collection={}, segments={}, filter=[{}]", self.collection, self.routes.len(), self.filter)
+        write!(f, "SegmentScanExec: collection={}, segments={}, filter=[{}]", self.collection.spec.name, self.routes.len(), self.filter)
     }
 }
 
@@ -154,7 +159,7 @@ impl ExecutionPlan for SegmentScanExec {
 /// waits for the routing table to change and tries the new ones, until `deadline`.
 async fn read_segment(
     router: &Router,
-    collection: &str,
+    collection: &Collection,
     route: SegmentRoute,
     projection: Option<&[usize]>,
     filter: &str,
@@ -177,7 +182,7 @@ async fn read_segment(
 /// The rows of one segment from the first of `replicas` that answers.
 async fn read_from_replicas(
     router: &Router,
-    collection: &str,
+    collection: &Collection,
     route: &SegmentRoute,
     replicas: &[Replica],
     projection: Option<&[usize]>,
@@ -187,15 +192,13 @@ async fn read_from_replicas(
     for replica in replicas {
         let result = match replica {
             Replica::Local => match router.engine.segment(&route.meta.id) {
-                Some(segment) => match projection {
-                    Some(p) => segment.batch.project(p).map(|b| vec![b]).map_err(ComputeError::from),
-                    None => Ok(vec![segment.batch.clone()]),
-                },
+                Some(segment) => local_rows(router, collection, segment, projection).await,
                 None => Err(ComputeError::Unavailable("this node no longer holds it".into())),
             },
             Replica::Remote { addr, .. } => {
                 let req = pb::ScanSegmentRequest {
-                    collection: collection.to_string(),
+                    collection: collection.spec.name.clone(),
+                    version: collection.version,
                     segment_id: route.meta.id.clone(),
                     projection: projection.unwrap_or_default().iter().map(|i| *i as u32).collect(),
                     all_columns: projection.is_none(),
@@ -214,7 +217,25 @@ async fn read_from_replicas(
         }
     }
     Err(ComputeError::Unavailable(format!(
-        "collection \"{collection}\": segment {} could not be read from any replica (last: {last_error})",
-        route.meta.id
+        "collection \"{}\": segment {} could not be read from any replica (last: {last_error})",
+        collection.spec.name, route.meta.id
     )))
+}
+
+/// The rows of a segment this node holds that are live at `collection`'s version, projected.
+async fn local_rows(
+    router: &Router,
+    collection: &Collection,
+    segment: crate::segment::SegmentRef,
+    projection: Option<&[usize]>,
+) -> Result<Vec<RecordBatch>, ComputeError> {
+    let live = live_rows(&segment, collection, collection.version, router.engine.keys()).await?;
+    let batch = match live {
+        Some(live) => arrow::compute::filter_record_batch(&segment.batch, &live)?,
+        None => segment.batch.clone(),
+    };
+    Ok(vec![match projection {
+        Some(p) => batch.project(p)?,
+        None => batch,
+    }])
 }

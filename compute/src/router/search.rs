@@ -17,6 +17,7 @@ use grape_storage::format::SegmentMeta;
 use super::{Replica, Router, SegmentRoute};
 use crate::error::ComputeError;
 use crate::ingest::decode_ipc;
+use crate::liveness::live_segments;
 use crate::search::{merge_hits, search_segments, search_segments_blocking, SearchQuery};
 
 /// The merged answer of a fan-out.
@@ -138,6 +139,7 @@ impl Router {
         match replica {
             Replica::Local => {
                 let (segments, not_held) = self.engine.lookup(&ids);
+                let segments = live_segments(segments, collection, collection.version, self.engine.keys()).await?;
                 let result = search_segments_blocking(collection.spec.metric, schema.cloned(), segments, query.clone()).await?;
                 Ok((result.hits, result.rows_scanned, not_held))
             }
@@ -150,6 +152,7 @@ impl Router {
                     filter: filter.to_string(),
                     include_vectors: query.include_vectors,
                     metric: collection.spec.metric.as_str().to_string(),
+                    version: collection.version,
                 };
                 let reply = self.leaves.search(addr, req).await?;
                 let (hit_schema, batches) = decode_ipc(&reply.arrow_ipc)?;

@@ -29,6 +29,6 @@ pub use client::{PeerClient, TonicNetwork};
 pub use server::{raft_service, serve, RaftServiceImpl};
 
 /// Largest Raft message either side sends or accepts, in bytes: the bound on one log entry
-/// (a commit carries a tombstone per deleted key). Batches are kept far smaller, see
+/// (a commit carries segment and delete-log records, never the keys themselves). Batches are kept far smaller, see
 /// [`client::BATCH_SPLIT_BYTES`].
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

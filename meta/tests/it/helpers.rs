@@ -1,7 +1,7 @@
 //! Shared builders for the scenarios.
 
-use grape_meta::{CollectionSpec, Command, Metric, Tombstone};
-use grape_storage::format::SegmentMeta;
+use grape_meta::{CollectionSpec, Command, Metric};
+use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 
 pub fn spec(name: &str, shards: u32) -> CollectionSpec {
     CollectionSpec { name: name.to_string(), dim: 8, metric: Metric::Cosine, shards, replicas: 1, schema: None }
@@ -23,6 +23,16 @@ pub fn commit(collection: &str, id: u64, segments: Vec<SegmentMeta>, deletes: &[
         collection: collection.to_string(),
         collection_id: id,
         segments,
-        tombstones: deletes.iter().map(|(shard, key)| (*shard, Tombstone { key: key.to_string(), version: 0 })).collect(),
+        delete_logs: deletes
+            .iter()
+            .map(|(shard, id)| DeleteLogMeta {
+                id: id.to_string(),
+                shard: *shard,
+                path: format!("collections/docs/shard-{shard}/{id}.deletes"),
+                keys: 1,
+                size_bytes: 40,
+                seq: 0,
+            })
+            .collect(),
     }
 }

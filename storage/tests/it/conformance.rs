@@ -54,7 +54,13 @@ async fn write_and_read_back(storage: &Storage) -> SegmentMeta {
     assert_eq!(got, expected);
 
     let listed = storage.list("collections/docs/shard-3").await.expect("list");
-    assert_eq!(listed, vec![(meta.path.clone(), meta.size_bytes)]);
+    let keys_path = meta.keys_path.clone().expect("a keys file beside the segment");
+    assert_eq!(keys_path, format!("collections/docs/shard-3/{}.keys", meta.id));
+    let keys = storage.read_keys(&keys_path).await.expect("read keys");
+    assert_eq!(keys.as_ref(), expected.column(0).as_ref(), "the keys file holds the segment's ids in order");
+    let paths: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, vec![keys_path.as_str(), meta.path.as_str()]);
+    assert_eq!(listed[1].1, meta.size_bytes);
     meta
 }
 
@@ -166,15 +172,22 @@ async fn delete_and_list(storage: &Storage) {
     let b = storage.write_segment("collections/listed", 1, &[data::batch(3, 3)]).await.expect("b");
     storage.put_if_absent("collections/listedx/other", Bytes::from_static(b"abc")).await.expect("put");
 
-    let mut expected = vec![(a.path.clone(), a.size_bytes), (b.path.clone(), b.size_bytes)];
+    // Each segment is listed with its keys file beside it.
+    let with_keys = |m: &grape_storage::SegmentMeta| vec![m.keys_path.clone().expect("keys file"), m.path.clone()];
+    let listed = storage.list("collections/listed").await.expect("list");
+    let mut expected: Vec<String> = with_keys(&a).into_iter().chain(with_keys(&b)).collect();
     expected.sort();
-    assert_eq!(storage.list("collections/listed").await.expect("list"), expected);
-    assert_eq!(storage.list("collections/listed/shard-1").await.expect("list"), vec![(b.path.clone(), b.size_bytes)]);
+    assert_eq!(listed.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), expected);
+    assert!(listed.contains(&(a.path.clone(), a.size_bytes)) && listed.contains(&(b.path.clone(), b.size_bytes)));
+    let shard_1 = storage.list("collections/listed/shard-1").await.expect("list");
+    assert_eq!(shard_1.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), with_keys(&b));
     assert!(storage.list("").await.expect("list all").contains(&("collections/listedx/other".to_string(), 3)));
 
     storage.delete(&a.path).await.expect("delete a");
     storage.delete(&a.path).await.expect("delete a again");
-    assert_eq!(storage.list("collections/listed").await.expect("list"), vec![(b.path.clone(), b.size_bytes)]);
+    storage.delete(a.keys_path.as_deref().expect("keys file")).await.expect("delete a's keys");
+    let listed = storage.list("collections/listed").await.expect("list");
+    assert_eq!(listed.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), with_keys(&b));
     let err = storage.read_segment(&a).await.err().expect("deleted");
     assert_eq!(err.kind(), StorageErrorKind::NotFound);
 }

@@ -90,7 +90,7 @@ fn generated_filters_sql_and_raw_requests_never_take_the_node_down() {
                 }
                 4..=7 => {
                     let query = Grammar::new(&mut rng).sql();
-                    (format!("sql: {query}"), code_of(client.sql(v1::SqlRequest { query, allow_partial: rng.gen_bool(0.1) }).await))
+                    (format!("sql: {query}"), code_of(client.sql(v1::SqlRequest { query, allow_partial: rng.gen_bool(0.1), ..Default::default() }).await))
                 }
                 8 => {
                     let mut ipc = valid_ipc.clone();
