@@ -2,25 +2,20 @@
 //! nodes sharing one object store. Any node answers any query, and a killed node costs the
 //! others nothing.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use grape_compute::datagen;
-use grape_meta::testing::MetaProcesses;
 
-use crate::harness::{grape_bin, hit_ids, vector_arg, write_parquet, DevProcess};
+use crate::harness::{cluster, grape_bin, hit_ids, vector_arg, write_parquet, DevProcess};
 
 #[test]
 fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
-    let members = meta.addrs().join(",");
-    let storage = format!("file://{}", dir.path().join("objects").display());
-    let a = DevProcess::start_compute(&members, &storage, &dir.path().join("a"));
-    let b = DevProcess::start_compute(&members, &storage, &dir.path().join("b"));
+    let (meta, members, nodes) = cluster(dir.path(), &["a", "b"]);
+    let [a, b]: [DevProcess; 2] = nodes.try_into().unwrap_or_else(|_| panic!("two nodes"));
 
     let first = dir.path().join("first.parquet");
     write_parquet(&first, &[datagen::batch(16, 0, 2_000, 1)]);

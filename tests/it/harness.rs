@@ -171,6 +171,17 @@ impl Drop for DevProcess {
     }
 }
 
+/// Three `grape meta` processes and a `grape compute` node per name in `names`, sharing object
+/// storage under `dir` (each node's data directory is `dir/NAME`): the group, the members as
+/// `--meta` takes them, and the nodes.
+pub fn cluster(dir: &Path, names: &[&str]) -> (grape_meta::testing::MetaProcesses, String, Vec<DevProcess>) {
+    let meta = grape_meta::testing::MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
+    let members = meta.addrs().join(",");
+    let storage = format!("file://{}", dir.join("objects").display());
+    let nodes = names.iter().map(|name| DevProcess::start_compute(&members, &storage, &dir.join(name))).collect();
+    (meta, members, nodes)
+}
+
 /// Writes batches to a Parquet file.
 pub fn write_parquet(path: &Path, batches: &[RecordBatch]) {
     let file = File::create(path).unwrap();

@@ -5,20 +5,18 @@
 //! nothing changed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt64Type};
 use grape_compute::ingest::{decode_ipc, encode_ipc};
-use grape_meta::testing::MetaProcesses;
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::harness::{grape_bin, DevProcess};
+use crate::harness::{cluster, DevProcess};
 use crate::hostile_input::client;
 
 const DIM: usize = 4;
@@ -188,14 +186,10 @@ fn upserts_and_deletes_match_a_model_on_grape_dev() {
 #[test]
 fn upserts_and_deletes_match_a_model_across_compute_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
-    let members = meta.addrs().join(",");
-    let storage = format!("file://{}", dir.path().join("objects").display());
-    let a = DevProcess::start_compute(&members, &storage, &dir.path().join("a"));
-    let b = DevProcess::start_compute(&members, &storage, &dir.path().join("b"));
+    let (_meta, _members, nodes) = cluster(dir.path(), &["a", "b"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let (mut on_a, mut on_b) = (client(&a).await, client(&b).await);
+        let (mut on_a, mut on_b) = (client(&nodes[0]).await, client(&nodes[1]).await);
         run_model(&mut on_a, &mut on_b, 80, 11).await;
     });
 }
