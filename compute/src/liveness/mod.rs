@@ -15,7 +15,7 @@
 //! lookups per read rather than a pass over the segment.
 //!
 //! # Layout
-//! - `mod.rs`: [`LiveSegment`], [`live_rows`] and the per-segment mask cache.
+//! - `mod.rs`: [`LiveSegment`], [`VersionSources`], [`live_rows`] and the per-segment mask cache.
 //! - `keys.rs`: [`RowIndex`] (key → row of one segment) and the engine's cache of sources' keys.
 
 mod keys;
@@ -99,21 +99,41 @@ struct Source {
     keys: keys::KeysAt,
 }
 
-/// The sources of `segment`'s shard in `collection` that are newer than it and visible at
-/// `version`, oldest first.
-fn newer_sources(segment: &SegmentRef, collection: &Collection, version: u64) -> Vec<Source> {
-    let (own, horizon) = (segment.meta.seq, max_seq(version));
-    let Some(shard) = collection.shards.get(segment.meta.shard as usize) else { return Vec::new() };
-    let in_range = |seq: u64| seq > own && seq <= horizon;
+/// The sources of `shard` in `collection` visible at `version`, oldest first.
+fn shard_sources(collection: &Collection, shard: u32, version: u64) -> Vec<Source> {
+    let horizon = max_seq(version);
+    let Some(shard) = collection.shards.get(shard as usize) else { return Vec::new() };
     let mut sources: Vec<Source> = shard
         .segments
         .iter()
-        .filter(|s| in_range(s.seq) && s.id != segment.meta.id)
+        .filter(|s| s.seq <= horizon)
         .map(|s| Source { seq: s.seq, keys: keys::KeysAt::Segment(s.clone()) })
-        .chain(shard.delete_logs.iter().filter(|d| in_range(d.seq)).map(|d| Source { seq: d.seq, keys: keys::KeysAt::DeleteLog(d.clone()) }))
+        .chain(shard.delete_logs.iter().filter(|d| d.seq <= horizon).map(|d| Source { seq: d.seq, keys: keys::KeysAt::DeleteLog(d.clone()) }))
         .collect();
     sources.sort_by_key(|s| s.seq);
     sources
+}
+
+/// The sources of every shard of a collection visible at one version, listed once for all
+/// the segments one read touches (listing them per segment would cost the square of the
+/// segment count).
+#[derive(Debug, Clone)]
+pub struct VersionSources {
+    by_shard: Vec<Vec<Source>>,
+}
+
+impl VersionSources {
+    /// The sources of `collection` (a catalog entry at `version` or later) visible at `version`.
+    pub fn new(collection: &Collection, version: u64) -> Self {
+        VersionSources { by_shard: (0..collection.shards.len() as u32).map(|shard| shard_sources(collection, shard, version)).collect() }
+    }
+
+    /// The rows of `segment` live at this version: `None` when none was replaced or deleted.
+    /// Reads the keys of newer sources through `cache`.
+    pub async fn live_rows(&self, segment: &SegmentRef, cache: &KeyCache) -> Result<Option<BooleanArray>, ComputeError> {
+        let sources = self.by_shard.get(segment.meta.shard as usize).map_or(&[][..], Vec::as_slice);
+        live_rows_among(segment, sources, cache).await
+    }
 }
 
 /// The rows of `segment` live at `version` of `collection` (a catalog entry at `version` or
@@ -125,7 +145,13 @@ pub async fn live_rows(
     version: u64,
     cache: &KeyCache,
 ) -> Result<Option<BooleanArray>, ComputeError> {
-    let sources = newer_sources(segment, collection, version);
+    live_rows_among(segment, &shard_sources(collection, segment.meta.shard, version), cache).await
+}
+
+/// [`live_rows`] given the sources of the segment's shard at the read's version, oldest first.
+async fn live_rows_among(segment: &SegmentRef, shard_sources: &[Source], cache: &KeyCache) -> Result<Option<BooleanArray>, ComputeError> {
+    // Sequence numbers are unique, so the segment itself is not among the newer ones.
+    let sources = &shard_sources[shard_sources.partition_point(|s| s.seq <= segment.meta.seq)..];
     let Some(upto) = sources.last().map(|s| s.seq) else { return Ok(None) };
     let liveness = &segment.liveness;
     let start = liveness.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -168,9 +194,10 @@ pub async fn live_segments(
     version: u64,
     cache: &KeyCache,
 ) -> Result<Vec<LiveSegment>, ComputeError> {
+    let sources = VersionSources::new(collection, version);
     let mut out = Vec::with_capacity(segments.len());
     for segment in segments {
-        let live = live_rows(&segment, collection, version, cache).await?;
+        let live = sources.live_rows(&segment, cache).await?;
         out.push(LiveSegment { segment, live });
     }
     Ok(out)

@@ -22,17 +22,23 @@ use grape_proto::compute::v1 as pb;
 use grape_meta::catalog::Collection;
 
 use super::{Replica, Router, SegmentRoute};
-use crate::liveness::live_rows;
+use crate::liveness::VersionSources;
 
 /// Segments a partial query left out (`allow_partial`), shared by the scans of one query.
 pub type MissedSegments = Arc<std::sync::Mutex<Vec<String>>>;
 use crate::error::ComputeError;
 
+/// The collection at the version a scan reads, and what decides which rows are live at it.
+struct ReadAt {
+    collection: Collection,
+    sources: VersionSources,
+}
+
 /// Scans segments of one collection, each from one of its replicas.
 pub struct SegmentScanExec {
     router: Arc<Router>,
     /// The collection at the version the query reads: only rows live at it are returned.
-    collection: Arc<Collection>,
+    at: Arc<ReadAt>,
     /// One partition per segment.
     routes: Vec<SegmentRoute>,
     /// Columns of the collection schema to return; `None`: all.
@@ -74,7 +80,7 @@ impl SegmentScanExec {
         );
         Ok(SegmentScanExec {
             router,
-            collection: Arc::new(collection.clone()),
+            at: Arc::new(ReadAt { collection: collection.clone(), sources: VersionSources::new(collection, collection.version) }),
             routes,
             projection,
             filter,
@@ -95,13 +101,13 @@ impl SegmentScanExec {
 
 impl fmt::Debug for SegmentScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SegmentScanExec({}, {} segments)", self.collection.spec.name, self.routes.len())
+        write!(f, "SegmentScanExec({}, {} segments)", self.at.collection.spec.name, self.routes.len())
     }
 }
 
 impl DisplayAs for SegmentScanExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SegmentScanExec: collection={}, segments={}, filter=[{}]", self.collection.spec.name, self.routes.len(), self.filter)
+        write!(f, "SegmentScanExec: collection={}, segments={}, filter=[{}]", self.at.collection.spec.name, self.routes.len(), self.filter)
     }
 }
 
@@ -127,9 +133,9 @@ impl ExecutionPlan for SegmentScanExec {
             // No segments: the single partition is empty.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::empty())));
         };
-        let (router, collection, projection, filter, deadline, missed) = (
+        let (router, at, projection, filter, deadline, missed) = (
             self.router.clone(),
-            self.collection.clone(),
+            self.at.clone(),
             self.projection.clone(),
             self.filter.clone(),
             self.deadline,
@@ -137,7 +143,7 @@ impl ExecutionPlan for SegmentScanExec {
         );
         let rows = async move {
             let id = route.meta.id.clone();
-            let batches = match (read_segment(&router, &collection, route, projection.as_deref(), &filter, deadline).await, missed) {
+            let batches = match (read_segment(&router, &at, route, projection.as_deref(), &filter, deadline).await, missed) {
                 (Ok(batches), _) => batches,
                 (Err(_), Some(missed)) => {
                     missed.lock().unwrap_or_else(|e| e.into_inner()).push(id);
@@ -159,7 +165,7 @@ impl ExecutionPlan for SegmentScanExec {
 /// waits for the routing table to change and tries the new ones, until `deadline`.
 async fn read_segment(
     router: &Router,
-    collection: &Collection,
+    at: &ReadAt,
     route: SegmentRoute,
     projection: Option<&[usize]>,
     filter: &str,
@@ -168,7 +174,7 @@ async fn read_segment(
     let mut changes = router.changes();
     let mut replicas = route.replicas.clone();
     loop {
-        match read_from_replicas(router, collection, &route, &replicas, projection, filter).await {
+        match read_from_replicas(router, at, &route, &replicas, projection, filter).await {
             Ok(batches) => return Ok(batches),
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
             Err(_) => {
@@ -182,7 +188,7 @@ async fn read_segment(
 /// The rows of one segment from the first of `replicas` that answers.
 async fn read_from_replicas(
     router: &Router,
-    collection: &Collection,
+    at: &ReadAt,
     route: &SegmentRoute,
     replicas: &[Replica],
     projection: Option<&[usize]>,
@@ -192,13 +198,13 @@ async fn read_from_replicas(
     for replica in replicas {
         let result = match replica {
             Replica::Local => match router.engine.segment(&route.meta.id) {
-                Some(segment) => local_rows(router, collection, segment, projection).await,
+                Some(segment) => local_rows(router, at, segment, projection).await,
                 None => Err(ComputeError::Unavailable("this node no longer holds it".into())),
             },
             Replica::Remote { addr, .. } => {
                 let req = pb::ScanSegmentRequest {
-                    collection: collection.spec.name.clone(),
-                    version: collection.version,
+                    collection: at.collection.spec.name.clone(),
+                    version: at.collection.version,
                     segment_id: route.meta.id.clone(),
                     projection: projection.unwrap_or_default().iter().map(|i| *i as u32).collect(),
                     all_columns: projection.is_none(),
@@ -218,18 +224,18 @@ async fn read_from_replicas(
     }
     Err(ComputeError::Unavailable(format!(
         "collection \"{}\": segment {} could not be read from any replica (last: {last_error})",
-        collection.spec.name, route.meta.id
+        at.collection.spec.name, route.meta.id
     )))
 }
 
-/// The rows of a segment this node holds that are live at `collection`'s version, projected.
+/// The rows of a segment this node holds that are live at the scan's version, projected.
 async fn local_rows(
     router: &Router,
-    collection: &Collection,
+    at: &ReadAt,
     segment: crate::segment::SegmentRef,
     projection: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, ComputeError> {
-    let live = live_rows(&segment, collection, collection.version, router.engine.keys()).await?;
+    let live = at.sources.live_rows(&segment, router.engine.keys()).await?;
     let batch = match live {
         Some(live) => arrow::compute::filter_record_batch(&segment.batch, &live)?,
         None => segment.batch.clone(),
