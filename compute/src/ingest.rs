@@ -223,15 +223,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// The shard of each row of `batch`, by a stable hash of its `id`.
 pub fn shard_rows(batch: &RecordBatch, shards: u32) -> Result<Vec<u32>, ComputeError> {
     let id = batch.column_by_name(ID_COLUMN).ok_or_else(|| ComputeError::Internal("conformed batch without id".into()))?;
-    key_shards(id, shards)
-}
-
-/// The shard of each of `keys` (a uint64 or utf8 array of primary keys).
-pub fn key_shards(keys: &ArrayRef, shards: u32) -> Result<Vec<u32>, ComputeError> {
     let shards = shards.max(1) as u64;
-    let hashes: Vec<u64> = match keys.data_type() {
-        DataType::UInt64 => keys.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
-        DataType::Utf8 => keys.as_string::<i32>().iter().map(|v| fnv1a(v.unwrap_or_default().as_bytes())).collect(),
+    let hashes: Vec<u64> = match id.data_type() {
+        DataType::UInt64 => id.as_primitive::<arrow::datatypes::UInt64Type>().values().iter().map(|v| fnv1a(&v.to_le_bytes())).collect(),
+        DataType::Utf8 => id.as_string::<i32>().iter().map(|v| fnv1a(v.unwrap_or_default().as_bytes())).collect(),
         t => return Err(ComputeError::Internal(format!("unexpected id type {t}"))),
     };
     Ok(hashes.into_iter().map(|h| (h % shards) as u32).collect())

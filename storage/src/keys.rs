@@ -15,7 +15,6 @@ use arrow::datatypes::{Field, Schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use bytes::Bytes;
-use object_store::path::Path;
 
 use crate::error::{StorageError, StorageErrorKind};
 use crate::format::DeleteLogMeta;
@@ -77,11 +76,7 @@ impl Storage {
     /// holding `keys`. Like a segment it takes effect only once a manifest commit names it.
     pub async fn write_delete_log(&self, dir: &str, shard: u32, keys: &ArrayRef) -> Result<DeleteLogMeta, StorageError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let path = Path::parse(dir)
-            .map_err(|e| StorageErrorKind::InvalidData.with_context(format!("invalid storage path {dir:?}")).with_source(e))?
-            .join(format!("shard-{shard}"))
-            .join(format!("{id}.deletes"))
-            .to_string();
+        let path = crate::storage::shard_object(dir, shard, &format!("{id}.deletes"))?;
         let size_bytes = self.write_keys(&path, keys).await?;
         Ok(DeleteLogMeta { id, shard, path, keys: keys.len() as u64, size_bytes, seq: 0 })
     }

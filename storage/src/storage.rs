@@ -336,7 +336,7 @@ impl Storage {
     /// collection if the commit never happens.
     pub async fn write_segment(&self, dir: &str, shard: u32, batches: &[RecordBatch]) -> Result<SegmentMeta, StorageError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let path = parse_relative(dir)?.join(format!("shard-{shard}")).join(format!("{id}.lance")).to_string();
+        let path = shard_object(dir, shard, &format!("{id}.lance"))?;
         let ctx = || format!("write segment {path}");
         let encoded = encode_lance(batches).await.map_err(|e| e.add_context(ctx()))?;
         let size_bytes = encoded.bytes.len() as u64;
@@ -395,6 +395,11 @@ impl Storage {
         }
         Ok(batches)
     }
+}
+
+/// The path of object `name` of `shard` under `dir`: `{dir}/shard-{shard}/{name}`.
+pub(crate) fn shard_object(dir: &str, shard: u32, name: &str) -> Result<String, StorageError> {
+    Ok(parse_relative(dir)?.join(format!("shard-{shard}")).join(name).to_string())
 }
 
 /// Parses a relative path, refusing empty, `.` and `..` parts.

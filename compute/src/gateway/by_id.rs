@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit, DataFrame, Expr, SessionConfig, SessionContext};
 use futures::future::try_join_all;
@@ -18,7 +18,7 @@ use super::collections::{not_found, outcome};
 use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::filter::Filter;
-use crate::ingest::{encode_ipc, key_shards};
+use crate::ingest::{encode_ipc, split_by_shard};
 use crate::limits::on_sql_threads;
 use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
 use crate::table::CollectionTable;
@@ -85,23 +85,18 @@ impl Gateway {
     /// Writes one delete log per shard of `keys` and commits them together.
     async fn commit_deletes(&self, collection: &Collection, keys: &ArrayRef) -> Result<u64, ComputeError> {
         let name = &collection.spec.name;
-        let shards = key_shards(keys, collection.spec.shards)?;
         let dir = format!("collections/{name}-{}", collection.id);
-        let writes = (0..collection.spec.shards.max(1)).map(|shard| {
-            let mask: arrow::array::BooleanArray = shards.iter().map(|s| Some(*s == shard)).collect();
-            let (dir, part) = (dir.clone(), arrow::compute::filter(keys, &mask));
+        let schema = Arc::new(Schema::new(vec![Field::new(ID_COLUMN, keys.data_type().clone(), false)]));
+        let ids = RecordBatch::try_new(schema, vec![keys.clone()])?;
+        let writes = split_by_shard(&ids, collection.spec.shards)?.into_iter().map(|(shard, part)| {
+            let dir = dir.clone();
             async move {
-                let part = part?;
-                if part.is_empty() {
-                    return Ok(None);
-                }
-                let log = self.storage.write_delete_log(&dir, shard, &part).await.map_err(|e| {
+                self.storage.write_delete_log(&dir, shard, part.column(0)).await.map_err(|e| {
                     e.add_context(format!("cannot write delete logs to {}; nothing was deleted", self.storage.url()))
-                })?;
-                Ok::<_, ComputeError>(Some(log))
+                })
             }
         });
-        let logs: Vec<_> = try_join_all(writes).await?.into_iter().flatten().collect();
+        let logs = try_join_all(writes).await?;
         let cmd = Command::CommitSegments { collection: name.clone(), collection_id: collection.id, segments: Vec::new(), delete_logs: logs };
         let version = outcome(self.meta.write(cmd).await?)?;
         self.wait_for_version(name, version, CATCH_UP_TIMEOUT).await?;

@@ -25,7 +25,7 @@ use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
 use crate::limits::{ExprLimits, HARD_MAX_EXPR_DEPTH};
 use crate::search::{search_segments_blocking, SearchQuery};
-use crate::liveness::{live_rows, live_segments, LiveSegment};
+use crate::liveness::{live_segments, LiveSegment, VersionSources};
 use crate::meta_client::{wait_for_version, MetaClient};
 
 /// The leaf service over this node's engine.
@@ -98,7 +98,7 @@ impl Leaf for LeafService {
             Status::failed_precondition(format!("segment {} of collection \"{}\" is not held by this node", req.segment_id, req.collection))
         })?;
         let collection = self.collection_at(&req.collection, req.version).await?;
-        let live = live_rows(&segment, &collection, req.version, self.engine.keys()).await?;
+        let live = VersionSources::new(&collection, req.version).live_rows(&segment, &collection, self.engine.keys()).await?;
         let segment = LiveSegment { segment, live };
         let batch = tokio::task::spawn_blocking(move || scan(&segment, &req))
             .await

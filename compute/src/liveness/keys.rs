@@ -51,16 +51,16 @@ impl RowIndex {
     }
 }
 
-/// Where the keys of one source are.
-#[derive(Debug, Clone)]
-pub enum KeysAt {
+/// Where the keys of one source are: its manifest entry.
+#[derive(Debug, Clone, Copy)]
+pub enum KeysAt<'a> {
     /// A segment: its keys file, or (written before keys files existed) the segment itself.
-    Segment(SegmentMeta),
+    Segment(&'a SegmentMeta),
     /// A delete log.
-    DeleteLog(DeleteLogMeta),
+    DeleteLog(&'a DeleteLogMeta),
 }
 
-impl KeysAt {
+impl KeysAt<'_> {
     /// The object the keys are cached under.
     fn path(&self) -> &str {
         match self {
@@ -84,15 +84,15 @@ impl KeyCache {
     }
 
     /// The keys of `source`, from the cache or storage.
-    pub async fn keys(&self, source: &KeysAt) -> Result<ArrayRef, ComputeError> {
+    pub async fn keys(&self, source: &KeysAt<'_>) -> Result<ArrayRef, ComputeError> {
         let cell = self.entries.lock().unwrap_or_else(|e| e.into_inner()).entry(source.path().to_string()).or_default().clone();
         let keys = cell.get_or_try_init(|| self.read(source)).await?;
         Ok(keys.clone())
     }
 
-    async fn read(&self, source: &KeysAt) -> Result<ArrayRef, ComputeError> {
+    async fn read(&self, source: &KeysAt<'_>) -> Result<ArrayRef, ComputeError> {
         match source {
-            KeysAt::Segment(SegmentMeta { keys_path: Some(path), .. }) | KeysAt::DeleteLog(DeleteLogMeta { path, .. }) => {
+            KeysAt::Segment(&SegmentMeta { keys_path: Some(ref path), .. }) | KeysAt::DeleteLog(&DeleteLogMeta { ref path, .. }) => {
                 Ok(self.storage.read_keys(path).await?)
             }
             KeysAt::Segment(meta) => {
@@ -109,16 +109,6 @@ impl KeyCache {
     /// Forgets the keys of every object not in `keep` (sources no manifest names any more).
     pub fn retain(&self, keep: &HashSet<&str>) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).retain(|path, _| keep.contains(path.as_str()));
-    }
-
-    /// Objects whose keys are cached.
-    pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether no keys are cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

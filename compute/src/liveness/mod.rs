@@ -15,7 +15,8 @@
 //! lookups per read rather than a pass over the segment.
 //!
 //! # Layout
-//! - `mod.rs`: [`LiveSegment`], [`VersionSources`], [`live_rows`] and the per-segment mask cache.
+//! - `mod.rs`: [`LiveSegment`], [`VersionSources`], [`live_segments`] and the per-segment mask
+//!   cache.
 //! - `keys.rs`: [`RowIndex`] (key → row of one segment) and the engine's cache of sources' keys.
 
 mod keys;
@@ -24,7 +25,7 @@ use std::sync::Mutex;
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::buffer::BooleanBuffer;
-use grape_meta::catalog::Collection;
+use grape_meta::catalog::{Collection, ShardManifest};
 use grape_storage::format::max_seq;
 
 pub use keys::{KeyCache, RowIndex};
@@ -60,11 +61,6 @@ impl LiveSegment {
             }
         })
     }
-
-    /// Number of live rows.
-    pub fn live_rows(&self) -> usize {
-        self.live.as_ref().map_or(self.segment.rows(), |l| l.true_count())
-    }
 }
 
 /// The live mask a segment computed last: at which source it stops, and the mask.
@@ -92,24 +88,40 @@ impl SegmentLiveness {
     }
 }
 
-/// A source whose keys override older rows: its sequence number, and where its keys are.
-#[derive(Debug, Clone)]
+/// A source whose keys override older rows: its sequence number, and which entry of its
+/// shard's manifest it is (an index, so listing sources copies nothing from the catalog).
+#[derive(Debug, Clone, Copy)]
 struct Source {
     seq: u64,
-    keys: keys::KeysAt,
+    at: SourceAt,
 }
 
-/// The sources of `shard` in `collection` visible at `version`, oldest first.
-fn shard_sources(collection: &Collection, shard: u32, version: u64) -> Vec<Source> {
+/// An entry of a shard manifest, by position.
+#[derive(Debug, Clone, Copy)]
+enum SourceAt {
+    /// `segments[i]`.
+    Segment(usize),
+    /// `delete_logs[i]`.
+    DeleteLog(usize),
+}
+
+impl SourceAt {
+    /// Where the keys of this entry of `shard` are.
+    fn keys<'a>(self, shard: &'a ShardManifest) -> Result<keys::KeysAt<'a>, ComputeError> {
+        let missing = || ComputeError::Internal("a source is not in the manifest it was listed from".into());
+        Ok(match self {
+            SourceAt::Segment(i) => keys::KeysAt::Segment(shard.segments.get(i).ok_or_else(missing)?),
+            SourceAt::DeleteLog(i) => keys::KeysAt::DeleteLog(shard.delete_logs.get(i).ok_or_else(missing)?),
+        })
+    }
+}
+
+/// The sources of `shard` visible at `version`, oldest first.
+fn shard_sources(shard: &ShardManifest, version: u64) -> Vec<Source> {
     let horizon = max_seq(version);
-    let Some(shard) = collection.shards.get(shard as usize) else { return Vec::new() };
-    let mut sources: Vec<Source> = shard
-        .segments
-        .iter()
-        .filter(|s| s.seq <= horizon)
-        .map(|s| Source { seq: s.seq, keys: keys::KeysAt::Segment(s.clone()) })
-        .chain(shard.delete_logs.iter().filter(|d| d.seq <= horizon).map(|d| Source { seq: d.seq, keys: keys::KeysAt::DeleteLog(d.clone()) }))
-        .collect();
+    let segments = shard.segments.iter().enumerate().map(|(i, s)| Source { seq: s.seq, at: SourceAt::Segment(i) });
+    let deletes = shard.delete_logs.iter().enumerate().map(|(i, d)| Source { seq: d.seq, at: SourceAt::DeleteLog(i) });
+    let mut sources: Vec<Source> = segments.chain(deletes).filter(|s| s.seq <= horizon).collect();
     sources.sort_by_key(|s| s.seq);
     sources
 }
@@ -125,34 +137,35 @@ pub struct VersionSources {
 impl VersionSources {
     /// The sources of `collection` (a catalog entry at `version` or later) visible at `version`.
     pub fn new(collection: &Collection, version: u64) -> Self {
-        VersionSources { by_shard: (0..collection.shards.len() as u32).map(|shard| shard_sources(collection, shard, version)).collect() }
+        VersionSources { by_shard: collection.shards.iter().map(|shard| shard_sources(shard, version)).collect() }
     }
 
     /// The rows of `segment` live at this version: `None` when none was replaced or deleted.
-    /// Reads the keys of newer sources through `cache`.
-    pub async fn live_rows(&self, segment: &SegmentRef, cache: &KeyCache) -> Result<Option<BooleanArray>, ComputeError> {
-        let sources = self.by_shard.get(segment.meta.shard as usize).map_or(&[][..], Vec::as_slice);
-        live_rows_among(segment, sources, cache).await
+    /// `collection` is the catalog entry these sources were listed from; the keys of newer
+    /// sources are read through `cache`.
+    pub async fn live_rows(
+        &self,
+        segment: &SegmentRef,
+        collection: &Collection,
+        cache: &KeyCache,
+    ) -> Result<Option<BooleanArray>, ComputeError> {
+        let shard = segment.meta.shard as usize;
+        let (Some(sources), Some(manifest)) = (self.by_shard.get(shard), collection.shards.get(shard)) else { return Ok(None) };
+        // Sequence numbers are unique, so the segment itself is not among the newer ones.
+        let newer = &sources[sources.partition_point(|s| s.seq <= segment.meta.seq)..];
+        live_rows_among(segment, manifest, newer, cache).await
     }
 }
 
-/// The rows of `segment` live at `version` of `collection` (a catalog entry at `version` or
-/// later): `None` when none was replaced or deleted. Reads the keys of newer sources through
-/// `cache`.
-pub async fn live_rows(
+/// The live rows of `segment` given the `newer` sources of its shard `manifest` that a read
+/// sees, oldest first.
+async fn live_rows_among(
     segment: &SegmentRef,
-    collection: &Collection,
-    version: u64,
+    manifest: &ShardManifest,
+    newer: &[Source],
     cache: &KeyCache,
 ) -> Result<Option<BooleanArray>, ComputeError> {
-    live_rows_among(segment, &shard_sources(collection, segment.meta.shard, version), cache).await
-}
-
-/// [`live_rows`] given the sources of the segment's shard at the read's version, oldest first.
-async fn live_rows_among(segment: &SegmentRef, shard_sources: &[Source], cache: &KeyCache) -> Result<Option<BooleanArray>, ComputeError> {
-    // Sequence numbers are unique, so the segment itself is not among the newer ones.
-    let sources = &shard_sources[shard_sources.partition_point(|s| s.seq <= segment.meta.seq)..];
-    let Some(upto) = sources.last().map(|s| s.seq) else { return Ok(None) };
+    let Some(upto) = newer.last().map(|s| s.seq) else { return Ok(None) };
     let liveness = &segment.liveness;
     let start = liveness.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Bring the last mask forward when it is older than this read; otherwise start afresh.
@@ -163,8 +176,8 @@ async fn live_rows_among(segment: &SegmentRef, shard_sources: &[Source], cache: 
     };
     let index = liveness.row_index(segment)?;
     let mut dead = Vec::new();
-    for source in sources.iter().filter(|s| s.seq > from) {
-        let keys: ArrayRef = cache.keys(&source.keys).await?;
+    for source in newer.iter().filter(|s| s.seq > from) {
+        let keys: ArrayRef = cache.keys(&source.at.keys(manifest)?).await?;
         index.rows_of(&keys, &mut dead)?;
     }
     if !dead.is_empty() {
@@ -187,7 +200,8 @@ fn all_or_some(live: BooleanBuffer) -> Option<BooleanArray> {
     (live.count_set_bits() < live.len()).then(|| BooleanArray::new(live, None))
 }
 
-/// [`live_rows`] for each of `segments`.
+/// The live rows of each of `segments` at `version` of `collection` (see
+/// [`VersionSources::live_rows`]).
 pub async fn live_segments(
     segments: Vec<SegmentRef>,
     collection: &Collection,
@@ -197,7 +211,7 @@ pub async fn live_segments(
     let sources = VersionSources::new(collection, version);
     let mut out = Vec::with_capacity(segments.len());
     for segment in segments {
-        let live = sources.live_rows(&segment, cache).await?;
+        let live = sources.live_rows(&segment, collection, cache).await?;
         out.push(LiveSegment { segment, live });
     }
     Ok(out)

@@ -235,7 +235,7 @@ async fn local_rows(
     segment: crate::segment::SegmentRef,
     projection: Option<&[usize]>,
 ) -> Result<Vec<RecordBatch>, ComputeError> {
-    let live = at.sources.live_rows(&segment, router.engine.keys()).await?;
+    let live = at.sources.live_rows(&segment, &at.collection, router.engine.keys()).await?;
     let batch = match live {
         Some(live) => arrow::compute::filter_record_batch(&segment.batch, &live)?,
         None => segment.batch.clone(),
