@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete(args) => cli::query::delete(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Get(args) => cli::query::get(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Status => cli::meta::status(&cli.endpoint, format).await,
+        Command::Jobs(cmd) => cli::jobs::run(&mut connect(&cli.endpoint).await?, format, cmd).await,
         Command::Meta(args) => meta_server::run(args).await,
         Command::Compute(args) => compute_server::run(args, &ConfigFile::load_optional(cli.config.as_deref())?).await,
         Command::Cluster(cmd) => cli::meta::cluster(&cli.endpoint, format, cmd).await,

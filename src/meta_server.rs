@@ -46,6 +46,7 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     let (stop, _) = tokio::sync::watch::channel(false);
     let timeout = Duration::from_millis(args.heartbeat_timeout_ms.max(100));
     tokio::spawn(service.watch_compute_nodes(timeout, until_stopped(&stop)));
+    tokio::spawn(service.watch_jobs(until_stopped(&stop)));
     let served = tonic::transport::Server::builder()
         .add_service(raft_service(node.raft().clone()))
         .add_service(service.into_server())

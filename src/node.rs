@@ -76,6 +76,10 @@ impl NodeServer {
         if let Some(interval) = gc.interval {
             tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
         }
+        tokio::spawn(gateway.clone().run_job_worker(until_stopped(&stop)));
+        if let Some(service) = &meta_service {
+            tokio::spawn(service.watch_jobs(until_stopped(&stop)));
+        }
         let router = tonic::transport::Server::builder()
             .add_service(GrapeService(gateway.clone()).into_server())
             .add_service(leaf.into_server())

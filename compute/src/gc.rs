@@ -91,7 +91,7 @@ mod tests {
         let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None };
         let ids: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::UInt64Array::from(vec![3]));
         let log = storage.write_delete_log("collections/docs-1", 0, &ids).await.unwrap();
-        let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()] };
+        let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()], ..Default::default() };
         let mut catalog = Catalog::default();
         catalog.collections.insert("docs".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
 

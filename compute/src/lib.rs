@@ -22,6 +22,8 @@
 //! - [`liveness`]: ids as keys — which rows of a segment newer upserts and deletes replaced.
 //! - [`ingest`]: decoding, conforming and sharding of inserted rows; [`gc`]: deleting orphan
 //!   segment objects.
+//! - [`jobs`]: the job worker — leases jobs from meta's queue and runs compactions,
+//!   server-side ingests and garbage collection, committing fenced by the attempt.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
 //! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
@@ -41,6 +43,7 @@ pub mod gateway;
 pub mod gc;
 pub mod index;
 pub mod ingest;
+pub mod jobs;
 pub mod leaf;
 pub mod limits;
 pub mod liveness;

@@ -15,13 +15,31 @@ pub const GC_GRACE_SECS: &str = "gc/grace_secs";
 /// Seconds between garbage-collection passes of each node (`--gc-interval-secs`; 0 pauses).
 pub const GC_INTERVAL_SECS: &str = "gc/interval_secs";
 
+/// Seconds a job attempt's lease lasts unless renewed (default 10); a worker renews it every
+/// third of that. A worker that stops for longer loses the job to another node.
+pub const JOBS_LEASE_SECS: &str = "jobs/lease_secs";
+
+/// Milliseconds a job worker pauses between units of work (files of an ingest, segments of a
+/// compaction): a throttle on background work (default 0).
+pub const JOBS_PAUSE_MS: &str = "jobs/pause_ms";
+
+/// The duration in whole milliseconds set for `key`, if any.
+pub fn millis(catalog: &Catalog, key: &str) -> Option<Duration> {
+    number(catalog, key).map(Duration::from_millis)
+}
+
 /// The duration in whole seconds set for `key`, if any.
 pub fn seconds(catalog: &Catalog, key: &str) -> Option<Duration> {
+    number(catalog, key).map(Duration::from_secs)
+}
+
+/// The whole number set for `key`, if any.
+fn number(catalog: &Catalog, key: &str) -> Option<u64> {
     let value = catalog.config.get(key)?;
     match value.value.trim().parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
+        Ok(n) => Some(n),
         Err(_) => {
-            tracing::warn!(key, value = %value.value, "config setting is not a whole number of seconds; ignored");
+            tracing::warn!(key, value = %value.value, "config setting is not a whole number; ignored");
             None
         }
     }

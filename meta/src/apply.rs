@@ -8,7 +8,8 @@
 use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest};
 use crate::command::{Command, CommandResult};
 use crate::config::PutOutcome;
-use grape_storage::format::{commit_seq, DeleteLogMeta, SegmentMeta, SEQ_ORDINAL_BITS};
+use crate::jobs::{Job, JobFence, JobQueue};
+use grape_storage::format::{commit_seq, max_seq, DeleteLogMeta, SegmentMeta, SEQ_ORDINAL_BITS};
 
 /// Applies `cmd` to `catalog` and returns the outcome.
 ///
@@ -35,9 +36,45 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
                 }
             }
         }
-        Command::CommitSegments { collection, collection_id, segments, delete_logs } => {
-            commit_segments(catalog, collection, *collection_id, segments, delete_logs)
+        Command::CommitSegments { collection, collection_id, segments, delete_logs, job } => {
+            if let Some(fence) = job {
+                if let Err(why) = catalog.jobs.check(fence) {
+                    return CommandResult::Conflict(why);
+                }
+            }
+            let result = commit_segments(catalog, collection, *collection_id, segments, delete_logs);
+            if let (Some(fence), CommandResult::Applied { version }) = (job, &result) {
+                let rows: u64 = segments.iter().map(|s| s.rows).sum();
+                catalog.jobs.succeed(fence, &format!("{rows} rows in {} segments committed at version {version}", segments.len()));
+            }
+            result
         }
+        Command::CompactShard { collection, collection_id, shard, inputs, outputs, seq, job } => {
+            compact_shard(catalog, CompactionCommit { collection, collection_id: *collection_id, shard: *shard, inputs, outputs, seq: *seq, job })
+        }
+        Command::EnqueueJob { spec, max_attempts, min_interval_ms, now_ms } => {
+            if let Some(name) = spec.collection() {
+                if !catalog.collections.contains_key(name) {
+                    return CommandResult::NotFound(name.to_string());
+                }
+            }
+            let job = catalog.jobs.enqueue(spec, *max_attempts, *now_ms, *min_interval_ms);
+            CommandResult::Job(Some(Box::new(job)))
+        }
+        Command::LeaseJob { worker, lease_ms, now_ms } => {
+            CommandResult::Job(catalog.jobs.lease(*worker, *lease_ms, *now_ms).map(Box::new))
+        }
+        Command::RenewJob { fence, lease_ms, progress } => match catalog.jobs.renew(fence, *lease_ms, *progress) {
+            Ok(()) => CommandResult::Applied { version: 0 },
+            Err(why) => CommandResult::Conflict(why),
+        },
+        Command::FinishJob { fence, outcome } => match catalog.jobs.finish(fence, outcome) {
+            Ok(()) => CommandResult::Applied { version: 0 },
+            Err(why) => CommandResult::Conflict(why),
+        },
+        Command::ExpireLeases { now_ms } => CommandResult::Applied { version: catalog.jobs.expire(*now_ms) as u64 },
+        Command::RetryJob { id, now_ms } => job_change(catalog, *id, |q| q.retry(*id, *now_ms)),
+        Command::CancelJob { id, now_ms } => job_change(catalog, *id, |q| q.cancel(*id, *now_ms)),
         Command::RegisterNode { id, addr, memory_bytes } => {
             catalog.compute.register(*id, addr, *memory_bytes);
             CommandResult::Applied { version: 0 }
@@ -75,6 +112,74 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             PutOutcome::Mismatch(current) => CommandResult::VersionMismatch { current },
         },
     }
+}
+
+/// A job's new state, or why the change was refused (`NotFound` for an unknown id).
+fn job_change(catalog: &mut Catalog, id: u64, change: impl FnOnce(&mut JobQueue) -> Result<Job, String>) -> CommandResult {
+    if !catalog.jobs.jobs.contains_key(&id) {
+        return CommandResult::NotFound(format!("job {id} does not exist"));
+    }
+    match change(&mut catalog.jobs) {
+        Ok(job) => CommandResult::Job(Some(Box::new(job))),
+        Err(why) => CommandResult::Conflict(why),
+    }
+}
+
+/// The parts of a [`Command::CompactShard`].
+struct CompactionCommit<'a> {
+    collection: &'a str,
+    collection_id: u64,
+    shard: u32,
+    inputs: &'a [String],
+    outputs: &'a [SegmentMeta],
+    seq: u64,
+    job: &'a JobFence,
+}
+
+/// Swaps a shard's compacted segments for their outputs, if the inputs are all still there.
+/// Delete logs that no remaining segment predates are dropped: they can no longer hide a row.
+fn compact_shard(catalog: &mut Catalog, c: CompactionCommit<'_>) -> CommandResult {
+    if let Err(why) = catalog.jobs.check(c.job) {
+        return CommandResult::Conflict(why);
+    }
+    let Some(coll) = catalog.collections.get_mut(c.collection) else {
+        return CommandResult::NotFound(c.collection.to_string());
+    };
+    if coll.id != c.collection_id {
+        return CommandResult::NotFound(format!("{} (id {})", c.collection, c.collection_id));
+    }
+    let Some(manifest) = coll.shards.get(c.shard as usize) else {
+        return CommandResult::Conflict(format!("collection {} has no shard {}", c.collection, c.shard));
+    };
+    if let Some(gone) = c.inputs.iter().find(|id| !manifest.segments.iter().any(|s| &&s.id == id)) {
+        return CommandResult::Conflict(format!("segment {gone} of shard {} is no longer in the manifest", c.shard));
+    }
+    if let Some(bad) = c.outputs.iter().find(|s| s.shard != c.shard) {
+        return CommandResult::Conflict(format!("output segment {} names shard {}, not {}", bad.id, bad.shard, c.shard));
+    }
+    if c.seq > max_seq(coll.version) {
+        return CommandResult::Conflict(format!("sequence number {} is beyond version {}", c.seq, coll.version));
+    }
+    coll.version += 1;
+    let version = coll.version;
+    let manifest = &mut coll.shards[c.shard as usize];
+    manifest.segments.retain(|s| !c.inputs.contains(&s.id));
+    manifest.segments.extend(c.outputs.iter().map(|s| SegmentMeta { seq: c.seq, ..s.clone() }));
+    manifest.segments.sort_by_key(|s| s.seq);
+    let oldest = manifest.segments.iter().map(|s| s.seq).min().unwrap_or(u64::MAX);
+    let logs_before = manifest.delete_logs.len();
+    manifest.delete_logs.retain(|d| d.seq > oldest);
+    manifest.version = version;
+    manifest.rewritten_at = version;
+    let rows: u64 = c.outputs.iter().map(|s| s.rows).sum();
+    let summary = format!(
+        "{} segments into {} ({rows} live rows), {} delete logs dropped, at version {version}",
+        c.inputs.len(),
+        c.outputs.len(),
+        logs_before - manifest.delete_logs.len()
+    );
+    catalog.jobs.succeed(c.job, &summary);
+    CommandResult::Applied { version }
 }
 
 fn create_collection(catalog: &mut Catalog, spec: &CollectionSpec) -> CommandResult {
@@ -168,7 +273,7 @@ mod tests {
     }
 
     fn commit(c: &mut Catalog, name: &str, id: u64, segs: Vec<SegmentMeta>) -> CommandResult {
-        let cmd = Command::CommitSegments { collection: name.into(), collection_id: id, segments: segs, delete_logs: vec![] };
+        let cmd = Command::CommitSegments { collection: name.into(), collection_id: id, segments: segs, delete_logs: vec![], job: None };
         apply(c, &cmd)
     }
 
@@ -232,6 +337,7 @@ mod tests {
             collection_id: 0,
             segments: vec![seg("s3", 2, 1)],
             delete_logs: vec![deletes("d1", 1)],
+            job: None,
         };
         assert_eq!(apply(&mut c, &cmd), CommandResult::Applied { version: 2 });
         let a = &c.collections["a"];
@@ -259,6 +365,7 @@ mod tests {
             collection_id: 0,
             segments: vec![],
             delete_logs: vec![deletes("d", 5)],
+            job: None,
         };
         assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
         assert_eq!(c, before);

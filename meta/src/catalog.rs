@@ -11,6 +11,7 @@ use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigStore;
+use crate::jobs::JobQueue;
 use crate::nodes::NodeRegistry;
 
 /// Distance metric of a vector column.
@@ -85,6 +86,18 @@ impl Collection {
         self.shards.iter().flat_map(|s| &s.segments).map(|s| s.rows).sum()
     }
 
+    /// The directory of the collection's objects in storage: `collections/{name}-{id}`, so a
+    /// re-created collection of the same name never shares objects with the dropped one.
+    pub fn storage_dir(&self) -> String {
+        format!("collections/{}-{}", self.spec.name, self.id)
+    }
+
+    /// Whether a compaction replaced segments of any shard after `version`: a read planned
+    /// at `version` must be planned again on a newer catalog.
+    pub fn rewritten_after(&self, version: u64) -> bool {
+        self.shards.iter().any(|s| s.rewritten_at > version)
+    }
+
     /// All live segments of all shards.
     pub fn segments(&self) -> impl Iterator<Item = &SegmentMeta> {
         self.shards.iter().flat_map(|s| s.segments.iter())
@@ -104,6 +117,11 @@ pub struct ShardManifest {
     /// Keys deleted from the shard, one immutable object per delete commit, in commit order.
     #[serde(default)]
     pub delete_logs: Vec<DeleteLogMeta>,
+    /// The collection version at which a compaction last replaced segments of this shard
+    /// (0 = never). A read planned at an earlier version must be planned again: the
+    /// segments it names may be gone, and the outputs' rows are as of a later version.
+    #[serde(default)]
+    pub rewritten_at: u64,
 }
 
 /// The whole replicated state: collections by name.
@@ -123,4 +141,7 @@ pub struct Catalog {
     /// decided by the leader (see [`crate::placement`]).
     #[serde(default)]
     pub assignments: BTreeMap<String, Vec<u64>>,
+    /// The job queue: compactions, server-side ingests, garbage collection.
+    #[serde(default)]
+    pub jobs: JobQueue,
 }

@@ -5,6 +5,7 @@ use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CollectionSpec;
+use crate::jobs::{Job, JobFence, JobOutcome, JobSpec, Progress};
 
 /// A change to the replicated state, appended to the Raft log and applied in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,93 @@ pub enum Command {
         /// Delete logs to add (each names its shard).
         #[serde(default)]
         delete_logs: Vec<DeleteLogMeta>,
+        /// The job attempt whose output this is (a server-side ingest): the commit is refused
+        /// unless that attempt holds its lease, and marks the job succeeded with it.
+        #[serde(default)]
+        job: Option<JobFence>,
+    },
+    /// Replace segments of one shard by their compaction: applied only if every input is
+    /// still in the shard (nothing else replaced them) and the job attempt holds its lease.
+    /// Rows written after the compaction read the shard keep a higher sequence number than
+    /// the outputs, so no concurrent upsert or delete is lost.
+    CompactShard {
+        /// Collection name.
+        collection: String,
+        /// Collection id the worker read.
+        collection_id: u64,
+        /// The shard.
+        shard: u32,
+        /// Ids of the segments replaced.
+        inputs: Vec<String>,
+        /// The segments replacing them (their live rows at the read version).
+        outputs: Vec<SegmentMeta>,
+        /// Sequence number of the outputs: the highest of the inputs and of the shard's
+        /// delete logs at the version read.
+        seq: u64,
+        /// The compaction job's attempt.
+        job: JobFence,
+    },
+    /// Add a job to the queue (or find the active one doing the same work).
+    EnqueueJob {
+        /// What to do.
+        spec: JobSpec,
+        /// Attempts before it is dead.
+        max_attempts: u32,
+        /// For GC: not enqueued within this time of the last one (0 = no limit).
+        #[serde(default)]
+        min_interval_ms: u64,
+        /// Leader time, stamped on proposal.
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Lease the oldest runnable job to a compute node.
+    LeaseJob {
+        /// The compute node.
+        worker: u64,
+        /// Lease length.
+        lease_ms: u64,
+        /// Leader time, stamped on proposal.
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Extend a running attempt's lease and record its progress.
+    RenewJob {
+        /// The attempt.
+        fence: JobFence,
+        /// New lease length from now.
+        lease_ms: u64,
+        /// Progress so far.
+        progress: Option<Progress>,
+    },
+    /// End a running attempt that commits nothing through other commands (GC), or report
+    /// its failure.
+    FinishJob {
+        /// The attempt.
+        fence: JobFence,
+        /// How it ended.
+        outcome: JobOutcome,
+    },
+    /// The leader's decision that running attempts whose lease ran out have failed.
+    ExpireLeases {
+        /// Leader time, stamped on proposal.
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Make a dead, failed or cancelled job pending again.
+    RetryJob {
+        /// The job.
+        id: u64,
+        /// Leader time, stamped on proposal.
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Cancel a job that has not finished.
+    CancelJob {
+        /// The job.
+        id: u64,
+        /// Leader time, stamped on proposal.
+        #[serde(default)]
+        now_ms: u64,
     },
     /// Register a compute node, or mark it live again (possibly at a new address).
     RegisterNode {
@@ -118,4 +206,26 @@ pub enum CommandResult {
         /// The version the key is at.
         current: u64,
     },
+    /// A job command's outcome: the job enqueued, leased, retried or cancelled (`None` when
+    /// a lease found nothing to run).
+    Job(Option<Box<Job>>),
+}
+
+impl Command {
+    /// Stamps the proposing leader's clock into the command (ms since the Unix epoch), so
+    /// applying it stays deterministic on every member. Commands without a time are unchanged.
+    pub fn stamp(&mut self, now: u64) {
+        match self {
+            Command::EnqueueJob { now_ms, .. }
+            | Command::LeaseJob { now_ms, .. }
+            | Command::ExpireLeases { now_ms }
+            | Command::RetryJob { now_ms, .. }
+            | Command::CancelJob { now_ms, .. } => *now_ms = now,
+            Command::RenewJob { fence, .. } | Command::FinishJob { fence, .. } | Command::CompactShard { job: fence, .. } => {
+                fence.now_ms = now
+            }
+            Command::CommitSegments { job: Some(fence), .. } => fence.now_ms = now,
+            _ => {}
+        }
+    }
 }

@@ -37,6 +37,8 @@
 //! - [`nodes`]: the compute-node registry (live or declared dead).
 //! - [`placement`]: where segments go on compute nodes (weighted rendezvous hashing with
 //!   bounded loads), a pure function of the segments and the live nodes.
+//! - [`compaction_policy`]: when the leader enqueues a shard's compaction, and its settings.
+//! - [`jobs`]: the job queue (leases, attempts, fencing of a job's commit).
 //! - [`error`]: [`MetaError`].
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
@@ -46,8 +48,10 @@
 pub mod apply;
 pub mod catalog;
 pub mod command;
+pub mod compaction_policy;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod linearizability;
 pub mod network;
 pub mod node;

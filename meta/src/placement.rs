@@ -241,7 +241,7 @@ mod tests {
                 .expect("segment meta")
         };
         let segments = vec![segment("s1"), segment("s2")];
-        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, delete_logs: Vec::new() });
+        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, delete_logs: Vec::new(), job: None });
         for id in 1..=3 {
             apply(&mut catalog, &Command::RegisterNode { id, addr: format!("h:{id}"), memory_bytes: 1 << 30 });
         }
@@ -290,7 +290,7 @@ mod tests {
                 .expect("segment meta")
             })
             .collect();
-        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, delete_logs: Vec::new() });
+        apply(&mut catalog, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, delete_logs: Vec::new(), job: None });
         for id in 1..=3 {
             apply(&mut catalog, &Command::RegisterNode { id, addr: format!("h:{id}"), memory_bytes: 1 << 30 });
         }

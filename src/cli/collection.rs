@@ -41,6 +41,11 @@ pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionComma
             let info = client.set_replicas(v1::SetReplicasRequest { name, replicas }).await?.into_inner();
             print_object(format, &info_json(&info));
         }
+        CollectionCommand::Compact { name, shard, wait } => {
+            let jobs = client.compact(v1::CompactRequest { collection: name, shard }).await?.into_inner().jobs;
+            let jobs = if wait { super::jobs::follow(client, &jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "units").await? } else { jobs };
+            super::jobs::print_jobs(format, &jobs);
+        }
         CollectionCommand::Drop { name } => {
             client.drop_collection(v1::DropCollectionRequest { name: name.clone() }).await?;
             print_object(format, &json!({ "dropped": name }));

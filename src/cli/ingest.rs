@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use super::client::Client;
+use super::jobs::{follow, job_json};
 use super::output::print_object;
 use super::{IngestArgs, OutputFormat};
 use crate::error::CliError;
@@ -27,9 +28,21 @@ use crate::error::CliError;
 const IN_FLIGHT: usize = 2;
 
 /// Runs the ingest job, drawing a progress bar on stderr.
+///
+/// Files given as `s3://…` or `file://…` URLs are read by a compute node instead: the command
+/// enqueues a server-side ingest job and follows it (or, with `--detach`, prints it and returns).
 pub async fn run(client: &mut Client, format: OutputFormat, args: IngestArgs) -> Result<(), CliError> {
+    let urls = args.files.iter().filter(|f| is_url(f)).count();
+    if urls > 0 || args.detach {
+        if urls != args.files.len() {
+            return Err(CliError::Usage(
+                "a server-side ingest (URLs, --detach) reads files already in object storage: give every file as s3://… or file://…".into(),
+            ));
+        }
+        return run_server_side(client, format, args).await;
+    }
     let started = Instant::now();
-    let files = args.files.iter().map(|p| open_parquet(p, args.batch_rows)).collect::<Result<Vec<_>, _>>()?;
+    let files = args.files.iter().map(|p| open_parquet(Path::new(p), args.batch_rows)).collect::<Result<Vec<_>, _>>()?;
     let total: u64 = files.iter().map(|f| f.rows).sum();
     let (tx, rx) = mpsc::channel(IN_FLIGHT + 1);
     let mut job = Job { tx, replies: client.ingest(ReceiverStream::new(rx)).await?.into_inner(), in_flight: 0, total };
@@ -57,6 +70,26 @@ pub async fn run(client: &mut Client, format: OutputFormat, args: IngestArgs) ->
         "rows_per_second": (done.rows_staged as f64 / seconds.max(1e-9)).round(),
     });
     print_object(format, &summary);
+    Ok(())
+}
+
+/// Whether an ingest argument names a file in object storage rather than a local path.
+fn is_url(file: &str) -> bool {
+    file.starts_with("s3://") || file.starts_with("file://")
+}
+
+/// Enqueues a server-side ingest job; follows it to its end unless `--detach`.
+async fn run_server_side(client: &mut Client, format: OutputFormat, args: IngestArgs) -> Result<(), CliError> {
+    let req = v1::SubmitIngestRequest { collection: args.collection.clone(), urls: args.files.clone(), max_attempts: 0 };
+    let job = client.submit_ingest(req).await?.into_inner();
+    if args.detach {
+        print_object(format, &job_json(&job));
+        return Ok(());
+    }
+    let done = follow(client, &[job.id], "files read").await?;
+    for job in &done {
+        print_object(format, &job_json(job));
+    }
     Ok(())
 }
 
@@ -136,8 +169,13 @@ impl Job {
 
 /// Draws a one-line progress bar on stderr.
 fn progress(done: u64, total: u64) {
+    progress_bar(done, total, "rows staged");
+}
+
+/// Draws a one-line progress bar on stderr: `done` of `total` `units`.
+pub fn progress_bar(done: u64, total: u64, units: &str) {
     let frac = if total == 0 { 1.0 } else { (done as f64 / total as f64).min(1.0) };
     let filled = (frac * 30.0).round() as usize;
-    eprint!("\r[{}{}] {done}/{total} rows staged", "#".repeat(filled), "-".repeat(30 - filled));
+    eprint!("\r[{}{}] {done}/{total} {units}", "#".repeat(filled), "-".repeat(30 - filled));
     let _ = std::io::stderr().flush();
 }

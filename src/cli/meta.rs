@@ -47,6 +47,7 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 "requests_timed_out": s.requests_timed_out,
                 "sql_memory_used": s.sql_memory_used,
                 "sql_memory_limit": s.sql_memory_limit,
+                "jobs": s.jobs_by_state,
             });
             value.extend(node.as_object().cloned().unwrap_or_default());
         }

@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! - this file: the clap definitions, exactly the commands DESIGN.md names;
-//! - `client.rs`: connecting to an endpoint; `collection.rs`, `ingest.rs`, `query.rs`:
+//! - `client.rs`: connecting to an endpoint; `collection.rs`, `ingest.rs`, `query.rs`, `jobs.rs`:
 //!   the client commands; `output.rs`: tables for people, `--output json` for programs.
 
 pub mod client;
 pub mod collection;
 pub mod ingest;
+pub mod jobs;
 pub mod meta;
 pub mod output;
 pub mod query;
@@ -80,6 +81,9 @@ pub enum Command {
     Get(GetArgs),
     /// Show the state of the node and the meta group.
     Status,
+    /// The job queue: compactions, server-side ingests, garbage collection.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Delete segment objects that no manifest names (left by failed inserts and dropped
     /// collections) and that are older than a grace period. Nodes also do this periodically.
     Gc(GcArgs),
@@ -353,12 +357,53 @@ pub enum CollectionCommand {
         /// Collection name.
         name: String,
     },
+    /// Compact a collection: merge the small segments of each shard and leave deleted and
+    /// replaced rows out (a job per shard; the meta leader also enqueues these by itself).
+    Compact {
+        /// Collection name.
+        name: String,
+        /// Only this shard.
+        #[arg(long)]
+        shard: Option<u32>,
+        /// Follow the jobs until they finish.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Change how many compute nodes hold each segment of a collection.
     SetReplicas {
         /// Collection name.
         name: String,
         /// The new replica factor (at least 1).
         replicas: u32,
+    },
+}
+
+/// `grape jobs …`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: pending, running, failed, succeeded, dead, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one job: parameters, state, attempts, progress, last error.
+    Show {
+        /// Job id.
+        id: u64,
+    },
+    /// Make a dead (or failed, or cancelled) job pending again with a fresh set of attempts.
+    Retry {
+        /// Job id.
+        id: u64,
+    },
+    /// Cancel a job that has not finished; a running attempt then commits nothing.
+    Cancel {
+        /// Job id.
+        id: u64,
     },
 }
 
@@ -393,9 +438,14 @@ pub struct CreateArgs {
 pub struct IngestArgs {
     /// Collection to ingest into.
     pub collection: String,
-    /// Parquet files with columns `id`, `vector` and payload.
+    /// Parquet files with columns `id`, `vector` and payload: local paths (streamed from
+    /// here), or `s3://…` / `file://…` URLs of files already in object storage (read by a
+    /// compute node as a server-side ingest job; `*` and `?` allowed in the file name).
     #[arg(required = true)]
-    pub files: Vec<PathBuf>,
+    pub files: Vec<String>,
+    /// With URLs: enqueue the job and return at once (follow it with `grape jobs show ID`).
+    #[arg(long)]
+    pub detach: bool,
     /// Rows per message of the ingest stream (each becomes one segment per shard).
     #[arg(long, default_value_t = 50_000)]
     pub batch_rows: usize,

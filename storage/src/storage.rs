@@ -58,6 +58,9 @@ pub struct Storage {
     multipart_threshold: usize,
     /// Part size of ranged reads of large objects.
     read_part_bytes: u64,
+    /// How the store was connected to (endpoint, credentials), for opening other URLs the
+    /// same way (a server-side ingest's source files).
+    options: StorageOptions,
 }
 
 /// Objects larger than this are uploaded with a multipart upload by default.
@@ -80,7 +83,7 @@ impl Storage {
     /// Opens the storage named by `url`, with connection options for remote stores.
     pub fn from_url_with_options(url: &str, options: &StorageOptions) -> Result<Storage, StorageError> {
         let (store, root) = store_from_url(url, options)?;
-        Ok(Storage::new(store, root, url))
+        Ok(Storage { options: options.clone(), ..Storage::new(store, root, url) })
     }
 
     /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
@@ -94,7 +97,13 @@ impl Storage {
             fetched: Arc::new(AtomicU64::new(0)),
             multipart_threshold: MULTIPART_THRESHOLD_BYTES,
             read_part_bytes: READ_PART_BYTES,
+            options: StorageOptions::default(),
         }
+    }
+
+    /// The connection options this storage was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
     }
 
     /// This storage with segment reads going through `cache` (see [`SegmentCache`]).

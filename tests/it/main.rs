@@ -9,6 +9,7 @@ mod fuzz;
 mod gc;
 mod harness;
 mod hostile_input;
+mod jobs;
 mod meta_cluster;
 mod s3_storage;
 mod upsert_delete;

@@ -19,14 +19,14 @@ use tonic::Code;
 use crate::harness::{cluster, DevProcess};
 use crate::hostile_input::client;
 
-const DIM: usize = 4;
+pub(crate) const DIM: usize = 4;
 /// Ids are drawn from 0..KEYS, so upserts often replace and deletes often hit.
-const KEYS: u64 = 120;
+pub(crate) const KEYS: u64 = 120;
 
 /// The collection as the test expects it: id → (vector, price).
-type Model = BTreeMap<u64, (Vec<f32>, i64)>;
+pub(crate) type Model = BTreeMap<u64, (Vec<f32>, i64)>;
 
-fn schema() -> Arc<Schema> {
+pub(crate) fn schema() -> Arc<Schema> {
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::UInt64, false),
@@ -36,7 +36,7 @@ fn schema() -> Arc<Schema> {
 }
 
 /// Arrow IPC of `rows`, in order (an id may repeat: the last row wins).
-fn ipc(rows: &[(u64, Vec<f32>, i64)]) -> Vec<u8> {
+pub(crate) fn ipc(rows: &[(u64, Vec<f32>, i64)]) -> Vec<u8> {
     let ids = UInt64Array::from_iter_values(rows.iter().map(|r| r.0));
     let values = Float32Array::from_iter_values(rows.iter().flat_map(|r| r.1.iter().copied()));
     let item = Arc::new(Field::new("item", DataType::Float32, true));
@@ -47,7 +47,7 @@ fn ipc(rows: &[(u64, Vec<f32>, i64)]) -> Vec<u8> {
 }
 
 /// (id, price) of the rows of an Arrow IPC answer.
-fn ids_and_prices(ipc: &[u8]) -> Vec<(u64, i64)> {
+pub(crate) fn ids_and_prices(ipc: &[u8]) -> Vec<(u64, i64)> {
     if ipc.is_empty() {
         return Vec::new();
     }
@@ -126,7 +126,7 @@ async fn run_model(writer: &mut GrapeClient<Channel>, reader: &mut GrapeClient<C
 }
 
 /// Reads at `version` through `client` agree with `model`.
-async fn check(client: &mut GrapeClient<Channel>, model: &Model, version: u64, rng: &mut StdRng, after: &str) {
+pub(crate) async fn check(client: &mut GrapeClient<Channel>, model: &Model, version: u64, rng: &mut StdRng, after: &str) {
     let min_versions = HashMap::from([("kv".to_string(), version)]);
     let sql = v1::SqlRequest { query: "SELECT count(*) AS n, count(DISTINCT id) AS d FROM kv".into(), min_versions, ..Default::default() };
     let answer = client.sql(sql).await.unwrap_or_else(|e| panic!("{after}: count: {e}")).into_inner();

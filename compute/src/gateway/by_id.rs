@@ -20,6 +20,7 @@ use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::ingest::{encode_ipc, split_by_shard};
 use crate::limits::on_sql_threads;
+use crate::router::MAX_REPLANS;
 use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
 use crate::table::CollectionTable;
 
@@ -85,7 +86,7 @@ impl Gateway {
     /// Writes one delete log per shard of `keys` and commits them together.
     async fn commit_deletes(&self, collection: &Collection, keys: &ArrayRef) -> Result<u64, ComputeError> {
         let name = &collection.spec.name;
-        let dir = format!("collections/{name}-{}", collection.id);
+        let dir = collection.storage_dir();
         let schema = Arc::new(Schema::new(vec![Field::new(ID_COLUMN, keys.data_type().clone(), false)]));
         let ids = RecordBatch::try_new(schema, vec![keys.clone()])?;
         let writes = split_by_shard(&ids, collection.spec.shards)?.into_iter().map(|(shard, part)| {
@@ -97,7 +98,7 @@ impl Gateway {
             }
         });
         let logs = try_join_all(writes).await?;
-        let cmd = Command::CommitSegments { collection: name.clone(), collection_id: collection.id, segments: Vec::new(), delete_logs: logs };
+        let cmd = Command::CommitSegments { collection: name.clone(), collection_id: collection.id, segments: Vec::new(), delete_logs: logs, job: None };
         let version = outcome(self.meta.write(cmd).await?)?;
         self.wait_for_version(name, version, CATCH_UP_TIMEOUT).await?;
         Ok(version)
@@ -117,7 +118,29 @@ impl Gateway {
 
     /// The live rows of `collection` selected by `lookup`, with `columns`, read through the
     /// scan SQL uses (on the SQL threads, in the SQL memory pool).
+    ///
+    /// A read that fails because a compaction swapped segments under it is planned again on
+    /// the newer manifest.
     async fn read_by_id(
+        &self,
+        collection: Collection,
+        schema: SchemaRef,
+        lookup: Lookup,
+        columns: Vec<String>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), ComputeError> {
+        let mut collection = collection;
+        for _ in 1..MAX_REPLANS {
+            let answer = self.read_planned(collection.clone(), schema.clone(), lookup.clone(), columns.clone()).await;
+            if answer.is_ok() || !self.router.rewritten_since(&collection) {
+                return answer;
+            }
+            collection = self.wait_for_version(&collection.spec.name, collection.version + 1, CATCH_UP_TIMEOUT).await?;
+        }
+        self.read_planned(collection, schema, lookup, columns).await
+    }
+
+    /// [`Gateway::read_by_id`] over the segments `collection` names.
+    async fn read_planned(
         &self,
         collection: Collection,
         schema: SchemaRef,
@@ -149,6 +172,7 @@ impl Gateway {
 }
 
 /// What [`Gateway::read_by_id`] selects.
+#[derive(Clone)]
 enum Lookup {
     /// Rows with these ids.
     Keys(ArrayRef),

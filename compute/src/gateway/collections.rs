@@ -64,7 +64,7 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
 }
 
 /// Maps a meta outcome that is not `Applied` to the error a client should see.
-pub(super) fn outcome(result: CommandResult) -> Result<u64, ComputeError> {
+pub(crate) fn outcome(result: CommandResult) -> Result<u64, ComputeError> {
     match result {
         CommandResult::Applied { version } => Ok(version),
         CommandResult::AlreadyExists(m) => Err(ComputeError::AlreadyExists(m)),
@@ -73,6 +73,7 @@ pub(super) fn outcome(result: CommandResult) -> Result<u64, ComputeError> {
         CommandResult::VersionMismatch { current } => {
             Err(ComputeError::Conflict(format!("version mismatch: the key is at version {current}")))
         }
+        CommandResult::Job(_) => Err(ComputeError::Internal("meta answered a write with a job".into())),
     }
 }
 
@@ -85,7 +86,7 @@ fn check_replicas(replicas: u32) -> Result<u32, ComputeError> {
 }
 
 /// The error for a collection that does not exist.
-pub(super) fn not_found(name: &str) -> ComputeError {
+pub(crate) fn not_found(name: &str) -> ComputeError {
     ComputeError::NotFound(format!("collection \"{name}\" does not exist"))
 }
 

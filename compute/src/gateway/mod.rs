@@ -6,10 +6,12 @@
 //! - `write.rs`: insert and ingest jobs — conform rows, stage segments, commit once, acknowledge.
 //! - `query.rs`: search and SQL.
 //! - `by_id.rs`: ids as keys — `Get` and `Delete`.
+//! - `jobs.rs`: the job queue as the API shows it — compact, submit ingest, list, show, retry, cancel.
 //! - `service.rs`: the tonic service, one line per RPC into the methods above.
 
 mod by_id;
-mod collections;
+mod jobs;
+pub(crate) mod collections;
 mod query;
 mod service;
 mod write;
@@ -40,15 +42,15 @@ pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serves the public API on one node.
 pub struct Gateway {
     /// The meta service: catalog reads and commits.
-    meta: Arc<dyn MetaClient>,
+    pub(crate) meta: Arc<dyn MetaClient>,
     /// Segments in memory on this node.
-    engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     /// Where each segment of a query is read: here or on another node.
-    router: Arc<Router>,
+    pub(crate) router: Arc<Router>,
     /// Where new segments are written.
-    storage: Storage,
+    pub(crate) storage: Storage,
     /// Id of this node, reported in status.
-    node_id: u64,
+    pub(crate) node_id: u64,
     /// Serialises catalog syncs, so an older catalog never replaces a newer one.
     sync_lock: tokio::sync::Mutex<()>,
     /// Age below which garbage collection keeps unreferenced objects; an ingest job must
@@ -177,29 +179,6 @@ impl Gateway {
     /// The garbage-collection grace period in force: the config setting, else the flag.
     pub fn gc_grace(&self) -> Duration {
         settings::seconds(&self.meta.applied_catalog(), settings::GC_GRACE_SECS).unwrap_or(self.gc_grace)
-    }
-
-    /// Collects garbage older than the grace period every `interval` (or the config setting
-    /// [`settings::GC_INTERVAL_SECS`]; 0 pauses the job) until `shutdown` resolves: the
-    /// garbage-collection job of a node. Failures are logged and retried at the next interval.
-    pub async fn run_gc_job(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let every = settings::seconds(&self.meta.applied_catalog(), settings::GC_INTERVAL_SECS).unwrap_or(interval);
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(if every.is_zero() { Duration::from_secs(1) } else { every }) => {
-                    if every.is_zero() {
-                        continue;
-                    }
-                    match self.collect_garbage(self.gc_grace()).await {
-                        Ok(r) if !r.deleted.is_empty() => tracing::info!(deleted = r.deleted.len(), bytes = r.bytes_freed, "garbage collected"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "garbage collection failed; retrying at the next interval"),
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::ComputeError;
 use crate::filter::Filter;
 use crate::ingest::encode_ipc;
 use crate::limits::on_sql_threads;
-use crate::router::{missing_error, READY_WAIT};
+use crate::router::{missing_error, MAX_REPLANS, READY_WAIT};
 use crate::search::{validate_vector, SearchQuery, MAX_K};
 use crate::sql::run_sql;
 
@@ -32,15 +32,37 @@ impl Gateway {
             (text, Some(schema)) => Some(Filter::compile_off_runtime(text, schema, self.limits().expr()).await?),
             (_, None) => None,
         };
-        let query = SearchQuery { vector: req.vector, k, filter, include_vectors: req.include_vectors };
+        let query = SearchQuery { vector: req.vector.clone(), k, filter, include_vectors: req.include_vectors };
+        let mut collection = collection;
+        for _ in 0..MAX_REPLANS {
+            let answer = self.search_planned(&req, &collection, schema.as_ref(), &query).await;
+            let incomplete = answer.as_ref().map_or(true, |a| !a.missing_segments.is_empty());
+            if !(incomplete && self.router.rewritten_since(&collection)) {
+                return answer;
+            }
+            // A compaction swapped segments under the plan: plan again on the new manifest.
+            collection = self.wait_for_version(&req.collection, collection.version + 1, CATCH_UP_TIMEOUT).await?;
+        }
+        self.search_planned(&req, &collection, schema.as_ref(), &query).await
+    }
+
+    /// A search of the segments `collection` (one catalog entry) names.
+    async fn search_planned(
+        &self,
+        req: &v1::SearchRequest,
+        collection: &grape_meta::Collection,
+        schema: Option<&arrow::datatypes::SchemaRef>,
+        query: &SearchQuery,
+    ) -> Result<v1::SearchResponse, ComputeError> {
+        let spec = &collection.spec;
         let total = collection.segments().count();
         // A partial answer is wanted now; a whole one may wait for segments being loaded.
         let deadline = tokio::time::Instant::now() + if req.allow_partial { Duration::ZERO } else { READY_WAIT };
-        let (routes, mut missing) = self.router.routes(&collection, deadline).await;
+        let (routes, mut missing) = self.router.routes(collection, deadline).await;
         if !missing.is_empty() && !req.allow_partial {
             return Err(missing_error(&spec.name, total, &missing));
         }
-        let outcome = self.router.search(&collection, schema.as_ref(), &query, req.filter.trim(), routes, deadline).await?;
+        let outcome = self.router.search(collection, schema, query, req.filter.trim(), routes, deadline).await?;
         missing.extend(outcome.missing);
         if !missing.is_empty() && !req.allow_partial {
             return Err(missing_error(&spec.name, total, &missing));
@@ -66,13 +88,24 @@ impl Gateway {
         for (collection, version) in min_versions {
             self.wait_for_version(collection, *version, CATCH_UP_TIMEOUT).await?;
         }
-        let catalog = self.meta.applied_catalog();
-        let limits = self.limits.with_overrides(&catalog);
-        let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;
-        let (router, query, expr, pairs) = (self.router.clone(), query.to_string(), limits.expr(), limits.max_join_pairs);
-        let (schema, batches, missing) =
-            on_sql_threads(async move { run_sql(&router, &catalog, &query, allow_partial, expr, pairs, runtime).await }).await?;
-        Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing })
+        let mut replans = 0;
+        loop {
+            let catalog = self.meta.applied_catalog();
+            let limits = self.limits.with_overrides(&catalog);
+            let runtime = self.sql_memory.runtime(limits.sql_memory_bytes)?;
+            let (router, text, expr, pairs) = (self.router.clone(), query.to_string(), limits.expr(), limits.max_join_pairs);
+            let planned = catalog.clone();
+            let answer =
+                on_sql_threads(async move { run_sql(&router, &planned, &text, allow_partial, expr, pairs, runtime).await }).await;
+            let incomplete = answer.as_ref().map_or(true, |(_, _, missing)| !missing.is_empty());
+            replans += 1;
+            if incomplete && replans < MAX_REPLANS && self.router.any_rewritten_since(&catalog) {
+                // A compaction swapped segments under the plan: plan again on the new manifests.
+                continue;
+            }
+            let (schema, batches, missing) = answer?;
+            return Ok(v1::SqlResponse { arrow_ipc: encode_ipc(&schema, &batches)?, missing_segments: missing });
+        }
     }
 
     /// Health and topology as this node sees it.
@@ -101,6 +134,7 @@ impl Gateway {
             requests_timed_out: counters.timed_out.load(Ordering::Relaxed),
             sql_memory_used: self.sql_memory.used(),
             sql_memory_limit: self.limits().sql_memory_bytes,
+            jobs_by_state: self.meta.applied_catalog().jobs.depth().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         })
     }
 }

@@ -105,4 +105,28 @@ impl Grape for GrapeService {
             deleted: report.deleted,
         }))
     }
+
+    async fn compact(&self, r: Request<v1::CompactRequest>) -> Reply<v1::JobsResponse> {
+        Ok(Response::new(self.0.guarded(Write, self.0.compact(r.into_inner())).await?))
+    }
+
+    async fn submit_ingest(&self, r: Request<v1::SubmitIngestRequest>) -> Reply<v1::Job> {
+        Ok(Response::new(self.0.guarded(Write, self.0.submit_ingest(r.into_inner())).await?))
+    }
+
+    async fn list_jobs(&self, r: Request<v1::ListJobsRequest>) -> Reply<v1::JobsResponse> {
+        Ok(Response::new(self.0.list_jobs(r.into_inner()).await?))
+    }
+
+    async fn get_job(&self, r: Request<v1::GetJobRequest>) -> Reply<v1::Job> {
+        Ok(Response::new(self.0.get_job(r.into_inner().id).await?))
+    }
+
+    async fn retry_job(&self, r: Request<v1::GetJobRequest>) -> Reply<v1::Job> {
+        Ok(Response::new(self.0.guarded(Write, self.0.retry_job(r.into_inner().id)).await?))
+    }
+
+    async fn cancel_job(&self, r: Request<v1::GetJobRequest>) -> Reply<v1::Job> {
+        Ok(Response::new(self.0.guarded(Write, self.0.cancel_job(r.into_inner().id)).await?))
+    }
 }

@@ -13,10 +13,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use futures::future::try_join_all;
 use futures::{Stream, StreamExt};
+use grape_meta::jobs::JobFence;
 use grape_meta::{Collection, Command};
 use grape_proto::v1;
 use grape_storage::format::SegmentMeta;
@@ -53,6 +55,9 @@ pub struct IngestJob {
     /// When the job began: staged objects must be committed well before garbage collection
     /// may take them for orphans.
     started: Instant,
+    /// The queue job attempt this write is the output of (a server-side ingest): its commit
+    /// is fenced by it.
+    pub(crate) fence: Option<JobFence>,
 }
 
 impl IngestJob {
@@ -81,17 +86,23 @@ impl Gateway {
         let catalog = self.meta.catalog().await?;
         let entry = catalog.collections.get(collection).ok_or_else(|| not_found(collection))?.clone();
         let schema = entry.spec.schema.clone().map(Arc::new);
-        Ok(IngestJob { entry, schema, segments: Vec::new(), rows: 0, started: Instant::now() })
+        Ok(IngestJob { entry, schema, segments: Vec::new(), rows: 0, started: Instant::now(), fence: None })
     }
 
     /// Conforms the rows of an Arrow IPC stream and writes them as one new segment per shard.
     /// Nothing becomes visible until [`Gateway::commit_ingest`].
     pub async fn stage(&self, job: &mut IngestJob, ipc: &[u8]) -> Result<(), ComputeError> {
         let (rows_schema, batches) = decode_ipc(ipc)?;
+        self.stage_batches(job, &rows_schema, &batches).await
+    }
+
+    /// Conforms `batches` (of `rows_schema`) and writes them as one new segment per shard.
+    /// Nothing becomes visible until [`Gateway::commit_ingest`].
+    pub async fn stage_batches(&self, job: &mut IngestJob, rows_schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), ComputeError> {
         let spec = &job.entry.spec;
         let schema = match &job.schema {
             Some(s) => s.clone(),
-            None => Arc::new(schema_from_rows(spec, &rows_schema)?),
+            None => Arc::new(schema_from_rows(spec, rows_schema)?),
         };
         let conformed = batches.iter().map(|b| conform(spec, &schema, b)).collect::<Result<Vec<_>, _>>()?;
         // Ids are keys: the last row of an id in the request replaces the earlier ones, as the
@@ -101,7 +112,7 @@ impl Gateway {
         if all.num_rows() == 0 {
             return Ok(());
         }
-        let dir = format!("collections/{}-{}", spec.name, job.entry.id);
+        let dir = job.entry.storage_dir();
         let parts = split_by_shard(&all, spec.shards)?;
         let writes = parts.iter().map(|(shard, batch)| self.storage.write_segment(&dir, *shard, std::slice::from_ref(batch)));
         let segments = try_join_all(writes).await.map_err(|e| {
@@ -137,6 +148,7 @@ impl Gateway {
             collection_id: job.entry.id,
             segments: job.segments,
             delete_logs: Vec::new(),
+            job: job.fence,
         };
         let version = outcome(self.meta.write(cmd).await?)?;
         // Serve our own writes: the caller's next query on this node sees them.

@@ -43,9 +43,20 @@ impl LeafService {
 
     /// The catalog entry of `collection` at `version` or later (waiting for this node to
     /// apply it).
+    ///
+    /// Refuses with `Unavailable` when a compaction replaced segments after `version`: the
+    /// liveness of the root's segments cannot be decided from a manifest that no longer lists
+    /// them, and the root plans the read again on the newer manifest.
     async fn collection_at(&self, collection: &str, version: u64) -> Result<Collection, ComputeError> {
         // Half the root's timeout, so the root hears why rather than a timeout of its own.
-        wait_for_version(self.meta.as_ref(), collection, version, LEAF_TIMEOUT / 2).await
+        let entry = wait_for_version(self.meta.as_ref(), collection, version, LEAF_TIMEOUT / 2).await?;
+        if entry.rewritten_after(version) {
+            return Err(ComputeError::Unavailable(format!(
+                "collection \"{collection}\" was compacted after version {version} (now at {}); plan the read again",
+                entry.version
+            )));
+        }
+        Ok(entry)
     }
 
     /// The tonic server for this service, with message limits set.

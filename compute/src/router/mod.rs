@@ -34,6 +34,11 @@ use crate::meta_client::MetaClient;
 /// segments of a node that died) before failing with `Unavailable`.
 pub const READY_WAIT: Duration = Duration::from_secs(10);
 
+/// Times a read is planned again when a compaction swapped the segments it was planned over
+/// (each plan sees a newer manifest; only a compaction committed during every one of them
+/// exhausts this).
+pub const MAX_REPLANS: usize = 5;
+
 /// Changes of the routing table: the catalog (nodes, their ready segments) and this node's
 /// engine.
 pub(crate) struct RouteChanges {
@@ -147,6 +152,19 @@ impl Router {
         RouteChanges { catalog, engine }
     }
 
+    /// Whether a compaction replaced segments of `collection` (a catalog entry a read was
+    /// planned over) after that entry's version, in the catalog this node has applied since:
+    /// segments the plan names may be gone. Such a read is planned again.
+    pub fn rewritten_since(&self, collection: &Collection) -> bool {
+        let catalog = self.meta.applied_catalog();
+        catalog.collections.get(&collection.spec.name).is_some_and(|now| now.id == collection.id && now.rewritten_after(collection.version))
+    }
+
+    /// Whether [`Router::rewritten_since`] holds for any collection of `catalog`.
+    pub fn any_rewritten_since(&self, catalog: &Catalog) -> bool {
+        catalog.collections.values().any(|c| self.rewritten_since(c))
+    }
+
     /// Ready replicas of `segment` under `catalog`, in no particular order; `exclude` are left out.
     fn replicas(&self, catalog: &Catalog, segment: &str, exclude: &BTreeSet<Replica>) -> Vec<Replica> {
         let mut replicas = Vec::new();
@@ -211,7 +229,8 @@ impl Router {
                 replicas.rotate_left((turn + i) % len);
                 routes.push(SegmentRoute { meta: meta.clone(), replicas });
             }
-            if !waiting || tokio::time::Instant::now() >= deadline {
+            // Segments a compaction replaced will never be ready: the caller plans again.
+            if !waiting || tokio::time::Instant::now() >= deadline || self.rewritten_since(collection) {
                 return (routes, unroutable);
             }
             changes.changed_until(deadline).await;

@@ -176,7 +176,8 @@ async fn read_segment(
     loop {
         match read_from_replicas(router, at, &route, &replicas, projection, filter).await {
             Ok(batches) => return Ok(batches),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            // Past the deadline, or the segment was compacted away (the query is planned again).
+            Err(e) if tokio::time::Instant::now() >= deadline || router.rewritten_since(&at.collection) => return Err(e),
             Err(_) => {
                 changes.changed_until(deadline).await;
                 replicas = router.replicas(&router.meta.applied_catalog(), &route.meta.id, &std::collections::BTreeSet::new());

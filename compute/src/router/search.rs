@@ -64,8 +64,9 @@ impl Router {
             let (ready, exhausted): (Vec<Pending>, Vec<Pending>) =
                 pending.into_iter().partition(|p| p.route.replicas.iter().any(|r| !p.tried.contains(r)));
             if ready.is_empty() {
-                // Every remaining segment has tried all its replicas.
-                if tokio::time::Instant::now() >= deadline {
+                // Every remaining segment has tried all its replicas. If a compaction replaced
+                // segments since the plan, they will not come back: the caller plans again.
+                if tokio::time::Instant::now() >= deadline || self.rewritten_since(collection) {
                     missing.extend(exhausted.into_iter().map(|p| {
                         let why = if p.last_error.is_empty() { "no ready replica".to_string() } else { p.last_error };
                         (p.route.meta, why)

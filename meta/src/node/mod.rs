@@ -169,7 +169,11 @@ impl MetaNode {
     ///
     /// Refusals decided by the catalog (`AlreadyExists`, `NotFound`, `Conflict`) are `Ok`
     /// results; `Err` means the command may not have been applied (not leader, shut down).
-    pub async fn write(&self, cmd: Command) -> Result<CommandResult, MetaError> {
+    ///
+    /// Job commands get this member's clock stamped in first ([`Command::stamp`]): only a
+    /// leader's proposal is appended, so the time applied is always the leader's.
+    pub async fn write(&self, mut cmd: Command) -> Result<CommandResult, MetaError> {
+        cmd.stamp(crate::jobs::now_ms());
         Ok(self.raft.client_write(cmd).await?.data)
     }
 

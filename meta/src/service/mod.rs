@@ -16,6 +16,7 @@
 
 mod convert;
 mod forward;
+pub mod job_duties;
 pub mod liveness;
 pub mod remote;
 mod watch;
@@ -69,6 +70,12 @@ impl MetaService {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> impl std::future::Future<Output = ()> {
         liveness::watch_compute_nodes(self.node.clone(), self.liveness.clone(), timeout, shutdown)
+    }
+
+    /// The job-queue duties of this member while it leads (see [`job_duties::watch_jobs`]):
+    /// expires lapsed leases and enqueues due compactions.
+    pub fn watch_jobs(&self, shutdown: impl std::future::Future<Output = ()>) -> impl std::future::Future<Output = ()> {
+        job_duties::watch_jobs(self.node.clone(), shutdown)
     }
 
     /// The tonic server for this service, with message limits set.

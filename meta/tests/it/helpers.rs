@@ -34,5 +34,6 @@ pub fn commit(collection: &str, id: u64, segments: Vec<SegmentMeta>, deletes: &[
                 seq: 0,
             })
             .collect(),
+        job: None,
     }
 }
