@@ -84,6 +84,8 @@ pub struct DevServer {
     child: Child,
     /// Its public API.
     pub endpoint: String,
+    /// The `grape` binary it runs, for client commands ([`DevServer::cli`]).
+    bin: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -101,9 +103,18 @@ impl DevServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let server = DevServer { child, endpoint: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let server = DevServer { child, endpoint: format!("http://127.0.0.1:{port}"), bin, _dir: dir };
         wait_listening(port)?;
         Ok(server)
+    }
+
+    /// Runs the client command `grape ARGS` against the server; an error if it fails.
+    pub fn cli(&self, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+        let out = Command::new(&self.bin).args(["--endpoint", &self.endpoint]).args(args).output()?;
+        if !out.status.success() {
+            return Err(format!("grape {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(())
     }
 }
 

@@ -1,17 +1,19 @@
 //! `upsert`: writes with ids as keys through a real `grape dev` on loopback, one client —
 //! upsert rows/s and latency at batch sizes 1, 100 and 10,000 (each batch half new ids, half
 //! replacing existing ones), the latency from a `Delete` to the row being gone from a `Get`,
-//! and then a search over the many small segments that leaves behind (what compaction will
-//! improve).
+//! a search over the many small segments that leaves behind, then a compaction of the
+//! collection (rows/s) and the same search over the compacted segments. Automatic compaction
+//! is switched off, so the writes and the first search see every segment they made.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use grape_compute::datagen;
 use grape_compute::ingest::encode_ipc;
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::processes::DevServer;
 use crate::report::{percentile, report, Row};
@@ -48,6 +50,7 @@ fn sorted(mut ms: Vec<f64>) -> Vec<f64> {
 /// Runs the scenario.
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let server = DevServer::start(o.grape.as_deref())?;
+    server.cli(&["config", "set", "compaction/auto", "off"])?;
     let runtime = tokio::runtime::Runtime::new()?;
     let rows = runtime.block_on(async {
         let mut client = GrapeClient::connect(server.endpoint.clone())
@@ -93,23 +96,63 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let ms = sorted(ms);
         rows.push(Row::new("delete until gone from Get: p50", percentile(&ms, 0.5), "ms"));
         rows.push(Row::new("delete until gone from Get: p99", percentile(&ms, 0.99), "ms"));
-        let info = client.describe_collection(v1::DescribeCollectionRequest { name: "u".into() }).await.map_err(|e| e.to_string())?;
-        let info = info.into_inner();
-        rows.push(Row::new("segments left (no compaction yet)", info.segments as f64, "segments"));
+        let info = describe(&mut client).await?;
+        rows.push(Row::new("segments before compaction", info.segments as f64, "segments"));
         rows.push(Row::new("live rows", info.rows as f64, "rows"));
-        let mut ms = Vec::new();
-        for q in 0..50 {
-            let search = v1::SearchRequest { collection: "u".into(), vector: datagen::query(o.dim, q), k: 10, ..Default::default() };
-            let call = Instant::now();
-            client.search(search).await.map_err(|e| e.to_string())?;
-            ms.push(call.elapsed().as_secs_f64() * 1e3);
-        }
-        let ms = sorted(ms);
-        rows.push(Row::new("search k=10 over those segments: p50 (exact, recall 1.0)", percentile(&ms, 0.5), "ms"));
+        search_figures(&mut client, o.dim, "before compaction", &mut rows).await?;
+        let stored: u64 = info.rows;
+        let started = Instant::now();
+        compact(&mut client).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let info = describe(&mut client).await?;
+        rows.push(Row::new("compaction: time", secs, "s"));
+        rows.push(Row::new("compaction: live rows rewritten per second", stored as f64 / secs, "rows/s"));
+        rows.push(Row::new("segments after compaction", info.segments as f64, "segments"));
+        search_figures(&mut client, o.dim, "after compaction", &mut rows).await?;
         Ok::<_, String>(rows)
     })?;
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
     let params = json!({ "dim": o.dim, "rows": o.rows, "single": o.single, "deletes": o.deletes, "profile": profile });
     report("upsert and delete (grape dev on loopback, 1 client)", params, &rows, &o.out)?;
+    Ok(())
+}
+
+/// The collection `u` as the server describes it.
+async fn describe(client: &mut GrapeClient<Channel>) -> Result<v1::CollectionInfo, String> {
+    let info = client.describe_collection(v1::DescribeCollectionRequest { name: "u".into() }).await.map_err(|e| e.to_string())?;
+    Ok(info.into_inner())
+}
+
+/// Times 50 searches (k = 10, exact, so recall 1.0) one after another and adds their p50 and
+/// QPS to `rows`, labelled `when`.
+async fn search_figures(client: &mut GrapeClient<Channel>, dim: u32, when: &str, rows: &mut Vec<Row>) -> Result<(), String> {
+    let mut ms = Vec::new();
+    let started = Instant::now();
+    for q in 0..50 {
+        let search = v1::SearchRequest { collection: "u".into(), vector: datagen::query(dim, q), k: 10, ..Default::default() };
+        let call = Instant::now();
+        client.search(search).await.map_err(|e| e.to_string())?;
+        ms.push(call.elapsed().as_secs_f64() * 1e3);
+    }
+    let qps = ms.len() as f64 / started.elapsed().as_secs_f64();
+    let ms = sorted(ms);
+    rows.push(Row::new(format!("search k=10 {when}: p50 (exact, recall 1.0)"), percentile(&ms, 0.5), "ms"));
+    rows.push(Row::new(format!("search k=10 {when}: QPS, 1 client (exact, recall 1.0)"), qps, "queries/s"));
+    Ok(())
+}
+
+/// Compacts collection `u` (every shard) and waits until its jobs have succeeded.
+async fn compact(client: &mut GrapeClient<Channel>) -> Result<(), String> {
+    let jobs = client.compact(v1::CompactRequest { collection: "u".into(), shard: None }).await.map_err(|e| e.to_string())?;
+    for job in jobs.into_inner().jobs {
+        loop {
+            let now = client.get_job(v1::GetJobRequest { id: job.id }).await.map_err(|e| e.to_string())?.into_inner();
+            match now.state.as_str() {
+                "succeeded" => break,
+                "dead" | "cancelled" => return Err(format!("compaction job {} is {}: {}", now.id, now.state, now.last_error)),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
     Ok(())
 }

@@ -85,8 +85,7 @@ impl Gateway {
         if let Some(held) = self.engine.segment(&meta.id) {
             return Ok(held);
         }
-        let batches = self.storage.read_segment(meta).await?;
-        let batches: Vec<RecordBatch> = batches;
+        let batches: Vec<RecordBatch> = self.storage.read_segment(meta).await?;
         Ok(Arc::new(LoadedSegment::new(meta.clone(), schema.clone(), &batches)?))
     }
 }
