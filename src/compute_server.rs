@@ -17,7 +17,8 @@ use grape_proto::meta::v1 as pb;
 use crate::cli::ComputeArgs;
 use crate::config::ConfigFile;
 use crate::error::CliError;
-use crate::node::{open_storage, wait_for_signal, NodeServer};
+use crate::meta_forward::MetaForwarder;
+use crate::node::{open_storage, wait_for_signal, MetaEndpoint, NodeServer};
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError> {
@@ -27,7 +28,10 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
     let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));
-    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), None).await?;
+    let forwarder = MetaEndpoint::Forwarded(MetaForwarder::new(&addrs)?);
+    let node =
+        NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), forwarder)
+            .await?;
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
     tokio::spawn(heartbeats(meta, node.gateway().clone(), id, node.addr().to_string(), memory, node.stopped()));
     eprintln!("grape compute {id}: listening on {} (meta {}, storage {url})", node.endpoint(), args.meta);

@@ -12,7 +12,7 @@ use crate::error::CliError;
 use grape_compute::limits::Limits;
 use grape_compute::router::Role;
 
-use crate::node::{open_storage, wait_for_signal, GcSettings, NodeServer};
+use crate::node::{open_storage, wait_for_signal, GcSettings, MetaEndpoint, NodeServer};
 
 /// A running single-process Grape.
 pub struct DevServer {
@@ -40,7 +40,8 @@ impl DevServer {
         let meta = MetaNode::open(1, &data_dir.join("meta")).await.map_err(|e| CliError::Server(format!("meta: {e}")))?;
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
-        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, Some(MetaService::new(meta.clone()))).await?;
+        let served = MetaEndpoint::Served(MetaService::new(meta.clone()));
+        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served).await?;
         Ok(DevServer { meta, node })
     }
 

@@ -17,6 +17,7 @@ mod config;
 mod demo;
 mod dev;
 mod error;
+mod meta_forward;
 mod meta_server;
 mod node;
 

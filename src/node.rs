@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
+use crate::meta_forward::MetaForwarder;
 
 /// Garbage collection settings of a server.
 #[derive(Debug, Clone)]
@@ -52,8 +53,9 @@ pub struct NodeServer {
 
 impl NodeServer {
     /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`, enforcing
-    /// `limits`; `meta_service`, if given, is served on the same port. The port serves the public API and the leaf
-    /// service other nodes' gateways ask.
+    /// `limits`. The port serves the public API, the leaf service other nodes' gateways ask,
+    /// and the meta service: `meta_service` itself (`grape dev`), or forwarded to the meta
+    /// group (`grape compute`).
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         meta: Arc<dyn MetaClient>,
@@ -63,7 +65,7 @@ impl NodeServer {
         listen: &str,
         gc: &GcSettings,
         limits: Limits,
-        meta_service: Option<MetaService>,
+        meta_service: MetaEndpoint,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
         let leaf = LeafService::new(engine.clone(), meta.clone());
@@ -77,13 +79,18 @@ impl NodeServer {
             tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
         }
         tokio::spawn(gateway.clone().run_job_worker(until_stopped(&stop)));
-        if let Some(service) = &meta_service {
-            tokio::spawn(service.watch_jobs(until_stopped(&stop)));
-        }
+        let (served, forwarded) = match meta_service {
+            MetaEndpoint::Served(service) => {
+                tokio::spawn(service.watch_jobs(until_stopped(&stop)));
+                (Some(service.into_server()), None)
+            }
+            MetaEndpoint::Forwarded(forwarder) => (None, Some(forwarder)),
+        };
         let router = tonic::transport::Server::builder()
             .add_service(GrapeService(gateway.clone()).into_server())
             .add_service(leaf.into_server())
-            .add_optional_service(meta_service.map(MetaService::into_server));
+            .add_optional_service(served)
+            .add_optional_service(forwarded);
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(grape_proto::net::incoming(listener), until_stopped(&stop)));
         Ok(NodeServer { addr, gateway, stop, serving })
     }
@@ -121,6 +128,14 @@ impl NodeServer {
             }
         }
     }
+}
+
+/// How a node answers the meta service on its port.
+pub enum MetaEndpoint {
+    /// It runs the meta group's only member in-process (`grape dev`, `grape demo`).
+    Served(MetaService),
+    /// It forwards to the meta group (`grape compute`).
+    Forwarded(MetaForwarder),
 }
 
 /// How long a stopping node lets in-flight requests finish.

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::harness::{cluster, grape_bin, write_parquet, DevProcess};
+use crate::harness::{cluster, write_parquet, DevProcess};
 use crate::hostile_input::client;
 use crate::upsert_delete::{check, ipc, Model, DIM, KEYS};
 
@@ -34,13 +34,6 @@ fn wait_jobs(node: &DevProcess, secs: u64, what: &str, done: impl Fn(&[Value]) -
 /// Whether every job has finished (succeeded, dead or cancelled).
 fn all_finished(jobs: &[Value]) -> bool {
     jobs.iter().all(|j| matches!(j["state"].as_str(), Some("succeeded" | "dead" | "cancelled")))
-}
-
-/// Sets config `key` to `value` through the meta group `members` (compute nodes do not serve
-/// the config API).
-fn config_set(members: &str, key: &str, value: &str) {
-    let out = std::process::Command::new(grape_bin()).args(["--endpoint", members, "config", "set", key, value]).output().expect("run grape");
-    assert!(out.status.success(), "config set {key}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Segments per shard that `describe` reports, and the collection's version.
@@ -170,13 +163,19 @@ fn running_with_progress(node: &DevProcess, id: u64) -> u64 {
 #[test]
 fn killed_and_stopped_workers_lose_their_jobs_and_rows_land_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_meta, members, mut nodes) = cluster(dir.path(), &["a", "b"]);
+    let (_meta, _members, mut nodes) = cluster(dir.path(), &["a", "b"]);
     let files = dir.path().join("landing");
     parquet_files(&files, 10, 500);
     let ids = node_ids(&nodes);
-    config_set(&members, "jobs/lease_secs", "2");
-    config_set(&members, "jobs/pause_ms", "400");
-    config_set(&members, "compaction/auto", "off");
+    // Config and status go through any compute node to the meta group.
+    nodes[0].json(&["config", "set", "jobs/lease_secs", "2"]);
+    nodes[0].json(&["config", "set", "jobs/pause_ms", "400"]);
+    nodes[0].json(&["config", "set", "compaction/auto", "off"]);
+    let read = nodes[1].json(&["config", "get", "jobs/pause_ms"]);
+    assert_eq!(read["value"], "400", "a setting made through one node is read through another: {read}");
+    let status = nodes[1].json(&["status"]);
+    assert_eq!(status["meta_members"].as_array().map(Vec::len), Some(3), "a compute node's status shows the meta group: {status}");
+    assert!(status["meta_leader_id"].as_u64() > Some(0), "{status}");
     nodes[0].json(&["collection", "create", "docs", "--dim", "8", "--shards", "2"]);
     let url = format!("file://{}/part-*.parquet", files.display());
 
@@ -231,15 +230,15 @@ fn killed_and_stopped_workers_lose_their_jobs_and_rows_land_once() {
 #[test]
 fn hundreds_of_small_jobs_under_random_kills_run_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_meta, members, mut nodes) = cluster(dir.path(), &["a", "b"]);
+    let (_meta, _members, mut nodes) = cluster(dir.path(), &["a", "b"]);
     const JOBS: usize = 500;
     const ROWS: usize = 4;
     let files = dir.path().join("small");
     parquet_files(&files, JOBS, ROWS);
-    config_set(&members, "jobs/lease_secs", "2");
-    config_set(&members, "compaction/auto", "off");
+    nodes[0].json(&["config", "set", "jobs/lease_secs", "2"]);
+    nodes[0].json(&["config", "set", "compaction/auto", "off"]);
     // Each job pauses before its commit, so that kills land while attempts are running.
-    config_set(&members, "jobs/pause_ms", "100");
+    nodes[0].json(&["config", "set", "jobs/pause_ms", "100"]);
     nodes[0].json(&["collection", "create", "docs", "--dim", "8", "--shards", "2"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -1,0 +1,77 @@
+//! The meta service (`grape.meta.v1.Meta`) on a compute node's port, forwarded to the meta
+//! group: DESIGN.md promises that `grape status`, `grape config …` and `grape cluster …` work
+//! against any gateway, and only `grape dev` serves the meta service itself.
+//!
+//! The forwarder does not decode anything: each HTTP/2 request (unary or streaming, such as
+//! `Watch`) is passed as it is to a channel balanced over the meta members, and the answer is
+//! passed back. The members forward writes to their leader themselves. If no member can be
+//! reached, the client gets `UNAVAILABLE` naming the members tried.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Endpoint};
+use tower_service::Service;
+
+use crate::error::CliError;
+
+/// Forwards the meta service's requests to the meta group (see the module doc).
+#[derive(Clone)]
+pub struct MetaForwarder {
+    /// A channel balanced over the members.
+    channel: Channel,
+    /// The members, as given (for error messages).
+    members: String,
+}
+
+impl MetaForwarder {
+    /// A forwarder to the members at `addrs` (`host:port` or URLs). Connections are made when
+    /// the first request arrives.
+    pub fn new(addrs: &[String]) -> Result<MetaForwarder, CliError> {
+        let endpoints = addrs
+            .iter()
+            .map(|addr| {
+                let url = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+                Endpoint::from_shared(url)
+                    .map(|e| e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true))
+                    .map_err(|e| CliError::Usage(format!("meta address {addr:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MetaForwarder { channel: Channel::balance_list(endpoints.into_iter()), members: addrs.join(",") })
+    }
+}
+
+impl NamedService for MetaForwarder {
+    const NAME: &'static str = "grape.meta.v1.Meta";
+}
+
+impl Service<http::Request<Body>> for MetaForwarder {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness of the members is awaited per request below, so a slow member never
+        // stops the node's server from accepting other requests.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let mut channel = self.channel.clone();
+        let members = self.members.clone();
+        Box::pin(async move {
+            let answer = async {
+                std::future::poll_fn(|cx| Service::poll_ready(&mut channel, cx)).await?;
+                channel.call(request).await
+            };
+            Ok(answer.await.unwrap_or_else(|e| {
+                tonic::Status::unavailable(format!("the meta group ({members}) cannot be reached from this node: {e}")).into_http()
+            }))
+        })
+    }
+}
