@@ -2,10 +2,15 @@
 //! group: DESIGN.md promises that `grape status`, `grape config …` and `grape cluster …` work
 //! against any gateway, and only `grape dev` serves the meta service itself.
 //!
-//! The forwarder does not decode anything: each HTTP/2 request (unary or streaming, such as
-//! `Watch`) is passed as it is to a channel balanced over the meta members, and the answer is
-//! passed back. The members forward writes to their leader themselves. If no member can be
-//! reached, the client gets `UNAVAILABLE` naming the members tried.
+//! Only the operator's methods are forwarded ([`FORWARDED`]: status, config, membership).
+//! `Write`, `ReadCatalog`, `Watch` and `Heartbeat` are for compute nodes, which talk to the
+//! members directly; a node's public port must not widen who can reach them, so they are
+//! refused with `PERMISSION_DENIED`.
+//!
+//! The forwarder does not decode anything: each HTTP/2 request is passed as it is to a channel
+//! balanced over the meta members, and the answer is passed back. The members forward writes
+//! to their leader themselves. If no member can be reached, the client gets `UNAVAILABLE`
+//! naming the members tried.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,6 +24,9 @@ use tonic::transport::{Channel, Endpoint};
 use tower_service::Service;
 
 use crate::error::CliError;
+
+/// The methods of `grape.meta.v1.Meta` a compute node forwards.
+pub const FORWARDED: [&str; 7] = ["Status", "ConfigGet", "ConfigPut", "ConfigList", "ConfigHistory", "AddMember", "RemoveMember"];
 
 /// Forwards the meta service's requests to the meta group (see the module doc).
 #[derive(Clone)]
@@ -62,6 +70,14 @@ impl Service<http::Request<Body>> for MetaForwarder {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(Self::NAME)).and_then(|p| p.strip_prefix('/')).unwrap_or(path);
+        if !FORWARDED.contains(&method) {
+            let refused = tonic::Status::permission_denied(format!(
+                "{method} of the meta service is answered by meta members only, not through a compute node"
+            ));
+            return Box::pin(std::future::ready(Ok(refused.into_http())));
+        }
         let mut channel = self.channel.clone();
         let members = self.members.clone();
         Box::pin(async move {

@@ -31,6 +31,11 @@ fn wait_jobs(node: &DevProcess, secs: u64, what: &str, done: impl Fn(&[Value]) -
     }
 }
 
+/// Runs `f` to completion on a fresh runtime.
+fn runtime_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Runtime::new().expect("runtime").block_on(f)
+}
+
 /// Whether every job has finished (succeeded, dead or cancelled).
 fn all_finished(jobs: &[Value]) -> bool {
     jobs.iter().all(|j| matches!(j["state"].as_str(), Some("succeeded" | "dead" | "cancelled")))
@@ -176,6 +181,13 @@ fn killed_and_stopped_workers_lose_their_jobs_and_rows_land_once() {
     let status = nodes[1].json(&["status"]);
     assert_eq!(status["meta_members"].as_array().map(Vec::len), Some(3), "a compute node's status shows the meta group: {status}");
     assert!(status["meta_leader_id"].as_u64() > Some(0), "{status}");
+    // Raw meta commands are not forwarded: a node's public port is no way into the group's log.
+    runtime_block_on(async {
+        let mut meta = grape_proto::meta::v1::meta_client::MetaClient::connect(nodes[0].endpoint.clone()).await.expect("connect");
+        let raw = grape_proto::meta::v1::WriteRequest { command_json: r#"{"DrainNode":{"id":1}}"#.into() };
+        let refused = meta.write(raw).await.expect_err("a raw write through a compute node");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    });
     nodes[0].json(&["collection", "create", "docs", "--dim", "8", "--shards", "2"]);
     let url = format!("file://{}/part-*.parquet", files.display());
 
