@@ -22,6 +22,9 @@ use tonic::{Code, Status};
 
 use crate::meta_client::MetaClient;
 
+/// Pause between attempts to reach the meta group at start.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+
 /// Pause before reopening a broken watch stream.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
@@ -40,20 +43,31 @@ pub struct WatchedMeta {
 
 impl WatchedMeta {
     /// Connects to the meta members at `addrs`, reads the catalog and starts following it.
+    ///
+    /// Waits as long as it takes for the group to answer (a node started together with its
+    /// meta group waits for the group's first leader), logging each failed attempt. The local
+    /// copy starts as the catalog of a linearizable read and the watch stream resumes after
+    /// that read's index: the stream only carries commands, so a copy that waited for the
+    /// stream to reach the read's index would wait forever when the last entries before it
+    /// are not commands (the group's initialisation and membership).
     pub async fn connect(addrs: &[String]) -> Result<Arc<WatchedMeta>, MetaError> {
         let remote = Arc::new(RemoteMeta::new(addrs).map_err(meta_error)?);
-        let copy: Copy = Arc::new(RwLock::new((Arc::new(Catalog::default()), 0)));
-        let (changes, _) = watch::channel(0);
+        let mut attempt = 0u32;
+        let (catalog, index) = loop {
+            match read_catalog_at(&remote).await {
+                Ok(read) => break read,
+                Err(e @ MetaError::Corrupt(_)) => return Err(e),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, members = ?addrs, "the meta group does not answer yet; waiting for it");
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+            }
+        };
+        let copy: Copy = Arc::new(RwLock::new((Arc::new(catalog), index)));
+        let (changes, _) = watch::channel(index);
         let follower = tokio::spawn(follow(remote.clone(), copy.clone(), changes.clone()));
-        let meta = Arc::new(WatchedMeta { remote, copy, changes, follower });
-        // Serve nothing until the copy holds the catalog as it is now.
-        let (_, index) = meta.read_catalog_at().await?;
-        let mut seen = meta.changes.subscribe();
-        tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|i| *i >= index))
-            .await
-            .map_err(|_| MetaError::Timeout("the meta watch stream did not catch up in 30 s".into()))?
-            .map_err(|_| MetaError::Timeout("the meta watch stream stopped".into()))?;
-        Ok(meta)
+        Ok(Arc::new(WatchedMeta { remote, copy, changes, follower }))
     }
 
     /// Sends this node's heartbeat to the leader (which registers the node if needed).
@@ -68,21 +82,22 @@ impl WatchedMeta {
         Ok(())
     }
 
-    async fn read_catalog_at(&self) -> Result<(Catalog, u64), MetaError> {
-        let reply = self
-            .remote
-            .call(Retry::Always, |mut c| async move { c.read_catalog(pb::ReadCatalogRequest { linearizable: true }).await })
-            .await
-            .map_err(meta_error)?;
-        let catalog = serde_json::from_str(&reply.catalog_json).map_err(|e| MetaError::Corrupt(format!("catalog from meta: {e}")))?;
-        Ok((catalog, reply.applied_index))
-    }
 }
 
 impl Drop for WatchedMeta {
     fn drop(&mut self) {
         self.follower.abort();
     }
+}
+
+/// The catalog as of a linearizable read of the group, and the log index it is at.
+async fn read_catalog_at(remote: &RemoteMeta) -> Result<(Catalog, u64), MetaError> {
+    let reply = remote
+        .call(Retry::Always, |mut c| async move { c.read_catalog(pb::ReadCatalogRequest { linearizable: true }).await })
+        .await
+        .map_err(meta_error)?;
+    let catalog = serde_json::from_str(&reply.catalog_json).map_err(|e| MetaError::Corrupt(format!("catalog from meta: {e}")))?;
+    Ok((catalog, reply.applied_index))
 }
 
 /// Follows the watch stream forever, reconnecting from the last index after any failure.
@@ -146,7 +161,7 @@ impl MetaClient for WatchedMeta {
     }
 
     async fn catalog(&self) -> Result<Catalog, MetaError> {
-        Ok(self.read_catalog_at().await?.0)
+        Ok(read_catalog_at(&self.remote).await?.0)
     }
 
     fn applied_catalog(&self) -> Arc<Catalog> {

@@ -33,6 +33,14 @@ impl MetaProcesses {
     /// Starts `n` members of a new group with the `grape` binary at `bin`, and waits until
     /// they agree on a leader.
     pub fn start(bin: &Path, n: usize) -> std::io::Result<MetaProcesses> {
+        let group = MetaProcesses::spawn(bin, n)?;
+        group.wait_for_leader(Duration::from_secs(30)).map_err(std::io::Error::other)?;
+        Ok(group)
+    }
+
+    /// Starts `n` members of a new group and returns at once, before they have a leader (as
+    /// a compose file starts a cluster).
+    pub fn spawn(bin: &Path, n: usize) -> std::io::Result<MetaProcesses> {
         let ports = (0..n).map(|_| free_port()).collect::<std::io::Result<Vec<_>>>()?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let children = (0..n).map(|_| None).collect();
@@ -40,7 +48,6 @@ impl MetaProcesses {
         for id in group.ids() {
             group.start_member(id)?;
         }
-        group.wait_for_leader(Duration::from_secs(30)).map_err(std::io::Error::other)?;
         Ok(group)
     }
 

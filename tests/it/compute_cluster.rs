@@ -128,3 +128,25 @@ fn wait_for_compute_states(members: &str, expected: &[(&str, &str)]) -> Vec<Valu
 pub fn port_of(addr: &str) -> u16 {
     addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
+
+#[test]
+fn compute_nodes_started_with_their_meta_group_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The members and the nodes start at the same moment: the nodes reach the group before it
+    // has a leader, and before its log holds anything but initialisation and membership.
+    let _meta = grape_meta::testing::MetaProcesses::spawn(std::path::Path::new(grape_bin()), 3).expect("spawn grape meta");
+    let members = _meta.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let a = DevProcess::start_compute(&members, &storage, &dir.path().join("a"));
+    let b = DevProcess::start_compute(&members, &storage, &dir.path().join("b"));
+    a.json(&["collection", "create", "docs", "--dim", "8"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = b.json(&["collection", "list"]);
+        if listed.as_array().is_some_and(|l| l.iter().any(|c| c["name"] == "docs")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b never saw the collection node a created: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
