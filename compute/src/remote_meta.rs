@@ -81,7 +81,6 @@ impl WatchedMeta {
             .map_err(meta_error)?;
         Ok(())
     }
-
 }
 
 impl Drop for WatchedMeta {
