@@ -148,11 +148,24 @@ pub async fn search_segments_blocking(
 /// Merges hit batches of the same schema (from several nodes) into the best `k`, closest
 /// first; ties go to the smaller id, so the answer does not depend on how segments were
 /// spread over nodes.
+///
+/// Batches without hits are left out: their columns may be the bare `id, score` of a node
+/// that held none of the segments it was asked for. Batches with hits must have the same
+/// columns (an `Internal` error otherwise, never a panic).
 pub fn merge_hits(batches: Vec<RecordBatch>, k: usize) -> Result<RecordBatch, ComputeError> {
+    let empty = batches.first().cloned();
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
     let Some(first) = batches.first() else {
-        return Ok(RecordBatch::new_empty(hit_schema_without_payload()));
+        return Ok(empty.unwrap_or_else(|| RecordBatch::new_empty(hit_schema_without_payload())));
     };
     let schema = first.schema();
+    if let Some(other) = batches.iter().find(|b| b.schema().fields() != schema.fields()) {
+        return Err(ComputeError::Internal(format!(
+            "hits to merge have different columns: {:?} and {:?}",
+            schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>(),
+            other.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+        )));
+    }
     if batches.len() == 1 && first.num_rows() <= k {
         return Ok(first.clone());
     }
@@ -259,6 +272,27 @@ mod tests {
             .map(|s| search_segments(Metric::L2, v.schema.as_ref(), &[LiveSegment::all(s.clone())], &query).unwrap().hits)
             .collect();
         assert_eq!(merge_hits(parts, 10).unwrap(), whole);
+    }
+
+    #[test]
+    fn an_empty_answer_without_payload_columns_neither_panics_the_merge_nor_drops_columns() {
+        let v = view(Metric::L2, 16);
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false };
+        let whole = search(&v, &query).unwrap().hits;
+        // What a node that holds none of the segments it was asked for answers.
+        let bare = search_segments(Metric::L2, None, &[], &query).unwrap().hits;
+        assert_eq!(bare.num_columns(), 2);
+        for parts in [vec![whole.clone(), bare.clone()], vec![bare.clone(), whole.clone()]] {
+            let merged = merge_hits(parts, 10).expect("merge");
+            assert_eq!(merged, whole, "the payload columns and hits are kept, whatever the order");
+        }
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)])),
+            vec![Arc::new(arrow::array::UInt64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let err = merge_hits(vec![whole, other], 10).expect_err("hits of different columns");
+        assert!(matches!(err, ComputeError::Internal(_)), "{err}");
     }
 
     #[test]

@@ -88,8 +88,10 @@ impl Leaf for LeafService {
         let req = request.into_inner();
         let metric = Metric::parse(&req.metric).ok_or_else(|| Status::invalid_argument(format!("unknown metric \"{}\"", req.metric)))?;
         let (segments, missing) = self.engine.lookup(&req.segment_ids);
-        let schema = segments.first().map(|s| s.batch.schema());
         let collection = self.collection_at(&req.collection, req.version).await?;
+        // The collection's columns even when this node holds none of the segments asked for,
+        // so that an empty answer has the columns of the others.
+        let schema = segments.first().map(|s| s.batch.schema()).or_else(|| collection.spec.schema.clone().map(Arc::new));
         let segments = live_segments(segments, &collection, req.version, self.engine.keys()).await?;
         let filter = match &schema {
             Some(schema) => compile_filter(&req.filter, schema)?,

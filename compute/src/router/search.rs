@@ -100,7 +100,10 @@ impl Router {
             for ((replica, group), answer) in groups.into_iter().zip(answers) {
                 match answer {
                     Ok((hits, scanned, not_held)) => {
-                        batches.push(hits);
+                        // An empty answer carries no hits (and perhaps not the payload columns).
+                        if hits.num_rows() > 0 {
+                            batches.push(hits);
+                        }
                         rows_scanned += scanned;
                         for mut p in group.into_iter().filter(|p| not_held.contains(&p.route.meta.id)) {
                             p.last_error = format!("{replica} no longer holds it");
