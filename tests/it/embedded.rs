@@ -7,7 +7,7 @@ use grape_compute::datagen;
 
 use grape_storage::testing::S3TestServer;
 
-use crate::harness::{hit_ids, vector_arg, write_parquet, DevProcess, ServerFlags};
+use crate::harness::{grape_bin, hit_ids, vector_arg, write_parquet, DevProcess, ServerFlags};
 
 const ROWS: usize = 20_000;
 const DIM: u32 = 128;
@@ -117,4 +117,27 @@ fn ingest_search_sql_and_survive_sigkill(dir: &std::path::Path, flags: ServerFla
     let described = grape.json(&["collection", "describe", "docs"]);
     assert_eq!(described["rows"], ROWS as u64);
     assert_eq!(described["version"], ingested["version"]);
+}
+
+#[test]
+fn grape_demo_runs_the_main_job_and_cleans_up_after_itself() {
+    let out = std::process::Command::new(grape_bin()).args(["demo", "--rows", "3000", "--dim", "16"]).output().expect("run grape demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "grape demo failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ingested 3000 rows"), "{text}");
+    for part in ["search: 5 nearest neighbours", "filtered search: category = 3 AND price < 50", "SQL ("] {
+        assert!(text.contains(part), "the demo shows \"{part}\": {text}");
+    }
+    assert_eq!(text.matches("(5 rows)").count(), 3, "a search, a filtered search and a SQL aggregate of 5 rows each: {text}");
+    // Every row of the filtered table has category 3 (the fourth column of `| id | score | category |`).
+    let filtered = text.split("filtered search").nth(1).and_then(|t| t.split("SQL (").next()).expect("filtered section");
+    let categories: Vec<&str> = filtered
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("category"))
+        .filter_map(|l| l.split('|').nth(3).map(str::trim))
+        .collect();
+    assert_eq!(categories, vec!["3"; 5], "{filtered}");
+    // Its data lived in a temporary directory that is gone afterwards.
+    let dir = text.lines().find_map(|l| l.strip_prefix("Grape demo: one process, data under ")).expect("data dir line");
+    assert!(!std::path::Path::new(dir.trim()).exists(), "the demo left {dir} behind");
 }
