@@ -148,6 +148,14 @@ impl Engine {
     /// Each loaded segment is servable at once; one that fails to load is recorded as failed
     /// (and reported) and retried on the next sync.
     pub async fn sync(&self, wanted: Vec<WantedSegment>) {
+        let to_load = self.begin_sync(wanted);
+        self.load_all(to_load).await;
+    }
+
+    /// The first, immediate half of [`Engine::sync`]: retires what is no longer wanted, marks
+    /// what is missing as loading, and returns it for [`Engine::load_all`]. Segments already
+    /// loading (by an earlier sync) are not returned again.
+    pub fn begin_sync(&self, wanted: Vec<WantedSegment>) -> Vec<WantedSegment> {
         let ids: HashSet<&str> = wanted.iter().map(|w| w.meta.id.as_str()).collect();
         let to_load: Vec<WantedSegment> = {
             let mut held = self.write();
@@ -172,6 +180,12 @@ impl Engine {
             missing
         };
         self.changed.send_modify(|n| *n += 1);
+        to_load
+    }
+
+    /// The second half of [`Engine::sync`]: loads `to_load` (from [`Engine::begin_sync`]), at
+    /// most `LOAD_CONCURRENCY` at a time.
+    pub async fn load_all(&self, to_load: Vec<WantedSegment>) {
         stream::iter(to_load)
             .map(|w| async move {
                 let id = w.meta.id.clone();

@@ -60,6 +60,8 @@ pub mod topk;
 
 #[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod gated_store;
 
 pub use engine::Engine;
 pub use error::ComputeError;

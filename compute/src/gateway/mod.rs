@@ -13,6 +13,8 @@ mod by_id;
 mod jobs;
 pub(crate) mod collections;
 mod query;
+#[cfg(test)]
+mod refresh_tests;
 mod service;
 mod write;
 
@@ -51,7 +53,8 @@ pub struct Gateway {
     pub(crate) storage: Storage,
     /// Id of this node, reported in status.
     pub(crate) node_id: u64,
-    /// Serialises catalog syncs, so an older catalog never replaces a newer one.
+    /// Serialises the start of catalog syncs (not their loads), so an older catalog never
+    /// replaces a newer one.
     sync_lock: tokio::sync::Mutex<()>,
     /// Age below which garbage collection keeps unreferenced objects; an ingest job must
     /// commit well within it (see `write.rs`).
@@ -136,12 +139,20 @@ impl Gateway {
     }
 
     /// Brings the engine in step with the catalog meta has applied: holds the segments this
-    /// node should hold (all, or its assigned ones in a cluster).
+    /// node should hold (all, or its assigned ones in a cluster), and returns once the
+    /// segments this call started loading are loaded.
+    ///
+    /// Only deciding what to load is serialised; the loads are not, so a caller (an insert
+    /// serving its own write) never waits for the loads of another refresh, such as those of
+    /// a node taking over many segments after a failover.
     pub async fn refresh(&self) {
-        let _guard = self.sync_lock.lock().await;
-        let catalog = self.meta.applied_catalog();
-        self.engine.sync(self.router.wanted(&catalog)).await;
-        self.engine.keys().retain(&crate::gc::referenced_paths(&catalog));
+        let to_load = {
+            let _guard = self.sync_lock.lock().await;
+            let catalog = self.meta.applied_catalog();
+            self.engine.keys().retain(&crate::gc::referenced_paths(&catalog));
+            self.engine.begin_sync(self.router.wanted(&catalog))
+        };
+        self.engine.load_all(to_load).await;
     }
 
     /// Waits until the catalog this node follows has `collection` at `version` or later, or
