@@ -6,6 +6,8 @@
 //! loses nothing, and any node answers any query.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use grape_compute::remote_meta::WatchedMeta;
 use grape_compute::router::Role;
 use grape_compute::Gateway;
 use grape_proto::meta::v1 as pb;
+use rand::Rng;
 
 use crate::cli::ComputeArgs;
 use crate::config::ConfigFile;
@@ -22,19 +25,27 @@ use crate::node::{open_storage, wait_for_signal, MetaEndpoint, NodeServer};
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError> {
+    // Refuse an unreachable advertised address before connecting to anything.
+    if let Ok(listen) = args.listen.parse::<SocketAddr>() {
+        advertised_addr(args.advertise.as_deref(), listen)?;
+    }
     let settings = args.storage.resolve(&config.storage);
     std::fs::create_dir_all(&args.data_dir).map_err(|source| CliError::File { path: args.data_dir.display().to_string(), source })?;
     let (storage, url) = open_storage(&args.data_dir, &settings).await?;
     let addrs: Vec<String> = args.meta.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     let meta = WatchedMeta::connect(&addrs).await.map_err(|e| CliError::Server(format!("meta {}: {e}", args.meta)))?;
-    let id = args.id.unwrap_or_else(|| node_id_of(&args.listen));
+    let id = match args.id {
+        Some(id) => id,
+        None => stored_node_id(&args.data_dir)?,
+    };
     let forwarder = MetaEndpoint::Forwarded(MetaForwarder::new(&addrs)?);
     let node =
         NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), forwarder)
             .await?;
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
-    tokio::spawn(heartbeats(meta, node.gateway().clone(), id, node.addr().to_string(), memory, node.stopped()));
-    eprintln!("grape compute {id}: listening on {} (meta {}, storage {url})", node.endpoint(), args.meta);
+    let advertised = advertised_addr(args.advertise.as_deref(), node.addr())?;
+    tokio::spawn(heartbeats(meta, node.gateway().clone(), id, advertised.clone(), memory, node.stopped()));
+    eprintln!("grape compute {id}: listening on {} as {advertised} (meta {}, storage {url})", node.endpoint(), args.meta);
     wait_for_signal().await;
     eprintln!("shutting down");
     node.stop().await?;
@@ -89,8 +100,47 @@ fn machine_memory() -> u64 {
     total_kib.map_or(8 << 30, |kib| kib * 1024)
 }
 
-/// A node id derived from the listen address, when none is given: stable across restarts,
-/// short enough to read in `grape status`.
-fn node_id_of(listen: &str) -> u64 {
-    listen.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 1_000_000
+/// The file in the data directory that keeps the node's id across restarts.
+const NODE_ID_FILE: &str = "node-id";
+
+/// This node's id: the one kept in `data_dir`, or a new random one (kept there for the next
+/// start). Ids are not derived from the listen address, which is the same on every host of a
+/// cluster listening on `0.0.0.0:PORT`.
+fn stored_node_id(data_dir: &Path) -> Result<u64, CliError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    let file_error = |source| CliError::File { path: path.display().to_string(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            CliError::Usage(format!("{} holds {:?}, not a node id; remove it for a new id or pass --id", path.display(), text.trim()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Short enough to read in `grape status`, wide enough that a cluster's nodes differ.
+            let id = rand::thread_rng().gen_range(1..=u64::from(u32::MAX));
+            let staged = data_dir.join(format!("{NODE_ID_FILE}.tmp"));
+            std::fs::write(&staged, format!("{id}\n")).map_err(file_error)?;
+            std::fs::rename(&staged, &path).map_err(file_error)?;
+            Ok(id)
+        }
+        Err(e) => Err(file_error(e)),
+    }
+}
+
+/// The address this node registers for others to reach it: `--advertise`, else the bound
+/// address, which must then be a specific one (not 0.0.0.0 or ::).
+fn advertised_addr(advertise: Option<&str>, bound: SocketAddr) -> Result<String, CliError> {
+    match advertise {
+        Some(addr) => addr.parse::<SocketAddr>().map(|_| addr.to_string()).or_else(|_| {
+            let (host, port) = addr.rsplit_once(':').ok_or_else(|| CliError::Usage(format!("--advertise {addr}: give HOST:PORT")))?;
+            port.parse::<u16>().map_err(|_| CliError::Usage(format!("--advertise {addr}: {port} is not a port")))?;
+            if host.is_empty() {
+                return Err(CliError::Usage(format!("--advertise {addr}: give HOST:PORT")));
+            }
+            Ok(addr.to_string())
+        }),
+        None if bound.ip().is_unspecified() => Err(CliError::Usage(format!(
+            "listening on {bound} needs --advertise HOST:PORT: other nodes cannot reach this node at {}",
+            bound.ip()
+        ))),
+        None => Ok(bound.to_string()),
+    }
 }

@@ -165,7 +165,12 @@ pub struct ComputeArgs {
     /// Address to serve the public API on.
     #[arg(long, default_value = "127.0.0.1:6800")]
     pub listen: String,
-    /// This node's id in `grape status` (default: derived from --listen).
+    /// Address other nodes and clients reach this node at, `HOST:PORT` (default: the address
+    /// it listens on; required when that is unspecified, such as 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// This node's id in `grape status` (default: the one kept in DATA_DIR/node-id, chosen at
+    /// random on the node's first start).
     #[arg(long)]
     pub id: Option<u64>,
     /// Memory this node offers for segments, in bytes (its share of the placement)

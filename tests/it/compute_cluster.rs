@@ -2,14 +2,14 @@
 //! nodes sharing one object store. Any node answers any query, and a killed node costs the
 //! others nothing.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use grape_compute::datagen;
 
-use crate::harness::{cluster, grape_bin, hit_ids, vector_arg, write_parquet, DevProcess};
+use crate::harness::{cluster, free_port, grape_bin, hit_ids, vector_arg, write_parquet, DevProcess};
 
 #[test]
 fn compute_nodes_share_the_catalog_and_survive_each_others_death() {
@@ -149,4 +149,77 @@ fn compute_nodes_started_with_their_meta_group_wait_for_it() {
         assert!(Instant::now() < deadline, "node b never saw the collection node a created: {listed}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The compute nodes the meta group `members` lists, once `done` holds for them.
+fn compute_nodes_when(members: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(grape_bin()).args(["--endpoint", members, "status", "--output", "json"]).output().unwrap();
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let nodes = status["compute_nodes"].as_array().cloned().unwrap_or_default();
+        if done(&nodes) {
+            return nodes;
+        }
+        assert!(Instant::now() < deadline, "{what}: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_compute_node_listening_on_every_interface_registers_its_advertised_address_and_keeps_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = grape_meta::testing::MetaProcesses::start(std::path::Path::new(grape_bin()), 3).expect("start grape meta");
+    let members = meta.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let port = free_port();
+    let compute = |extra: &[&str]| {
+        let mut cmd = Command::new(grape_bin());
+        cmd.args(["compute", "--meta", &members, "--storage", &storage, "--listen", &format!("0.0.0.0:{port}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("node"))
+            .args(extra);
+        cmd
+    };
+    // Every host of a cluster may listen on 0.0.0.0:PORT: that is no address to register.
+    let refused = compute(&[]).output().unwrap();
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("needs --advertise HOST:PORT"), "{error}");
+
+    let advertised = format!("127.0.0.1:{port}");
+    let start = || Killed(compute(&["--advertise", &advertised]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let node = start();
+    let nodes = compute_nodes_when(&members, "the node registers", |n| n.len() == 1 && n[0]["state"] == "live");
+    assert_eq!(nodes[0]["addr"], advertised.as_str(), "{nodes:?}");
+    let id = nodes[0]["id"].as_u64().unwrap();
+    let kept: u64 = std::fs::read_to_string(dir.path().join("node").join("node-id")).unwrap().trim().parse().unwrap();
+    assert_eq!(kept, id, "the id is kept in the data directory");
+    drop(node);
+    // A restart on the same data directory is the same node, not a second one.
+    let _node = start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(grape_bin()).args(["--endpoint", &advertised, "status", "--output", "json"]).output().unwrap();
+        if out.status.success() {
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(status["node_id"].as_u64(), Some(id), "the restarted process has the same id: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted node never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    compute_nodes_when(&members, "the restarted node is the same node, not a second one", |n| {
+        n.len() == 1 && n[0]["id"].as_u64() == Some(id) && n[0]["state"] == "live"
+    });
 }
