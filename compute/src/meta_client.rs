@@ -27,6 +27,12 @@ pub trait MetaClient: Send + Sync + 'static {
     fn changes(&self) -> watch::Receiver<u64>;
     /// Health and Raft state of the meta group.
     async fn status(&self) -> Result<MetaStatus, MetaError>;
+    /// Why the applied catalog has stopped following the group, while it has: a change this
+    /// node cannot apply (say, from a meta group of another Grape version) freezes its catalog,
+    /// and `grape status` must say so. `None` when it follows (always, for an in-process meta).
+    fn follow_error(&self) -> Option<String> {
+        None
+    }
 }
 
 #[async_trait]

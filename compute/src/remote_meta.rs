@@ -5,7 +5,7 @@
 //! group's `Watch` stream: the node applies each change with the same [`apply`] the members
 //! run, and after a broken stream it resumes from its last index on whichever member answers.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,10 +32,15 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// while a reader holds the previous version) and the log index it is at.
 type Copy = Arc<RwLock<(Arc<Catalog>, u64)>>;
 
+/// Why the copy cannot follow the group: the last change it failed to apply, until one applies.
+type FollowError = Arc<Mutex<Option<String>>>;
+
 /// A meta client for a node of a cluster: remote writes and reads, a watched local catalog.
 pub struct WatchedMeta {
     remote: Arc<RemoteMeta>,
     copy: Copy,
+    /// See [`MetaClient::follow_error`].
+    failure: FollowError,
     changes: watch::Sender<u64>,
     /// The task following the watch stream; stopped when this is dropped.
     follower: JoinHandle<()>,
@@ -66,8 +71,9 @@ impl WatchedMeta {
         };
         let copy: Copy = Arc::new(RwLock::new((Arc::new(catalog), index)));
         let (changes, _) = watch::channel(index);
-        let follower = tokio::spawn(follow(remote.clone(), copy.clone(), changes.clone()));
-        Ok(Arc::new(WatchedMeta { remote, copy, changes, follower }))
+        let failure = FollowError::default();
+        let follower = tokio::spawn(follow(remote.clone(), copy.clone(), changes.clone(), failure.clone()));
+        Ok(Arc::new(WatchedMeta { remote, copy, failure, changes, follower }))
     }
 
     /// Sends this node's heartbeat to the leader (which registers the node if needed).
@@ -99,15 +105,19 @@ async fn read_catalog_at(remote: &RemoteMeta) -> Result<(Catalog, u64), MetaErro
     Ok((catalog, reply.applied_index))
 }
 
-/// Follows the watch stream forever, reconnecting from the last index after any failure.
-async fn follow(remote: Arc<RemoteMeta>, copy: Copy, changes: watch::Sender<u64>) {
+/// Follows the watch stream forever, reconnecting from the last index after any failure. A
+/// change that cannot be applied is recorded in `failure` (and logged as an error) until a
+/// later one applies: the node keeps serving its last catalog meanwhile, and says so.
+async fn follow(remote: Arc<RemoteMeta>, copy: Copy, changes: watch::Sender<u64>, failure: FollowError) {
     loop {
         let after = read(&copy).1;
         let opened = remote.call(Retry::Always, |mut c| async move { c.watch(pb::WatchRequest { after_index: after }).await }).await;
         match opened {
             Ok(mut stream) => {
                 while let Some(event) = stream.next().await {
-                    match event.map_err(meta_error).and_then(|e| apply_event(&copy, e)) {
+                    let applied = event.map_err(meta_error).and_then(|e| apply_event(&copy, e));
+                    record_follow(&failure, &applied, read(&copy).1);
+                    match applied {
                         Ok(index) => {
                             changes.send_replace(index);
                         }
@@ -121,6 +131,28 @@ async fn follow(remote: Arc<RemoteMeta>, copy: Copy, changes: watch::Sender<u64>
             Err(e) => tracing::warn!(error = %e, "cannot open the meta watch stream; retrying"),
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// Records the outcome of applying one watch event: a change that cannot be applied is
+/// remembered (and logged as an error the first time); one that applies clears it. A broken
+/// connection is neither.
+fn record_follow(failure: &FollowError, applied: &Result<u64, MetaError>, at: u64) {
+    let mut failure = failure.lock().unwrap_or_else(|e| e.into_inner());
+    match applied {
+        Ok(_) => *failure = None,
+        Err(e @ MetaError::Corrupt(_)) => {
+            let why = format!("the catalog is frozen at log index {at}: {e}");
+            if failure.as_deref() != Some(why.as_str()) {
+                tracing::error!(
+                    error = %e,
+                    index = at,
+                    "cannot apply a catalog change from meta; serving the catalog as of the last change applied (is this node of another Grape version than the meta group?)"
+                );
+            }
+            *failure = Some(why);
+        }
+        Err(_) => {}
     }
 }
 
@@ -171,6 +203,10 @@ impl MetaClient for WatchedMeta {
         self.changes.subscribe()
     }
 
+    fn follow_error(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     async fn status(&self) -> Result<MetaStatus, MetaError> {
         let s = self.remote.status().await.map_err(meta_error)?;
         Ok(MetaStatus {
@@ -190,5 +226,33 @@ impl MetaClient for WatchedMeta {
                 .map(|m| MemberStatus { id: m.id, addr: m.addr.clone(), voter: m.voter, matched: None, lag: m.lag })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(index: u64, command_json: &str) -> pb::WatchEvent {
+        pb::WatchEvent { index, catalog_json: String::new(), command_json: command_json.into() }
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_applied_is_reported_until_one_applies() {
+        let copy: Copy = Arc::new(RwLock::new((Arc::new(Catalog::default()), 4)));
+        let failure = FollowError::default();
+        let bad = apply_event(&copy, event(5, r#"{"NoSuchCommand":{}}"#));
+        record_follow(&failure, &bad, read(&copy).1);
+        let why = failure.lock().unwrap().clone().expect("the failure is recorded");
+        assert!(why.contains("frozen at log index 4") && why.contains("watch event 5"), "{why}");
+        // A dropped connection says nothing about the catalog.
+        record_follow(&failure, &Err(MetaError::Timeout("gone".into())), 4);
+        assert!(failure.lock().unwrap().is_some());
+        let catalog =
+            pb::WatchEvent { index: 6, catalog_json: serde_json::to_string(&Catalog::default()).unwrap(), command_json: String::new() };
+        let good = apply_event(&copy, catalog);
+        record_follow(&failure, &good, read(&copy).1);
+        assert_eq!(*failure.lock().unwrap(), None, "following again clears it");
+        assert_eq!(read(&copy).1, 6);
     }
 }

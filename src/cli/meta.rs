@@ -48,7 +48,11 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 "sql_memory_used": s.sql_memory_used,
                 "sql_memory_limit": s.sql_memory_limit,
                 "jobs": s.jobs_by_state,
+                "catalog_error": s.catalog_error,
             });
+            if !s.catalog_error.is_empty() {
+                eprintln!("warning: this node's catalog has stopped following the meta group: {}", s.catalog_error);
+            }
             value.extend(node.as_object().cloned().unwrap_or_default());
         }
         Err(e) if e.code() == Code::Unimplemented => {}

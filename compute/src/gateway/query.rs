@@ -135,6 +135,7 @@ impl Gateway {
             sql_memory_used: self.sql_memory.used(),
             sql_memory_limit: self.limits().sql_memory_bytes,
             jobs_by_state: self.meta.applied_catalog().jobs.depth().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            catalog_error: self.meta.follow_error().unwrap_or_default(),
         })
     }
 }
