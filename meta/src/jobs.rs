@@ -372,7 +372,8 @@ impl JobQueue {
 }
 
 impl Job {
-    fn leasable(&self, now_ms: u64) -> bool {
+    /// Whether a worker may lease the job at `now_ms`: pending, or failed and past its backoff.
+    pub fn leasable(&self, now_ms: u64) -> bool {
         match self.state {
             JobState::Pending => true,
             JobState::Failed => self.not_before_ms <= now_ms,

@@ -18,7 +18,7 @@ mod source_files;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use grape_meta::jobs::{Job, JobFence, JobOutcome, JobSpec, JobState, Progress};
+use grape_meta::jobs::{Job, JobFence, JobOutcome, JobSpec, Progress};
 use grape_meta::{Catalog, Command, CommandResult};
 
 pub use source_files::{expand_urls, glob_match};
@@ -71,11 +71,7 @@ impl Attempt {
 
 /// Whether `catalog` has a job some worker may lease now.
 fn has_leasable(catalog: &Catalog, now_ms: u64) -> bool {
-    catalog.jobs.jobs.values().any(|j| match j.state {
-        JobState::Pending => true,
-        JobState::Failed => j.not_before_ms <= now_ms,
-        _ => false,
-    })
+    catalog.jobs.jobs.values().any(|j| j.leasable(now_ms))
 }
 
 impl Gateway {
