@@ -59,6 +59,26 @@ pub fn batch(dim: u32, first_id: u64, rows: usize, seed: u64) -> RecordBatch {
     RecordBatch::try_new(schema(dim), columns).expect("generated columns match the generated schema")
 }
 
+/// `rows` vectors of `dim` values drawn from a mixture of `clusters` Gaussians (centres
+/// uniform in [-1, 1], standard deviation 0.25 per dimension), row-major: the clustered data
+/// ANN recall is measured on.
+pub fn gaussian_mixture(rows: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    let mut centres_rng = StdRng::seed_from_u64(0x3c6e_f372 ^ clusters as u64);
+    let centres: Vec<f32> = (0..clusters.max(1) * dim).map(|_| centres_rng.gen_range(-1.0..1.0)).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(rows * dim);
+    for _ in 0..rows {
+        let c = rng.gen_range(0..clusters.max(1));
+        for i in 0..dim {
+            // Box–Muller: a standard normal from two uniforms.
+            let (u, v): (f32, f32) = (rng.gen_range(f32::MIN_POSITIVE..1.0), rng.gen_range(0.0..1.0));
+            let normal = (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos();
+            out.push(centres[c * dim + i] + 0.25 * normal);
+        }
+    }
+    out
+}
+
 /// A random query vector near the data.
 pub fn query(dim: u32, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5bd1_e995);
@@ -67,7 +87,7 @@ pub fn query(dim: u32, seed: u64) -> Vec<f32> {
 
 /// A one-shard catalog entry for a collection of generated rows made of `segments`.
 pub fn collection(name: &str, dim: u32, metric: Metric, segments: Vec<SegmentMeta>) -> Collection {
-    let spec = CollectionSpec { name: name.into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema(dim).as_ref().clone()) };
+    let spec = CollectionSpec { name: name.into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema(dim).as_ref().clone()), quantization: Default::default() };
     let manifest = ShardManifest { version: 1, segments, ..Default::default() };
     Collection { spec, id: 1, shards: vec![manifest], version: 1 }
 }

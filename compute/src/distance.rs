@@ -65,6 +65,16 @@ impl Scorer {
         Self { metric, query_norm: norm(query) }
     }
 
+    /// Prepares scoring of a query whose norm is already known (a stored row's).
+    pub fn with_norm(metric: Metric, query_norm: f32) -> Self {
+        Self { metric, query_norm }
+    }
+
+    /// The metric scored.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
     /// Distance between the query and a row, given the row's norm (used by cosine only).
     ///
     /// Cosine distance is `1 - cos`; a zero vector on either side is at distance 1.

@@ -88,7 +88,7 @@ mod tests {
         let kept = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         let orphan = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         storage.put_if_absent("other/file", bytes::Bytes::from_static(b"x")).await.unwrap();
-        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None };
+        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default() };
         let ids: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::UInt64Array::from(vec![3]));
         let log = storage.write_delete_log("collections/docs-1", 0, &ids).await.unwrap();
         let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()], ..Default::default() };

@@ -17,7 +17,7 @@ use crate::distance::Scorer;
 use crate::engine::CollectionView;
 use crate::error::ComputeError;
 use crate::filter::Filter;
-use crate::index::VectorIndexRead;
+use crate::index::{search_segment, SearchParams};
 use crate::liveness::LiveSegment;
 use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
 use crate::topk::TopK;
@@ -36,6 +36,8 @@ pub struct SearchQuery {
     pub filter: Option<Filter>,
     /// Whether hits include the vector column.
     pub include_vectors: bool,
+    /// How the ANN indexes are used (defaults when not given).
+    pub params: SearchParams,
 }
 
 /// The answer to a search.
@@ -107,7 +109,7 @@ fn search_segments_until(
             };
             let mask = segment.visible(mask)?;
             let mut top = TopK::new(query.k);
-            let scanned = segment.segment.search(i as u32, &query.vector, &scorer, mask.as_ref(), &mut top);
+            let scanned = search_segment(&segment.segment, i as u32, &query.vector, &scorer, &query.params, mask.as_ref(), &mut top);
             Ok((top, scanned))
         })
         .collect();
@@ -248,7 +250,7 @@ mod tests {
                 }
                 truth.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let expected: Vec<u64> = truth.iter().take(10).map(|t| t.1).collect();
-                let query = SearchQuery { vector: q.clone(), k: 10, filter: filter.clone(), include_vectors: false };
+                let query = SearchQuery { vector: q.clone(), k: 10, filter: filter.clone(), include_vectors: false, params: Default::default() };
                 let got = search(&v, &query).unwrap();
                 let ids: Vec<u64> = got.hits.column(0).as_primitive::<UInt64Type>().values().to_vec();
                 assert_eq!(ids, expected, "{metric:?}, filtered: {}", filter.is_some());
@@ -264,7 +266,7 @@ mod tests {
     #[test]
     fn hits_merged_from_several_nodes_equal_one_search_over_all_segments() {
         let v = view(Metric::L2, 16);
-        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false };
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false, params: Default::default() };
         let whole = search(&v, &query).unwrap().hits;
         let parts: Vec<RecordBatch> = v
             .segments
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn an_empty_answer_without_payload_columns_neither_panics_the_merge_nor_drops_columns() {
         let v = view(Metric::L2, 16);
-        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false };
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false, params: Default::default() };
         let whole = search(&v, &query).unwrap().hits;
         // What a node that holds none of the segments it was asked for answers.
         let bare = search_segments(Metric::L2, None, &[], &query).unwrap().hits;
@@ -299,7 +301,7 @@ mod tests {
     fn missing_segments_fail_instead_of_answering_partially() {
         let mut v = view(Metric::L2, 8);
         v.failed.push(("p9".into(), "storage down".into()));
-        let query = SearchQuery { vector: vec![0.0; 8], k: 3, filter: None, include_vectors: false };
+        let query = SearchQuery { vector: vec![0.0; 8], k: 3, filter: None, include_vectors: false, params: Default::default() };
         let err = search(&v, &query).unwrap_err();
         assert!(matches!(err, ComputeError::Unavailable(_)), "{err}");
     }

@@ -1,6 +1,6 @@
 //! A segment held in memory: its rows as one Arrow batch and its vectors as one flat slice.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::compute::concat_batches;
@@ -9,6 +9,8 @@ use grape_storage::format::SegmentMeta;
 
 use crate::distance::norm;
 use crate::error::ComputeError;
+use crate::index::hnsw::HnswIndex;
+use crate::index::Vectors;
 use crate::liveness::SegmentLiveness;
 
 /// Name of the vector column in every collection.
@@ -31,6 +33,8 @@ pub struct LoadedSegment {
     norms: Vec<f32>,
     /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
     pub liveness: SegmentLiveness,
+    /// The segment's ANN index once its artifact is loaded (see [`crate::index::hnsw`]).
+    ann: RwLock<Option<Arc<HnswIndex>>>,
 }
 
 impl LoadedSegment {
@@ -63,7 +67,7 @@ impl LoadedSegment {
         if batch.column_by_name(ID_COLUMN).is_none() {
             return Err(ComputeError::Corrupt(format!("segment {} has no `id` column", meta.path)));
         }
-        Ok(Self { meta, batch, dim, vectors, norms, liveness: SegmentLiveness::default() })
+        Ok(Self { meta, batch, dim, vectors, norms, liveness: SegmentLiveness::default(), ann: RwLock::new(None) })
     }
 
     /// The primary keys, one per row.
@@ -89,9 +93,46 @@ impl LoadedSegment {
         self.norms[row]
     }
 
-    /// Bytes of memory the segment holds.
+    /// Bytes of memory the segment holds, its index included.
     pub fn memory_bytes(&self) -> usize {
-        self.batch.get_array_memory_size() + self.norms.len() * 4
+        self.batch.get_array_memory_size() + self.norms.len() * 4 + self.ann().map_or(0, |a| a.memory_bytes())
+    }
+
+    /// The segment's ANN index, if one is loaded.
+    pub fn ann(&self) -> Option<Arc<HnswIndex>> {
+        self.ann.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs (or replaces) the segment's ANN index; it must have been built from this
+    /// segment's rows (an `Internal` error otherwise).
+    pub fn set_ann(&self, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
+        if index.rows() != self.rows() || index.dim != self.dim {
+            return Err(ComputeError::Internal(format!(
+                "index of {} rows × {} does not fit segment {} of {} rows × {}",
+                index.rows(),
+                index.dim,
+                self.meta.id,
+                self.rows(),
+                self.dim
+            )));
+        }
+        *self.ann.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+        Ok(())
+    }
+}
+
+impl Vectors for LoadedSegment {
+    fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn vector(&self, row: usize) -> &[f32] {
+        LoadedSegment::vector(self, row)
+    }
+    fn norm(&self, row: usize) -> f32 {
+        LoadedSegment::norm(self, row)
     }
 }
 

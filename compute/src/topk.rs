@@ -42,6 +42,21 @@ impl TopK {
         Self { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
 
+    /// How many candidates it keeps.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// How many candidates it holds now.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether it holds no candidate.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// The distance a candidate must beat to enter, or infinity while not full.
     #[inline]
     pub fn threshold(&self) -> f32 {

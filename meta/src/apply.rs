@@ -91,6 +91,13 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             true => CommandResult::Applied { version: 0 },
             false => CommandResult::NotFound(format!("live compute node {id}")),
         },
+        Command::SetQuantization { name, quantization } => match catalog.collections.get_mut(name) {
+            Some(coll) => {
+                coll.spec.quantization = *quantization;
+                CommandResult::Applied { version: coll.version }
+            }
+            None => CommandResult::NotFound(name.clone()),
+        },
         Command::SetReplicas { name, replicas } => match catalog.collections.get_mut(name) {
             Some(coll) => {
                 coll.spec.replicas = (*replicas).max(1);
@@ -250,7 +257,7 @@ mod tests {
     use crate::catalog::Metric;
 
     fn spec(name: &str, shards: u32) -> CollectionSpec {
-        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None }
+        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None, quantization: Default::default() }
     }
 
     fn seg(id: &str, shard: u32, rows: u64) -> SegmentMeta {

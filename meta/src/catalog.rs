@@ -47,6 +47,44 @@ impl Metric {
     }
 }
 
+/// How a collection's ANN indexes compress vectors for graph traversal; hits are always
+/// rescored with the full-precision vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// Traverse with the f32 vectors themselves.
+    #[default]
+    None,
+    /// One byte per dimension (min/max scaled per dimension).
+    Sq8,
+    /// One bit per dimension (above or below the dimension's mean).
+    Bq,
+}
+
+impl Quantization {
+    /// Every name [`Quantization::parse`] accepts, for error messages.
+    pub const NAMES: [&'static str; 3] = ["none", "sq8", "bq"];
+
+    /// Parses `none`, `sq8` or `bq` (case-insensitive); the empty string means `none`.
+    pub fn parse(s: &str) -> Option<Quantization> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "none" => Some(Quantization::None),
+            "sq8" => Some(Quantization::Sq8),
+            "bq" => Some(Quantization::Bq),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used in the CLI and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Sq8 => "sq8",
+            Quantization::Bq => "bq",
+        }
+    }
+}
+
 /// What a user asked for when creating a collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
@@ -63,6 +101,9 @@ pub struct CollectionSpec {
     /// Full Arrow schema (`id`, `vector`, payload), once known: given at creation or taken
     /// from the first ingested batch.
     pub schema: Option<Schema>,
+    /// Compression of the vectors in the collection's ANN indexes; changing it rebuilds them.
+    #[serde(default)]
+    pub quantization: Quantization,
 }
 
 /// A collection as the catalog holds it.

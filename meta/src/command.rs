@@ -4,7 +4,7 @@ use arrow_schema::Schema;
 use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::CollectionSpec;
+use crate::catalog::{CollectionSpec, Quantization};
 use crate::jobs::{Job, JobFence, JobOutcome, JobSpec, Progress};
 
 /// A change to the replicated state, appended to the Raft log and applied in order.
@@ -26,6 +26,14 @@ pub enum Command {
         name: String,
         /// Compute nodes that hold each segment (at least 1).
         replicas: u32,
+    },
+    /// Change a collection's quantization; fails with `NotFound` if absent. Its segments keep
+    /// their indexes until index-build jobs replace them.
+    SetQuantization {
+        /// Collection name.
+        name: String,
+        /// The new quantization.
+        quantization: Quantization,
     },
     /// Set a collection's schema if it has none yet; if it has one, succeeds only when equal.
     SetSchema {

@@ -41,6 +41,10 @@ pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionComma
             let info = client.set_replicas(v1::SetReplicasRequest { name, replicas }).await?.into_inner();
             print_object(format, &info_json(&info));
         }
+        CollectionCommand::SetQuantization { name, quantization } => {
+            let info = client.set_quantization(v1::SetQuantizationRequest { name, quantization }).await?.into_inner();
+            print_object(format, &info_json(&info));
+        }
         CollectionCommand::Compact { name, shard, wait } => {
             let jobs = client.compact(v1::CompactRequest { collection: name, shard }).await?.into_inner().jobs;
             let jobs = if wait { super::jobs::follow(client, &jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "units").await? } else { jobs };
@@ -71,6 +75,7 @@ fn create_request(args: CreateArgs) -> Result<v1::CreateCollectionRequest, CliEr
         replicas: args.replicas,
         fields,
         id_type: args.id_type,
+        quantization: args.quantization,
     })
 }
 
@@ -87,5 +92,10 @@ pub fn info_json(c: &v1::CollectionInfo) -> Value {
         "segments": c.segments,
         "version": c.version,
         "fields": fields,
+        "quantization": c.quantization,
+        "indexed_segments": c.indexed_segments,
+        "indexed_rows": c.indexed_rows,
+        "index_bytes_per_vector": c.index_bytes_per_vector,
+        "vector_bytes_per_vector": c.dim as u64 * 4,
     })
 }

@@ -381,6 +381,14 @@ pub enum CollectionCommand {
         /// The new replica factor (at least 1).
         replicas: u32,
     },
+    /// Change how a collection's ANN indexes compress vectors (none, sq8 or bq); index-build
+    /// jobs rebuild every index, and searches use the old indexes meanwhile.
+    SetQuantization {
+        /// Collection name.
+        name: String,
+        /// none, sq8 or bq.
+        quantization: String,
+    },
 }
 
 /// `grape jobs …`.
@@ -436,6 +444,10 @@ pub struct CreateArgs {
     /// Type of the `id` column when `--schema` is given: uint64 or utf8.
     #[arg(long, default_value = "uint64")]
     pub id_type: String,
+    /// How ANN indexes compress vectors: none, sq8 (a byte per dimension) or bq (a bit per
+    /// dimension); hits are always rescored on the full vectors.
+    #[arg(long, default_value = "none")]
+    pub quantization: String,
 }
 
 /// Arguments of `grape ingest`.
@@ -477,6 +489,16 @@ pub struct SearchArgs {
     /// warning on stderr names how many were missed) instead of failing.
     #[arg(long)]
     pub allow_partial: bool,
+    /// ANN search breadth (default 128): larger finds more of the true neighbours, slower.
+    #[arg(long)]
+    pub ef: Option<u32>,
+    /// Scan every row instead of using the ANN indexes: exact hits, to measure recall.
+    #[arg(long)]
+    pub exact: bool,
+    /// With quantized indexes, rescore the best `oversampling × k` candidates on the full
+    /// vectors (default 1 for none, 2 for sq8, 4 for bq).
+    #[arg(long)]
+    pub oversampling: Option<f32>,
 }
 
 /// Arguments of `grape delete`.

@@ -32,6 +32,9 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
         min_version: args.min_version,
         include_vectors: false,
         allow_partial: args.allow_partial,
+        ef: args.ef,
+        exact: args.exact,
+        oversampling: args.oversampling,
     };
     let reply = client.search(request).await?.into_inner();
     if !reply.missing_segments.is_empty() {

@@ -41,6 +41,44 @@ pub struct SegmentMeta {
     /// a higher `seq`. 0 for segments committed before sequences existed.
     #[serde(default)]
     pub seq: u64,
+    /// The segment's ANN index, once an index-build job attached one. Replaced (never
+    /// modified) when the collection's quantization changes.
+    #[serde(default)]
+    pub index: Option<IndexMeta>,
+}
+
+impl Default for SegmentMeta {
+    /// An empty, unnamed segment of the current layout, to fill in with `..Default::default()`.
+    fn default() -> Self {
+        Self {
+            format_version: SEGMENT_META_VERSION,
+            id: String::new(),
+            shard: 0,
+            path: String::new(),
+            rows: 0,
+            size_bytes: 0,
+            columns: Vec::new(),
+            keys_path: None,
+            seq: 0,
+            index: None,
+        }
+    }
+}
+
+/// An ANN index artifact of one segment: an immutable object stored beside the segment,
+/// loaded with it by every node that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// Object path relative to the store's root prefix (`<segment path>.<quantization>.<uuid>.hnsw`).
+    pub path: String,
+    /// Index family: `hnsw`.
+    pub kind: String,
+    /// Quantization of its codes: `none`, `sq8` or `bq`.
+    pub quantization: String,
+    /// Size of the object in bytes.
+    pub size_bytes: u64,
+    /// Bytes of memory the loaded index takes per row (graph and codes).
+    pub memory_per_row: u64,
 }
 
 /// Deleted primary keys of one shard: an immutable object (see [`crate::keys`]) that a

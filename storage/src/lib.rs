@@ -59,7 +59,7 @@ pub mod store;
 
 pub use cache::{CacheStats, SegmentCache};
 pub use error::{StorageError, StorageErrorKind};
-pub use format::{commit_seq, max_seq, ColumnStats, DeleteLogMeta, SegmentMeta, StatValue, SEGMENT_META_VERSION};
+pub use format::{commit_seq, max_seq, ColumnStats, DeleteLogMeta, IndexMeta, SegmentMeta, StatValue, SEGMENT_META_VERSION};
 pub use stats::column_stats;
 pub use storage::{ObjectInfo, Storage};
 pub use store::StorageOptions;

@@ -99,7 +99,7 @@ async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result
         .segments()
         .map(|m| engine.segment(&m.id).map(LiveSegment::all).ok_or("a segment failed to load"))
         .collect::<Result<Vec<_>, _>>()?;
-    let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false };
+    let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false, params: Default::default() };
     search_segments(Metric::L2, Some(&schema), &segments, &query)?;
     Ok((t.elapsed().as_secs_f64(), storage.bytes_fetched()))
 }

@@ -1,7 +1,7 @@
 //! Collection management and the catalog ↔ API conversions.
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use grape_meta::catalog::{Collection, CollectionSpec, Metric};
+use grape_meta::catalog::{Collection, CollectionSpec, Metric, Quantization};
 use grape_meta::{Command, CommandResult};
 use grape_proto::v1;
 
@@ -50,6 +50,10 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
                 .collect()
         })
         .unwrap_or_default();
+    let quantization = c.spec.quantization.as_str();
+    let indexed: Vec<_> = c.segments().filter(|s| s.index.as_ref().is_some_and(|i| i.quantization == quantization)).collect();
+    let indexed_rows: u64 = indexed.iter().map(|s| s.rows).sum();
+    let index_bytes: u64 = indexed.iter().map(|s| s.rows * s.index.as_ref().map_or(0, |i| i.memory_per_row)).sum();
     v1::CollectionInfo {
         name: c.spec.name.clone(),
         dim: c.spec.dim,
@@ -60,6 +64,10 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
         rows: c.rows(),
         segments: c.segments().count() as u64,
         version: c.version,
+        quantization: c.spec.quantization.as_str().to_string(),
+        indexed_segments: indexed.len() as u64,
+        indexed_rows,
+        index_bytes_per_vector: if indexed_rows == 0 { 0.0 } else { index_bytes as f64 / indexed_rows as f64 },
     }
 }
 
@@ -85,6 +93,13 @@ fn check_replicas(replicas: u32) -> Result<u32, ComputeError> {
     Ok(replicas)
 }
 
+/// Parses a quantization name; the empty string means `none`.
+pub(crate) fn parse_quantization(name: &str) -> Result<Quantization, ComputeError> {
+    Quantization::parse(name).ok_or_else(|| {
+        ComputeError::InvalidArgument(format!("unknown quantization \"{name}\": use {}", Quantization::NAMES.join(", ")))
+    })
+}
+
 /// The error for a collection that does not exist.
 pub(crate) fn not_found(name: &str) -> ComputeError {
     ComputeError::NotFound(format!("collection \"{name}\" does not exist"))
@@ -99,6 +114,7 @@ impl Gateway {
         }
         let metric = if req.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&req.metric) }
             .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine or dot", req.metric)))?;
+        let quantization = parse_quantization(&req.quantization)?;
         let schema = if req.fields.is_empty() { None } else { Some(explicit_schema(&req)?) };
         let spec = CollectionSpec {
             name: req.name.clone(),
@@ -107,6 +123,7 @@ impl Gateway {
             shards: req.shards.clamp(1, 1024),
             replicas: check_replicas(req.replicas.max(1))?,
             schema,
+            quantization,
         };
         outcome(self.meta.write(Command::CreateCollection { spec }).await?)?;
         self.refresh().await;
@@ -142,6 +159,16 @@ impl Gateway {
     pub async fn set_replicas(&self, name: &str, replicas: u32) -> Result<v1::CollectionInfo, ComputeError> {
         check_replicas(replicas)?;
         outcome(self.meta.write(Command::SetReplicas { name: name.to_string(), replicas }).await?).map_err(|e| match e {
+            ComputeError::NotFound(_) => not_found(name),
+            other => other,
+        })?;
+        self.describe_collection(name).await
+    }
+
+    /// Changes a collection's quantization; index-build jobs then rebuild its indexes.
+    pub async fn set_quantization(&self, name: &str, quantization: &str) -> Result<v1::CollectionInfo, ComputeError> {
+        let quantization = parse_quantization(quantization)?;
+        outcome(self.meta.write(Command::SetQuantization { name: name.to_string(), quantization }).await?).map_err(|e| match e {
             ComputeError::NotFound(_) => not_found(name),
             other => other,
         })?;

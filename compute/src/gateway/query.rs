@@ -9,6 +9,7 @@ use grape_proto::v1;
 use super::{Gateway, CATCH_UP_TIMEOUT};
 use crate::error::ComputeError;
 use crate::filter::Filter;
+use crate::index::SearchParams;
 use crate::ingest::encode_ipc;
 use crate::limits::on_sql_threads;
 use crate::router::{missing_error, MAX_REPLANS, READY_WAIT};
@@ -32,7 +33,8 @@ impl Gateway {
             (text, Some(schema)) => Some(Filter::compile_off_runtime(text, schema, self.limits().expr()).await?),
             (_, None) => None,
         };
-        let query = SearchQuery { vector: req.vector.clone(), k, filter, include_vectors: req.include_vectors };
+        let params = SearchParams::from_request(req.ef, req.exact, req.oversampling)?;
+        let query = SearchQuery { vector: req.vector.clone(), k, filter, include_vectors: req.include_vectors, params };
         let mut collection = collection;
         for _ in 0..MAX_REPLANS {
             let answer = self.search_planned(&req, &collection, schema.as_ref(), &query).await;

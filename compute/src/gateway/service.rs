@@ -58,6 +58,11 @@ impl Grape for GrapeService {
         Ok(Response::new(self.0.guarded(Write, self.0.set_replicas(&r.name, r.replicas)).await?))
     }
 
+    async fn set_quantization(&self, r: Request<v1::SetQuantizationRequest>) -> Reply<v1::CollectionInfo> {
+        let r = r.into_inner();
+        Ok(Response::new(self.0.guarded(Write, self.0.set_quantization(&r.name, &r.quantization)).await?))
+    }
+
     async fn insert(&self, r: Request<v1::InsertRequest>) -> Reply<v1::InsertResponse> {
         let r = r.into_inner();
         let done = self.0.guarded(Write, self.0.insert(&r.collection, &r.arrow_ipc)).await?;

@@ -21,6 +21,7 @@ pub use client::{LeafClients, LEAF_TIMEOUT};
 use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::filter::Filter;
+use crate::index::SearchParams;
 use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
 use crate::limits::{ExprLimits, HARD_MAX_EXPR_DEPTH};
@@ -97,7 +98,8 @@ impl Leaf for LeafService {
             Some(schema) => compile_filter(&req.filter, schema)?,
             None => None,
         };
-        let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors };
+        let params = SearchParams::from_request((req.ef > 0).then_some(req.ef), req.exact, (req.oversampling > 0.0).then_some(req.oversampling)).map_err(Status::from)?;
+        let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors, params };
         let result = search_segments_blocking(metric, schema, segments, query).await?;
         let arrow_ipc = encode_ipc(&result.hits.schema(), &[result.hits]).map_err(Status::from)?;
         Ok(Response::new(pb::SearchSegmentsResponse { arrow_ipc, rows_scanned: result.rows_scanned, missing_segments: missing }))

@@ -157,6 +157,9 @@ impl Router {
                     include_vectors: query.include_vectors,
                     metric: collection.spec.metric.as_str().to_string(),
                     version: collection.version,
+                    ef: query.params.ef.unwrap_or(0) as u32,
+                    exact: query.params.exact,
+                    oversampling: query.params.oversampling.unwrap_or(0.0),
                 };
                 let reply = self.leaves.search(addr, req).await?;
                 let (hit_schema, batches) = decode_ipc(&reply.arrow_ipc)?;
