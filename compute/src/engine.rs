@@ -6,8 +6,13 @@
 //! longer hold. A retired segment keeps answering for [`RETIRE_GRACE`], so that a gateway that
 //! routed a query by a slightly older catalog still finds it. Each segment is in one state:
 //! loading, ready, or failed (retried at the next sync).
+//!
+//! A segment whose manifest entry names an ANN index artifact is loaded with it; a ready
+//! segment whose entry gains (or changes) its index loads just the artifact. An index that
+//! cannot be read is logged and counted, and the segment keeps answering by exact search.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -74,6 +79,17 @@ struct Held {
     failed: HashMap<String, String>,
     /// Segments no longer wanted, still answering until their grace period ends.
     retired: HashMap<String, (Instant, SegmentRef)>,
+    /// Ready segments whose index artifact is being loaded.
+    indexing: HashSet<String>,
+}
+
+/// Index artifacts this node has loaded and failed to load since it started.
+#[derive(Debug, Default)]
+pub struct IndexLoads {
+    /// Artifacts loaded and installed.
+    pub loaded: AtomicU64,
+    /// Artifacts that could not be read or did not fit their segment.
+    pub failed: AtomicU64,
 }
 
 /// What a node reports about its segments in its heartbeat.
@@ -96,12 +112,20 @@ pub struct Engine {
     held: RwLock<Held>,
     /// Bumped whenever a segment becomes ready or fails, so waiters can re-check.
     changed: watch::Sender<u64>,
+    /// Index artifacts loaded so far.
+    index_loads: IndexLoads,
 }
 
 impl Engine {
     /// An engine with nothing loaded, reading segments from `storage`.
     pub fn new(storage: Storage) -> Self {
-        Self { keys: KeyCache::new(storage.clone()), storage, held: RwLock::new(Held::default()), changed: watch::Sender::new(0) }
+        Self {
+            keys: KeyCache::new(storage.clone()),
+            storage,
+            held: RwLock::new(Held::default()),
+            changed: watch::Sender::new(0),
+            index_loads: IndexLoads::default(),
+        }
     }
 
     /// The storage segments are read from.
@@ -174,31 +198,54 @@ impl Engine {
                     held.ready.insert(id, seg);
                 }
             }
-            let missing: Vec<WantedSegment> =
-                wanted.into_iter().filter(|w| !held.ready.contains_key(&w.meta.id) && !held.loading.contains(&w.meta.id)).collect();
+            let (ready, missing): (Vec<WantedSegment>, Vec<WantedSegment>) =
+                wanted.into_iter().filter(|w| !held.loading.contains(&w.meta.id)).partition(|w| held.ready.contains_key(&w.meta.id));
             held.loading.extend(missing.iter().map(|w| w.meta.id.clone()));
-            missing
+            // Ready segments whose manifest entry names another index than the one loaded.
+            let reindex: Vec<WantedSegment> = ready
+                .into_iter()
+                .filter(|w| {
+                    let wanted_path = w.meta.index.as_ref().map(|i| &i.path);
+                    wanted_path.is_some()
+                        && !held.indexing.contains(&w.meta.id)
+                        && held.ready.get(&w.meta.id).and_then(|s| s.ann_path()).as_ref() != wanted_path
+                })
+                .collect();
+            held.indexing.extend(reindex.iter().map(|w| w.meta.id.clone()));
+            missing.into_iter().chain(reindex).collect()
         };
         self.changed.send_modify(|n| *n += 1);
         to_load
     }
 
     /// The second half of [`Engine::sync`]: loads `to_load` (from [`Engine::begin_sync`]), at
-    /// most `LOAD_CONCURRENCY` at a time.
+    /// most `LOAD_CONCURRENCY` at a time: whole segments, or the index of a ready one.
     pub async fn load_all(&self, to_load: Vec<WantedSegment>) {
         stream::iter(to_load)
             .map(|w| async move {
                 let id = w.meta.id.clone();
-                let result = self.load(w.meta, w.schema).await;
+                let reindexed = {
+                    let held = self.read();
+                    held.ready.get(&id).filter(|_| held.indexing.contains(&id)).cloned()
+                };
+                let result = match reindexed {
+                    Some(segment) => {
+                        self.load_index(&segment, &w.meta).await;
+                        Ok(None)
+                    }
+                    None => self.load(w.meta, w.schema).await.map(Some),
+                };
                 (id, result)
             })
             .buffer_unordered(LOAD_CONCURRENCY)
             .for_each(|(id, result)| async move {
                 {
                     let mut held = self.write();
+                    held.indexing.remove(&id);
                     held.loading.remove(&id);
                     match result {
-                        Ok(seg) => {
+                        Ok(None) => {}
+                        Ok(Some(seg)) => {
                             held.failed.remove(&id);
                             held.ready.insert(id, seg);
                         }
@@ -218,7 +265,39 @@ impl Engine {
         let segment = tokio::task::spawn_blocking(move || LoadedSegment::new(meta, schema, &batches))
             .await
             .map_err(|e| ComputeError::Internal(format!("segment load task: {e}")))??;
-        Ok(Arc::new(segment))
+        let segment = Arc::new(segment);
+        let meta = segment.meta.clone();
+        self.load_index(&segment, &meta).await;
+        Ok(segment)
+    }
+
+    /// Reads the index artifact `meta` names, if any, and installs it in `segment`. A failure
+    /// is logged and counted: the segment answers by exact search meanwhile.
+    async fn load_index(&self, segment: &SegmentRef, meta: &SegmentMeta) {
+        let Some(index) = &meta.index else { return };
+        let result = async {
+            let bytes = self.storage.get_sized(&index.path, index.size_bytes).await?;
+            let ann = tokio::task::spawn_blocking(move || crate::index::hnsw::artifact::decode(&bytes))
+                .await
+                .map_err(|e| ComputeError::Internal(format!("index load task: {e}")))?
+                .map_err(|e| ComputeError::Corrupt(format!("{}: {e}", index.path)))?;
+            segment.set_ann(&index.path, Arc::new(ann))
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.index_loads.loaded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.index_loads.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(segment = %meta.id, index = %index.path, error = %e, "index failed to load; the segment is searched exactly");
+            }
+        }
+    }
+
+    /// Index artifacts loaded and failed since the node started.
+    pub fn index_loads(&self) -> &IndexLoads {
+        &self.index_loads
     }
 
     /// Holds an already loaded segment as ready (segments built in memory by benchmarks and
@@ -248,6 +327,12 @@ impl Engine {
     pub fn stats(&self) -> (u64, u64, u64) {
         let held = self.read();
         held.ready.values().fold((0, 0, 0), |(n, rows, bytes), s| (n + 1, rows + s.rows() as u64, bytes + s.memory_bytes() as u64))
+    }
+
+    /// Rows of the ready segments that have an ANN index loaded, and the bytes those indexes take.
+    pub fn index_stats(&self) -> (u64, u64) {
+        let held = self.read();
+        held.ready.values().filter_map(|s| s.ann()).fold((0, 0), |(rows, bytes), a| (rows + a.rows() as u64, bytes + a.memory_bytes() as u64))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Held> {

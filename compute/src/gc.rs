@@ -42,6 +42,7 @@ pub fn referenced_paths(catalog: &Catalog) -> HashSet<&str> {
         for segment in &shard.segments {
             paths.insert(segment.path.as_str());
             paths.extend(segment.keys_path.as_deref());
+            paths.extend(segment.index.as_ref().map(|i| i.path.as_str()));
         }
         paths.extend(shard.delete_logs.iter().map(|d| d.path.as_str()));
     }

@@ -33,8 +33,9 @@ pub struct LoadedSegment {
     norms: Vec<f32>,
     /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
     pub liveness: SegmentLiveness,
-    /// The segment's ANN index once its artifact is loaded (see [`crate::index::hnsw`]).
-    ann: RwLock<Option<Arc<HnswIndex>>>,
+    /// The segment's ANN index once its artifact is loaded (see [`crate::index::hnsw`]), and
+    /// the artifact's object path.
+    ann: RwLock<Option<(String, Arc<HnswIndex>)>>,
 }
 
 impl LoadedSegment {
@@ -100,12 +101,17 @@ impl LoadedSegment {
 
     /// The segment's ANN index, if one is loaded.
     pub fn ann(&self) -> Option<Arc<HnswIndex>> {
-        self.ann.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.ann.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(_, index)| index.clone())
     }
 
-    /// Installs (or replaces) the segment's ANN index; it must have been built from this
-    /// segment's rows (an `Internal` error otherwise).
-    pub fn set_ann(&self, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
+    /// The object path of the loaded ANN index's artifact, if one is loaded.
+    pub fn ann_path(&self) -> Option<String> {
+        self.ann.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(path, _)| path.clone())
+    }
+
+    /// Installs (or replaces) the segment's ANN index, read from `path`; it must have been
+    /// built from this segment's rows (an `Internal` error otherwise).
+    pub fn set_ann(&self, path: &str, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
         if index.rows() != self.rows() || index.dim != self.dim {
             return Err(ComputeError::Internal(format!(
                 "index of {} rows × {} does not fit segment {} of {} rows × {}",
@@ -116,7 +122,7 @@ impl LoadedSegment {
                 self.dim
             )));
         }
-        *self.ann.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+        *self.ann.write().unwrap_or_else(|e| e.into_inner()) = Some((path.to_string(), index));
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest};
 use crate::command::{Command, CommandResult};
 use crate::config::PutOutcome;
 use crate::jobs::{Job, JobFence, JobQueue};
-use grape_storage::format::{commit_seq, max_seq, DeleteLogMeta, SegmentMeta, SEQ_ORDINAL_BITS};
+use grape_storage::format::{commit_seq, max_seq, DeleteLogMeta, IndexMeta, SegmentMeta, SEQ_ORDINAL_BITS};
 
 /// Applies `cmd` to `catalog` and returns the outcome.
 ///
@@ -51,6 +51,9 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
         }
         Command::CompactShard { collection, collection_id, shard, inputs, outputs, seq, job } => {
             compact_shard(catalog, CompactionCommit { collection, collection_id: *collection_id, shard: *shard, inputs, outputs, seq: *seq, job })
+        }
+        Command::AttachIndex { collection, collection_id, shard, segment, index, job } => {
+            attach_index(catalog, IndexAttachment { collection, collection_id: *collection_id, shard: *shard, segment, index, job })
         }
         Command::EnqueueJob { spec, max_attempts, min_interval_ms, now_ms } => {
             if let Some(name) = spec.collection() {
@@ -186,6 +189,42 @@ fn compact_shard(catalog: &mut Catalog, c: CompactionCommit<'_>) -> CommandResul
         logs_before - manifest.delete_logs.len()
     );
     catalog.jobs.succeed(c.job, &summary);
+    CommandResult::Applied { version }
+}
+
+/// The parts of a [`Command::AttachIndex`].
+struct IndexAttachment<'a> {
+    collection: &'a str,
+    collection_id: u64,
+    shard: u32,
+    segment: &'a str,
+    index: &'a IndexMeta,
+    job: &'a JobFence,
+}
+
+/// Names a built index in its segment's manifest entry, if the segment is still there.
+fn attach_index(catalog: &mut Catalog, a: IndexAttachment<'_>) -> CommandResult {
+    if let Err(why) = catalog.jobs.check(a.job) {
+        return CommandResult::Conflict(why);
+    }
+    let Some(coll) = catalog.collections.get_mut(a.collection) else {
+        return CommandResult::NotFound(a.collection.to_string());
+    };
+    if coll.id != a.collection_id {
+        return CommandResult::NotFound(format!("{} (id {})", a.collection, a.collection_id));
+    }
+    let version = coll.version + 1;
+    let Some(manifest) = coll.shards.get_mut(a.shard as usize) else {
+        return CommandResult::Conflict(format!("collection {} has no shard {}", a.collection, a.shard));
+    };
+    let Some(segment) = manifest.segments.iter_mut().find(|s| s.id == a.segment) else {
+        return CommandResult::Conflict(format!("segment {} of shard {} is no longer in the manifest", a.segment, a.shard));
+    };
+    segment.index = Some(a.index.clone());
+    manifest.version = version;
+    coll.version = version;
+    let summary = format!("{} index of segment {} ({} bytes) attached at version {version}", a.index.quantization, a.segment, a.index.size_bytes);
+    catalog.jobs.succeed(a.job, &summary);
     CommandResult::Applied { version }
 }
 

@@ -1,7 +1,7 @@
 //! Commands: the only way the replicated state changes, and what applying one returns.
 
 use arrow_schema::Schema;
-use grape_storage::format::{DeleteLogMeta, SegmentMeta};
+use grape_storage::format::{DeleteLogMeta, IndexMeta, SegmentMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CollectionSpec, Quantization};
@@ -79,6 +79,22 @@ pub enum Command {
         /// delete logs at the version read.
         seq: u64,
         /// The compaction job's attempt.
+        job: JobFence,
+    },
+    /// Attach a built ANN index to a segment's manifest entry (replacing any older one):
+    /// applied only if the segment is still in the shard and the job attempt holds its lease.
+    AttachIndex {
+        /// Collection name.
+        collection: String,
+        /// Collection id the worker read.
+        collection_id: u64,
+        /// The segment's shard.
+        shard: u32,
+        /// The segment's id.
+        segment: String,
+        /// The uploaded artifact.
+        index: IndexMeta,
+        /// The build job's attempt.
         job: JobFence,
     },
     /// Add a job to the queue (or find the active one doing the same work).
@@ -229,7 +245,8 @@ impl Command {
             | Command::ExpireLeases { now_ms }
             | Command::RetryJob { now_ms, .. }
             | Command::CancelJob { now_ms, .. } => *now_ms = now,
-            Command::RenewJob { fence, .. } | Command::FinishJob { fence, .. } | Command::CompactShard { job: fence, .. } => {
+            Command::RenewJob { fence, .. } | Command::FinishJob { fence, .. } | Command::CompactShard { job: fence, .. }
+            | Command::AttachIndex { job: fence, .. } => {
                 fence.now_ms = now
             }
             Command::CommitSegments { job: Some(fence), .. } => fence.now_ms = now,

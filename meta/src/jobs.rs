@@ -56,6 +56,16 @@ pub enum JobSpec {
         /// The files, as given.
         urls: Vec<String>,
     },
+    /// Build the ANN index of one segment (with the collection's quantization) and attach it
+    /// to the segment's manifest entry.
+    BuildIndex {
+        /// Collection name.
+        collection: String,
+        /// The segment's shard.
+        shard: u32,
+        /// The segment's id.
+        segment: String,
+    },
     /// Delete unreferenced objects older than a grace period; one at a time cluster-wide.
     Gc {
         /// Objects younger than this are kept.
@@ -64,11 +74,12 @@ pub enum JobSpec {
 }
 
 impl JobSpec {
-    /// The kind's name: `compact`, `ingest` or `gc`.
+    /// The kind's name: `compact`, `ingest`, `build_index` or `gc`.
     pub fn kind(&self) -> &'static str {
         match self {
             JobSpec::Compact { .. } => "compact",
             JobSpec::Ingest { .. } => "ingest",
+            JobSpec::BuildIndex { .. } => "build_index",
             JobSpec::Gc { .. } => "gc",
         }
     }
@@ -76,16 +87,18 @@ impl JobSpec {
     /// The collection the job works on, if any.
     pub fn collection(&self) -> Option<&str> {
         match self {
-            JobSpec::Compact { collection, .. } | JobSpec::Ingest { collection, .. } => Some(collection),
+            JobSpec::Compact { collection, .. } | JobSpec::Ingest { collection, .. } | JobSpec::BuildIndex { collection, .. } => {
+                Some(collection)
+            }
             JobSpec::Gc { .. } => None,
         }
     }
 
     /// Whether an active job with spec `other` makes enqueuing this one pointless: one
-    /// compaction per shard and one GC in the cluster at a time.
+    /// compaction per shard, one build per segment and one GC in the cluster at a time.
     fn same_work(&self, other: &JobSpec) -> bool {
         match (self, other) {
-            (JobSpec::Compact { .. }, JobSpec::Compact { .. }) => self == other,
+            (JobSpec::Compact { .. }, JobSpec::Compact { .. }) | (JobSpec::BuildIndex { .. }, JobSpec::BuildIndex { .. }) => self == other,
             (JobSpec::Gc { .. }, JobSpec::Gc { .. }) => true,
             _ => false,
         }

@@ -51,6 +51,7 @@ pub mod command;
 pub mod compaction_policy;
 pub mod config;
 pub mod error;
+pub mod index_policy;
 pub mod jobs;
 pub mod linearizability;
 pub mod network;

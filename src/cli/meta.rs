@@ -49,6 +49,11 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 "sql_memory_limit": s.sql_memory_limit,
                 "jobs": s.jobs_by_state,
                 "catalog_error": s.catalog_error,
+                "indexes_loaded": s.indexes_loaded,
+                "index_load_failures": s.index_load_failures,
+                "indexed_rows_loaded": s.indexed_rows_loaded,
+                "index_memory_bytes": s.index_memory_bytes,
+                "index_bytes_per_vector": if s.indexed_rows_loaded == 0 { 0.0 } else { s.index_memory_bytes as f64 / s.indexed_rows_loaded as f64 },
             });
             if !s.catalog_error.is_empty() {
                 eprintln!("warning: this node's catalog has stopped following the meta group: {}", s.catalog_error);

@@ -18,7 +18,7 @@ use crate::hostile_input::client;
 use crate::upsert_delete::{check, ipc, Model, DIM, KEYS};
 
 /// Waits until `done` holds for the jobs `grape jobs list` shows, or panics after `secs`.
-fn wait_jobs(node: &DevProcess, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) fn wait_jobs(node: &DevProcess, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let jobs = node.json(&["jobs", "list", "--limit", "1000"]);

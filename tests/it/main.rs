@@ -2,6 +2,7 @@
 //! kills. One test binary, one module per scenario.
 
 mod bad_input;
+mod ann;
 mod compute_cluster;
 mod embedded;
 mod failover;

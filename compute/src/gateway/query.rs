@@ -114,6 +114,7 @@ impl Gateway {
     pub async fn status(&self) -> Result<v1::StatusResponse, ComputeError> {
         let meta = self.meta.status().await?;
         let (segments, rows, bytes) = self.engine.stats();
+        let (indexed_rows_loaded, index_memory_bytes) = self.engine.index_stats();
         let (requests_running, requests_queued) = self.admission.load();
         let counters = self.admission.counters();
         Ok(v1::StatusResponse {
@@ -138,6 +139,10 @@ impl Gateway {
             sql_memory_limit: self.limits().sql_memory_bytes,
             jobs_by_state: self.meta.applied_catalog().jobs.depth().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             catalog_error: self.meta.follow_error().unwrap_or_default(),
+            indexes_loaded: self.engine.index_loads().loaded.load(Ordering::Relaxed),
+            index_load_failures: self.engine.index_loads().failed.load(Ordering::Relaxed),
+            indexed_rows_loaded,
+            index_memory_bytes,
         })
     }
 }

@@ -81,7 +81,7 @@ impl Gateway {
     }
 
     /// An input segment: this node's loaded copy, else read from storage.
-    async fn input_segment(&self, meta: &SegmentMeta, schema: &arrow::datatypes::SchemaRef) -> Result<SegmentRef, ComputeError> {
+    pub(super) async fn input_segment(&self, meta: &SegmentMeta, schema: &arrow::datatypes::SchemaRef) -> Result<SegmentRef, ComputeError> {
         if let Some(held) = self.engine.segment(&meta.id) {
             return Ok(held);
         }

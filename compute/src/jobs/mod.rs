@@ -11,7 +11,9 @@
 //! - `mod.rs`: the worker loop, the lease and its heartbeat.
 //! - `compact.rs`: compaction of one shard.
 //! - `source_files.rs`: server-side ingest of files already in object storage.
+//! - `build_index.rs`: the ANN index of one segment.
 
+mod build_index;
 mod compact;
 mod source_files;
 
@@ -162,6 +164,7 @@ impl Gateway {
         match spec {
             JobSpec::Compact { collection, shard } => self.compact_shard(collection, *shard, attempt).await,
             JobSpec::Ingest { collection, urls } => self.ingest_files(collection, urls, attempt).await,
+            JobSpec::BuildIndex { collection, shard, segment } => self.build_index(collection, *shard, segment, attempt).await,
             JobSpec::Gc { grace_secs } => {
                 let report = self.collect_garbage(Duration::from_secs(*grace_secs)).await?;
                 Ok(Done::Report(format!("{} objects deleted, {} bytes freed", report.deleted.len(), report.bytes_freed)))

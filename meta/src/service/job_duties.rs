@@ -1,12 +1,12 @@
 //! The leader's share of the job queue: attempts whose lease ran out are failed (and so leased
-//! again, or dead), and the compactions the policy finds due are enqueued. Both are logged
+//! again, or dead), and the compactions and index builds the policies find due are enqueued. Both are logged
 //! decisions, taken only while this member leads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::command::Command;
-use crate::compaction_policy;
+use crate::{compaction_policy, index_policy};
 use crate::jobs::{now_ms, DEFAULT_MAX_ATTEMPTS};
 use crate::node::MetaNode;
 
@@ -44,16 +44,13 @@ async fn run_job_duties(node: &MetaNode) {
             tracing::warn!(error = %e, "could not expire job leases; retrying");
         }
     }
-    for spec in compaction_policy::due(&catalog, now) {
-        tracing::info!(?spec, "enqueuing a compaction");
-        let cmd = Command::EnqueueJob {
-            spec,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            min_interval_ms: compaction_policy::AUTO_INTERVAL_MS,
-            now_ms: 0,
-        };
+    let compactions = compaction_policy::due(&catalog, now).into_iter().map(|s| (s, compaction_policy::AUTO_INTERVAL_MS));
+    let builds = index_policy::due(&catalog, now).into_iter().map(|s| (s, 0));
+    for (spec, min_interval_ms) in compactions.chain(builds) {
+        tracing::info!(?spec, "enqueuing a job the policy finds due");
+        let cmd = Command::EnqueueJob { spec, max_attempts: DEFAULT_MAX_ATTEMPTS, min_interval_ms, now_ms: 0 };
         if let Err(e) = node.write(cmd).await {
-            tracing::warn!(error = %e, "could not enqueue a compaction; retrying");
+            tracing::warn!(error = %e, "could not enqueue a job; retrying");
         }
     }
 }

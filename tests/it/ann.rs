@@ -1,0 +1,150 @@
+//! ANN indexes with real processes: built by index-build jobs once a segment is large enough,
+//! used by searches (fewer rows compared than the collection holds, same hits as an exact
+//! scan), never returning replaced or deleted rows, loaded (not rebuilt) after a restart,
+//! rebuilt when the quantization changes, and the bad input of the new request fields.
+
+use std::time::{Duration, Instant};
+
+use grape_proto::v1::{self, grape_client::GrapeClient};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::harness::DevProcess;
+use crate::hostile_input::client;
+use crate::jobs::wait_jobs;
+use crate::upsert_delete::{ids_and_prices, ipc, DIM};
+
+/// Rows of the indexed segment.
+const ROWS: u64 = 6000;
+
+/// Build jobs that `grape jobs list` shows as succeeded.
+fn builds_succeeded(jobs: &[Value]) -> usize {
+    jobs.iter().filter(|j| j["kind"] == "build_index" && j["state"] == "succeeded").count()
+}
+
+/// A search of `docs` for `vector`: (id, price) of the hits, and the rows compared.
+async fn search(c: &mut GrapeClient<Channel>, vector: &[f32], filter: &str, exact: bool) -> (Vec<(u64, i64)>, u64) {
+    let req = v1::SearchRequest {
+        collection: "docs".into(),
+        vector: vector.to_vec(),
+        k: 10,
+        filter: filter.into(),
+        exact,
+        ..Default::default()
+    };
+    let reply = c.search(req).await.expect("search").into_inner();
+    (ids_and_prices(&reply.arrow_ipc), reply.rows_scanned)
+}
+
+/// Waits until `describe docs` satisfies `done`, or panics after 60 s.
+fn wait_describe(grape: &DevProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = grape.json(&["collection", "describe", "docs"]);
+        if done(&info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "{what}: never happened: {info:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn indexes_are_built_by_jobs_used_by_searches_and_loaded_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut grape = DevProcess::start(dir.path());
+    grape.json(&["config", "set", "index/min_rows", "1000"]);
+    let err = grape.fails(&["collection", "create", "bad", "--dim", "4", "--quantization", "pq"]);
+    assert!(err.contains("unknown quantization \"pq\"") && err.contains("sq8"), "{err}");
+    grape.json(&["collection", "create", "docs", "--dim", &DIM.to_string(), "--quantization", "sq8"]);
+    let mut rng = StdRng::seed_from_u64(12);
+    let rows: Vec<(u64, Vec<f32>, i64)> =
+        (0..ROWS).map(|id| (id, (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect(), (id % 20) as i64)).collect();
+    let queries: Vec<Vec<f32>> = (0..20).map(|_| (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = rt.block_on(client(&grape));
+    rt.block_on(c.insert(v1::InsertRequest { collection: "docs".into(), arrow_ipc: ipc(&rows) })).expect("insert");
+
+    // The segment is large enough: a build job indexes it, and describe says so.
+    wait_jobs(&grape, 120, "the index build", |jobs| builds_succeeded(jobs) == 1);
+    let info = wait_describe(&grape, "the index attached", |i| i["indexed_segments"] == 1);
+    assert_eq!(info["quantization"], "sq8");
+    assert!(info["index_bytes_per_vector"].as_f64() > Some(0.0), "{info:#}");
+
+    // Searches use it (fewer rows compared than stored) and find what an exact scan finds.
+    let check_recall = |c: &mut GrapeClient<Channel>| {
+        let (mut found, mut scanned_max) = (0, 0);
+        for q in &queries {
+            let (exact, scanned_exact) = rt.block_on(search(c, q, "", true));
+            assert_eq!(scanned_exact, ROWS);
+            let (ann, scanned) = rt.block_on(search(c, q, "", false));
+            assert_eq!(ann.len(), 10);
+            found += ann.iter().filter(|h| exact.contains(h)).count();
+            scanned_max = scanned_max.max(scanned);
+        }
+        assert!(scanned_max < ROWS, "the index is used: at most {scanned_max} of {ROWS} rows compared");
+        let recall = found as f64 / (queries.len() * 10) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+    };
+    check_recall(&mut c);
+    // A filter never makes a search return fewer than k hits when k rows match.
+    for q in &queries[..5] {
+        let (hits, _) = rt.block_on(search(&mut c, q, "price = 3", false));
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|(_, price)| *price == 3), "{hits:?}");
+    }
+
+    // Bad request fields get clear errors.
+    for (req, wanted) in [
+        (v1::SearchRequest { ef: Some(0), ..Default::default() }, "ef is 0"),
+        (v1::SearchRequest { ef: Some(1_000_000), ..Default::default() }, "ef is 1000000"),
+        (v1::SearchRequest { oversampling: Some(0.5), ..Default::default() }, "oversampling is 0.5"),
+    ] {
+        let req = v1::SearchRequest { collection: "docs".into(), vector: queries[0].clone(), k: 10, ..req };
+        let status = rt.block_on(c.search(req)).expect_err("bad field");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(wanted), "{status:?}");
+    }
+    let err = grape.fails(&["search", "docs", "--vector", "[0,0,0,0]", "--ef", "0"]);
+    assert!(err.contains("ef is 0"), "{err}");
+
+    // Upserts and deletes after the build: replaced and deleted rows never appear.
+    let replaced: Vec<(u64, Vec<f32>, i64)> = (0..100).map(|id| (id, vec![50.0; DIM], 1000)).collect();
+    rt.block_on(c.insert(v1::InsertRequest { collection: "docs".into(), arrow_ipc: ipc(&replaced) })).expect("upsert");
+    let deleted: Vec<u64> = (100..300).collect();
+    let delete = v1::DeleteRequest { collection: "docs".into(), ids: deleted.clone(), ..Default::default() };
+    rt.block_on(c.delete(delete)).expect("delete");
+    for q in &queries {
+        let (hits, _) = rt.block_on(search(&mut c, q, "", false));
+        assert_eq!(hits.len(), 10);
+        for (id, price) in hits {
+            assert!(!deleted.contains(&id), "deleted row {id} returned");
+            assert!(id >= 100 || price == 1000, "row {id} returned with its replaced payload {price}");
+        }
+    }
+
+    // A restart loads the artifact: no new build, and searches still use the index.
+    let builds_before = builds_succeeded(&wait_jobs(&grape, 10, "jobs", |_| true));
+    drop(c);
+    grape = grape.restart_after_kill();
+    let mut c = rt.block_on(client(&grape));
+    let status = grape.json(&["status"]);
+    assert!(status["indexes_loaded"].as_u64() >= Some(1), "{status:#}");
+    let (_, scanned) = rt.block_on(search(&mut c, &queries[0], "", false));
+    assert!(scanned < ROWS, "after a restart the index answers ({scanned} rows compared)");
+    let jobs = wait_jobs(&grape, 10, "jobs", |_| true);
+    assert_eq!(builds_succeeded(&jobs), builds_before, "nothing was rebuilt: {jobs:#?}");
+    assert!(jobs.iter().all(|j| j["kind"] != "build_index" || j["state"] == "succeeded"), "{jobs:#?}");
+
+    // Changing the quantization rebuilds the index; searches answer throughout.
+    let info = grape.json(&["collection", "set-quantization", "docs", "bq"]);
+    assert_eq!(info["quantization"], "bq");
+    wait_jobs(&grape, 120, "the rebuild", |jobs| builds_succeeded(jobs) == builds_before + 1);
+    wait_describe(&grape, "the bq index attached", |i| i["indexed_segments"] == 1 && i["quantization"] == "bq");
+    let (hits, _) = rt.block_on(search(&mut c, &queries[0], "", false));
+    assert_eq!(hits.len(), 10);
+    let err = grape.fails(&["collection", "set-quantization", "docs", "int4"]);
+    assert!(err.contains("unknown quantization"), "{err}");
+}
