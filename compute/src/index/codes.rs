@@ -1,5 +1,6 @@
 //! Quantized vector codes for graph traversal: `sq8` (a byte per dimension) and `bq` (a bit
-//! per dimension), and the per-query tables that score a query against them.
+//! per dimension of each row's residual from its k-means centroid, plus 9 bytes a row), and
+//! the per-query tables that score a query against them.
 //!
 //! Codes only rank candidates during traversal; an index rescores its best candidates with
 //! the f32 vectors before anything leaves it, so a code's distance only has to order rows
@@ -10,8 +11,10 @@
 
 use grape_meta::catalog::{Metric, Quantization};
 
-use crate::distance::LANES;
-use crate::index::Vectors;
+use rayon::prelude::*;
+
+use crate::distance::{dot, LANES};
+use crate::index::{kmeans, Vectors};
 
 /// The codes of every row of a segment, plus what is needed to read them.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,15 +30,20 @@ pub enum Codes {
         /// Row-major codes.
         codes: Vec<u8>,
     },
-    /// `rows × words` 64-bit words; bit `i` of a row is set when its value in dimension `i`
-    /// is above `mean[i]`.
+    /// A bit per dimension of each row's residual from its nearest centroid (of at most 256,
+    /// found by k-means over the segment): bit `i` is set when the residual is positive in
+    /// dimension `i`. The residual is read back as `alpha · (±1, …)`.
     Bq {
-        /// Mean of each dimension.
-        mean: Vec<f32>,
-        /// Mean absolute deviation from the mean of each dimension: the assumed size of a
-        /// step either side of it.
-        spread: Vec<f32>,
-        /// Row-major bit codes.
+        /// `k × dim` centroids, row-major.
+        centroids: Vec<f32>,
+        /// Each row's centroid.
+        cluster: Vec<u8>,
+        /// Each row's mean absolute residual: the size of its ±1 steps.
+        alpha: Vec<f32>,
+        /// Each row's query-independent part of the estimate: `|c|² + |r|² + 2·alpha·⟨c, s⟩`
+        /// for l2, `alpha·⟨c, s⟩ − ⟨c, r⟩` for inner products.
+        offset: Vec<f32>,
+        /// `rows × words` 64-bit words of sign bits, row-major.
         bits: Vec<u64>,
     },
 }
@@ -87,23 +95,58 @@ impl Codes {
                 Codes::Sq8 { min, scale, codes }
             }
             Quantization::Bq => {
-                let mut mean = vec![0f64; dim];
-                each_row(&mut |v| mean.iter_mut().zip(v).for_each(|(m, x)| *m += *x as f64));
-                let mean: Vec<f32> = mean.iter().map(|m| (m / rows.max(1) as f64) as f32).collect();
-                let mut spread = vec![0f64; dim];
-                each_row(&mut |v| spread.iter_mut().zip(v.iter().zip(&mean)).for_each(|(s, (x, m))| *s += (x - m).abs() as f64));
-                let spread: Vec<f32> = spread.iter().map(|s| (s / rows.max(1) as f64) as f32).collect();
+                let row = |r: usize| {
+                    let mut v = Vec::with_capacity(dim);
+                    code_space(metric, vectors.vector(r), vectors.norm(r), &mut v);
+                    v
+                };
+                let centroids = kmeans::centroids(rows, dim, (rows / 256).clamp(1, 256), &row);
                 let words = bq_words(dim);
-                let mut bits = vec![0u64; rows * words];
-                let mut row = 0;
-                each_row(&mut |v| {
-                    let out = &mut bits[row * words..(row + 1) * words];
-                    for i in (0..dim).filter(|&i| v[i] > mean[i]) {
-                        out[i / 64] |= 1 << (i % 64);
+                let coded: Vec<(u8, f32, f32, Vec<u64>)> = (0..rows)
+                    .into_par_iter()
+                    .map(|r| {
+                        let v = row(r);
+                        let c = kmeans::nearest(&centroids, dim, &v);
+                        let mu = &centroids[c * dim..(c + 1) * dim];
+                        let mut bits = vec![0u64; words];
+                        let (mut abs, mut squared, mut mu_dot_s, mut mu_dot_r) = (0f32, 0f32, 0f32, 0f32);
+                        for i in 0..dim {
+                            let residual = v[i] - mu[i];
+                            abs += residual.abs();
+                            squared += residual * residual;
+                            mu_dot_r += mu[i] * residual;
+                            if residual > 0.0 {
+                                bits[i / 64] |= 1 << (i % 64);
+                                mu_dot_s += mu[i];
+                            } else {
+                                mu_dot_s -= mu[i];
+                            }
+                        }
+                        let alpha = abs / dim.max(1) as f32;
+                        let offset = if metric == Metric::L2 {
+                            dot(mu, mu) + squared + 2.0 * alpha * mu_dot_s
+                        } else {
+                            alpha * mu_dot_s - mu_dot_r
+                        };
+                        (c as u8, alpha, offset, bits)
+                    })
+                    .collect();
+                let mut codes = Codes::Bq {
+                    centroids,
+                    cluster: Vec::with_capacity(rows),
+                    alpha: Vec::with_capacity(rows),
+                    offset: Vec::with_capacity(rows),
+                    bits: Vec::with_capacity(rows * words),
+                };
+                if let Codes::Bq { cluster, alpha, offset, bits, .. } = &mut codes {
+                    for (c, a, o, b) in coded {
+                        cluster.push(c);
+                        alpha.push(a);
+                        offset.push(o);
+                        bits.extend(b);
                     }
-                    row += 1;
-                });
-                Codes::Bq { mean, spread, bits }
+                }
+                codes
             }
         }
     }
@@ -122,7 +165,7 @@ impl Codes {
         match self {
             Codes::None => 0,
             Codes::Sq8 { .. } => dim,
-            Codes::Bq { .. } => bq_words(dim) * 8,
+            Codes::Bq { .. } => bq_words(dim) * 8 + 9,
         }
     }
 
@@ -131,7 +174,9 @@ impl Codes {
         match self {
             Codes::None => 0,
             Codes::Sq8 { min, scale, codes } => (min.len() + scale.len()) * 4 + codes.len(),
-            Codes::Bq { mean, spread, bits } => (mean.len() + spread.len()) * 4 + bits.len() * 8,
+            Codes::Bq { centroids, cluster, alpha, offset, bits } => {
+                (centroids.len() + alpha.len() + offset.len()) * 4 + cluster.len() + bits.len() * 8
+            }
         }
     }
 
@@ -151,24 +196,26 @@ impl Codes {
                 let weights: Vec<f32> = q.iter().zip(scale).map(|(x, s)| x * s).collect();
                 QueryCodes::Sq8Dot { weights, codes, dim }
             }),
-            Codes::Bq { mean, spread, bits } => {
-                // A row is taken as mean ± spread per dimension. For l2 and for inner products
-                // alike, the part of the distance that depends on the row is −Σ wᵢ·(2bᵢ − 1)
-                // with wᵢ = (qᵢ − meanᵢ)·spreadᵢ (l2) or qᵢ·spreadᵢ (dot), which ranks like
-                // −Σ_{bᵢ=1} wᵢ. That sum is read from one 256-entry table per byte of code.
-                let weights: Vec<f32> = (0..dim)
-                    .map(|i| if metric == Metric::L2 { (q[i] - mean[i]) * spread[i] } else { q[i] * spread[i] })
-                    .collect();
+            Codes::Bq { centroids, cluster, alpha, offset, bits } => {
+                // A row is x = c + r; only ⟨q − c, r⟩ is estimated, as alpha·⟨q − c, s⟩ with
+                // s = ±1 per dimension (its bits). Then
+                //   |q − x|² ≈ |q|² − 2⟨q, c⟩ + (|c|² + |r|² + 2·alpha·⟨c, s⟩) − 2·alpha·⟨q, s⟩
+                //   −⟨q, x⟩ ≈ −⟨q, c⟩ + (alpha·⟨c, s⟩ − ⟨c, r⟩) − alpha·⟨q, s⟩
+                // where |q|² ranks nothing, the brackets are the row's `offset`, ⟨q, c⟩ is
+                // computed once per centroid, and ⟨q, s⟩ = 2·Σ_{bᵢ=1} qᵢ − Σ qᵢ is read from one
+                // 256-entry table per byte of code.
+                let l2 = metric == Metric::L2;
+                let centroid_term = centroids.chunks_exact(dim.max(1)).map(|c| if l2 { -2.0 * dot(&q, c) } else { -dot(&q, c) }).collect();
                 let bytes = dim.div_ceil(8);
                 let mut tables = vec![0f32; bytes * 256];
                 for (byte, table) in tables.chunks_exact_mut(256).enumerate() {
                     for b in 1..256usize {
                         let low = b.trailing_zeros() as usize;
-                        let w = weights.get(byte * 8 + low).copied().unwrap_or(0.0);
-                        table[b] = table[b & (b - 1)] - w;
+                        table[b] = table[b & (b - 1)] + q.get(byte * 8 + low).copied().unwrap_or(0.0);
                     }
                 }
-                Some(QueryCodes::Bq { tables, bits, words: bq_words(dim) })
+                let sum_q = q.iter().sum();
+                Some(QueryCodes::Bq { tables, bits, words: bq_words(dim), centroid_term, cluster, alpha, offset, sum_q, l2 })
             }
         }
     }
@@ -199,12 +246,24 @@ pub enum QueryCodes<'a> {
     },
     /// `bq`, through one lookup table per code byte.
     Bq {
-        /// `tables[byte·256 + value]`: the score of that byte of code.
+        /// `tables[byte·256 + value]`: the sum of the query's values where that byte has bits.
         tables: Vec<f32>,
-        /// The codes.
+        /// The sign bits.
         bits: &'a [u64],
         /// Words per row.
         words: usize,
+        /// Per centroid: `−2⟨q, c⟩` (l2) or `−⟨q, c⟩` (inner products).
+        centroid_term: Vec<f32>,
+        /// Each row's centroid.
+        cluster: &'a [u8],
+        /// Each row's step size.
+        alpha: &'a [f32],
+        /// Each row's constant part.
+        offset: &'a [f32],
+        /// Sum of the query's values.
+        sum_q: f32,
+        /// Whether the metric is l2 (else an inner product).
+        l2: bool,
     },
 }
 
@@ -224,7 +283,7 @@ impl QueryCodes<'_> {
                 let c = &codes[row * dim..(row + 1) * dim];
                 -sum_lanes3(weights, weights, c, |w, _, c| w * c)
             }
-            QueryCodes::Bq { tables, bits, words } => {
+            QueryCodes::Bq { tables, bits, words, centroid_term, cluster, alpha, offset, sum_q, l2 } => {
                 let mut sum = 0f32;
                 for (w, word) in bits[row * words..(row + 1) * words].iter().enumerate() {
                     for (j, byte) in word.to_le_bytes().iter().enumerate() {
@@ -235,7 +294,9 @@ impl QueryCodes<'_> {
                         }
                     }
                 }
-                sum
+                let q_dot_s = 2.0 * sum - sum_q;
+                let c = centroid_term.get(cluster[row] as usize).copied().unwrap_or(0.0);
+                offset[row] + c - if *l2 { 2.0 } else { 1.0 } * alpha[row] * q_dot_s
             }
         }
     }
@@ -289,19 +350,26 @@ mod tests {
 
     #[test]
     fn codes_rank_the_true_neighbours_near_the_top_for_every_metric() {
+        let mut failures = Vec::new();
         for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
-            let sq8 = overlap(metric, Quantization::Sq8);
-            assert!(sq8 >= 0.99, "{metric:?} sq8 {sq8}");
-            let bq = overlap(metric, Quantization::Bq);
-            assert!(bq >= 0.6, "{metric:?} bq {bq}");
+            // One bit a dimension ranks coarsely: the recall goal is met after rescoring the
+            // default 10 × k candidates (see `hnsw::tests`); here the codes alone must keep
+            // most true neighbours in the best 4 × k.
+            for (quantization, wanted) in [(Quantization::Sq8, 0.99), (Quantization::Bq, 0.75)] {
+                let found = overlap(metric, quantization);
+                if found < wanted {
+                    failures.push(format!("{metric:?} {quantization:?}: {found} < {wanted}"));
+                }
+            }
         }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 
     #[test]
     fn code_sizes_are_a_byte_and_a_bit_per_dimension() {
         let data = VecVectors::new(gaussian_mixture(10, 128, 2, 1), 128);
         assert_eq!(Codes::encode(Quantization::Sq8, Metric::L2, &data).bytes_per_row(128), 128);
-        assert_eq!(Codes::encode(Quantization::Bq, Metric::L2, &data).bytes_per_row(128), 16);
+        assert_eq!(Codes::encode(Quantization::Bq, Metric::L2, &data).bytes_per_row(128), 16 + 9);
         assert_eq!(Codes::encode(Quantization::None, Metric::L2, &data), Codes::None);
     }
 }

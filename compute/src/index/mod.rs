@@ -8,6 +8,7 @@
 pub mod codes;
 pub mod flat;
 pub mod hnsw;
+pub mod kmeans;
 
 use arrow::array::BooleanArray;
 use grape_meta::catalog::Quantization;
@@ -33,7 +34,7 @@ pub fn default_oversampling(quantization: Quantization) -> f32 {
     match quantization {
         Quantization::None => 1.0,
         Quantization::Sq8 => 2.0,
-        Quantization::Bq => 4.0,
+        Quantization::Bq => 10.0,
     }
 }
 

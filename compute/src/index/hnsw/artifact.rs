@@ -95,8 +95,8 @@ impl<'a> Reader<'a> {
     fn u32s(&mut self, expected: Option<usize>) -> Result<Vec<u32>, ArtifactError> {
         Ok(self.array(4, expected)?.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
-    fn f32s(&mut self, expected: usize) -> Result<Vec<f32>, ArtifactError> {
-        Ok(self.array(4, Some(expected))?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    fn f32s(&mut self, expected: Option<usize>) -> Result<Vec<f32>, ArtifactError> {
+        Ok(self.array(4, expected)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
     fn u64s(&mut self, expected: usize) -> Result<Vec<u64>, ArtifactError> {
         Ok(self.array(8, Some(expected))?.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
@@ -125,9 +125,11 @@ pub fn encode(index: &HnswIndex) -> Vec<u8> {
             w.f32s(scale);
             w.bytes(codes);
         }
-        Codes::Bq { mean, spread, bits } => {
-            w.f32s(mean);
-            w.f32s(spread);
+        Codes::Bq { centroids, cluster, alpha, offset, bits } => {
+            w.f32s(centroids);
+            w.bytes(cluster);
+            w.f32s(alpha);
+            w.f32s(offset);
             w.u64s(bits);
         }
     }
@@ -167,8 +169,20 @@ pub fn decode(bytes: &[u8]) -> Result<HnswIndex, ArtifactError> {
     graph.validate().map_err(ArtifactError)?;
     let codes = match quantization {
         0 => Codes::None,
-        1 => Codes::Sq8 { min: r.f32s(dim)?, scale: r.f32s(dim)?, codes: r.array(1, rows.checked_mul(dim))?.to_vec() },
-        2 => Codes::Bq { mean: r.f32s(dim)?, spread: r.f32s(dim)?, bits: r.u64s(rows * bq_words(dim))? },
+        1 => Codes::Sq8 { min: r.f32s(Some(dim))?, scale: r.f32s(Some(dim))?, codes: r.array(1, rows.checked_mul(dim))?.to_vec() },
+        2 => {
+            let centroids = r.f32s(None)?;
+            let k = centroids.len() / dim.max(1);
+            if centroids.len() % dim.max(1) != 0 || k > 256 || (rows > 0 && k == 0) {
+                return Err(ArtifactError(format!("{} centroid values for dimension {dim}", centroids.len())));
+            }
+            let cluster = r.array(1, Some(rows))?.to_vec();
+            if let Some(c) = cluster.iter().find(|c| **c as usize >= k) {
+                return Err(ArtifactError(format!("a row names centroid {c} of {k}")));
+            }
+            let (alpha, offset) = (r.f32s(Some(rows))?, r.f32s(Some(rows))?);
+            Codes::Bq { centroids, cluster, alpha, offset, bits: r.u64s(rows * bq_words(dim))? }
+        }
         q => return Err(ArtifactError(format!("unknown quantization {q}"))),
     };
     if !r.0.is_empty() {
