@@ -11,9 +11,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::harness::DevProcess;
+use crate::harness::{cluster, DevProcess};
 use crate::hostile_input::client;
-use crate::jobs::wait_jobs;
+use crate::jobs::{node_ids, running_with_progress, wait_jobs};
 use crate::upsert_delete::{ids_and_prices, ipc, DIM};
 
 /// Rows of the indexed segment.
@@ -22,6 +22,14 @@ const ROWS: u64 = 6000;
 /// Build jobs that `grape jobs list` shows as succeeded.
 fn builds_succeeded(jobs: &[Value]) -> usize {
     jobs.iter().filter(|j| j["kind"] == "build_index" && j["state"] == "succeeded").count()
+}
+
+/// Random rows `(id, vector, price = id % 20)` with ids `0..ROWS`, and 20 random queries.
+fn rows_and_queries(seed: u64) -> (Vec<(u64, Vec<f32>, i64)>, Vec<Vec<f32>>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let rows = (0..ROWS).map(|id| (id, (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect(), (id % 20) as i64)).collect();
+    let queries = (0..20).map(|_| (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+    (rows, queries)
 }
 
 /// A search of `docs` for `vector`: (id, price) of the hits, and the rows compared.
@@ -59,10 +67,7 @@ fn indexes_are_built_by_jobs_used_by_searches_and_loaded_after_a_restart() {
     let err = grape.fails(&["collection", "create", "bad", "--dim", "4", "--quantization", "pq"]);
     assert!(err.contains("unknown quantization \"pq\"") && err.contains("sq8"), "{err}");
     grape.json(&["collection", "create", "docs", "--dim", &DIM.to_string(), "--quantization", "sq8"]);
-    let mut rng = StdRng::seed_from_u64(12);
-    let rows: Vec<(u64, Vec<f32>, i64)> =
-        (0..ROWS).map(|id| (id, (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect(), (id % 20) as i64)).collect();
-    let queries: Vec<Vec<f32>> = (0..20).map(|_| (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+    let (rows, queries) = rows_and_queries(12);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut c = rt.block_on(client(&grape));
     rt.block_on(c.insert(v1::InsertRequest { collection: "docs".into(), arrow_ipc: ipc(&rows) })).expect("insert");
@@ -147,4 +152,47 @@ fn indexes_are_built_by_jobs_used_by_searches_and_loaded_after_a_restart() {
     assert_eq!(hits.len(), 10);
     let err = grape.fails(&["collection", "set-quantization", "docs", "int4"]);
     assert!(err.contains("unknown quantization"), "{err}");
+}
+
+#[test]
+fn a_killed_index_builder_s_job_finishes_elsewhere_while_searches_answer_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_meta, _members, mut nodes) = cluster(dir.path(), &["a", "b"]);
+    let ids = node_ids(&nodes);
+    for (key, value) in [("jobs/lease_secs", "2"), ("jobs/pause_ms", "1500"), ("index/min_rows", "1000"), ("compaction/auto", "off")] {
+        nodes[0].json(&["config", "set", key, value]);
+    }
+    nodes[0].json(&["collection", "create", "docs", "--dim", &DIM.to_string(), "--replicas", "2"]);
+    let (rows, queries) = rows_and_queries(5);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = rt.block_on(client(&nodes[0]));
+    rt.block_on(c.insert(v1::InsertRequest { collection: "docs".into(), arrow_ipc: ipc(&rows) })).expect("insert");
+
+    // Kill the node building the index midway (the pause makes the build last seconds).
+    let jobs = wait_jobs(&nodes[0], 60, "a build job", |jobs| jobs.iter().any(|j| j["kind"] == "build_index"));
+    let job = jobs.iter().find(|j| j["kind"] == "build_index").and_then(|j| j["id"].as_u64()).expect("job id");
+    let worker = running_with_progress(&nodes[0], job);
+    let victim = ids.iter().position(|n| *n == worker).expect("the worker is one of the nodes");
+    nodes[victim].kill();
+    let survivor = &nodes[1 - victim];
+    let mut c = rt.block_on(client(survivor));
+
+    // Meanwhile searches answer, exactly; once the job succeeds on the survivor, through the index.
+    let (hits, scanned) = rt.block_on(search(&mut c, &queries[0], "", false));
+    assert_eq!((hits.len(), scanned), (10, ROWS), "before the index lands, the segment is scanned");
+    let jobs = wait_jobs(survivor, 120, "the build on the survivor", |jobs| {
+        jobs.iter().any(|j| j["id"] == job && j["state"] == "succeeded")
+    });
+    let done = jobs.iter().find(|j| j["id"] == job).expect("the job");
+    assert!(done["attempt"].as_u64() >= Some(2), "the killed attempt did not finish it: {done:#}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (hits, scanned) = rt.block_on(search(&mut c, &queries[0], "", false));
+        assert_eq!(hits.len(), 10);
+        if scanned < ROWS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "searches never switched to the index");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

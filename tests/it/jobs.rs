@@ -146,12 +146,12 @@ fn parquet_files(dir: &Path, files: usize, rows: usize) {
 }
 
 /// The node id each process reports, in the order given.
-fn node_ids(nodes: &[DevProcess]) -> Vec<u64> {
+pub(crate) fn node_ids(nodes: &[DevProcess]) -> Vec<u64> {
     nodes.iter().map(|n| n.json(&["status"])["node_id"].as_u64().expect("node id")).collect()
 }
 
 /// Waits until job `id` is running with some progress, and returns its worker.
-fn running_with_progress(node: &DevProcess, id: u64) -> u64 {
+pub(crate) fn running_with_progress(node: &DevProcess, id: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let job = node.json(&["jobs", "show", &id.to_string()]);

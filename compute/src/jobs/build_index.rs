@@ -36,6 +36,7 @@ impl Gateway {
         attempt.report(0, 3);
         let loaded = self.input_segment(meta, &schema).await?;
         attempt.report(1, 3);
+        attempt.pause().await;
         let metric = entry.spec.metric;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2));
         let (bytes, memory_per_row) = tokio::task::spawn_blocking(move || -> Result<_, ComputeError> {
@@ -50,6 +51,7 @@ impl Gateway {
         .await
         .map_err(|e| ComputeError::Internal(format!("index build task: {e}")))??;
         attempt.report(2, 3);
+        attempt.pause().await;
         let path = format!(
             "{}.{}.job{}-{}.hnsw",
             meta.path.trim_end_matches(".lance"),
