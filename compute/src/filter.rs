@@ -1,7 +1,8 @@
 //! Search filters: SQL boolean expressions over payload columns, planned and evaluated by
 //! DataFusion, so a search filter and a SQL `WHERE` clause mean exactly the same thing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
@@ -12,6 +13,15 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::ComputeError;
 use crate::limits::{prepare_filter, ExprLimits};
+
+/// Compiled filters kept at most; the cache is emptied when full.
+pub const CACHED_FILTERS: usize = 1024;
+
+/// Compiled filters by limits, schema and text.
+static COMPILED: LazyLock<Mutex<HashMap<String, Filter>>> = LazyLock::new(Default::default);
+
+/// The DataFusion session filters are planned in (building one registers every function).
+static SESSION: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
 
 /// A filter compiled against a collection's schema, ready to evaluate on its segments.
 #[derive(Debug, Clone)]
@@ -26,10 +36,30 @@ impl Filter {
     ///
     /// Fails with `InvalidArgument` naming the problem when the text does not parse, names an
     /// unknown column, is not a boolean expression, or passes a limit.
+    ///
+    /// Compiled filters are kept (up to [`CACHED_FILTERS`]) by text, schema and limits: a
+    /// search that repeats a filter does not plan it again, which costs milliseconds.
     pub fn compile(sql: &str, schema: &Schema, limits: ExprLimits) -> Result<Filter, ComputeError> {
+        let key = format!("{limits:?}\u{0}{:?}\u{0}{sql}", schema.fields());
+        let mut cache = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache.get(&key) {
+            return Ok(hit.clone());
+        }
+        drop(cache);
+        let filter = Filter::plan(sql, schema, limits)?;
+        cache = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHED_FILTERS {
+            cache.clear();
+        }
+        cache.insert(key, filter.clone());
+        Ok(filter)
+    }
+
+    /// [`Filter::compile`] without the cache.
+    fn plan(sql: &str, schema: &Schema, limits: ExprLimits) -> Result<Filter, ComputeError> {
         let invalid = |e: &dyn std::fmt::Display| ComputeError::InvalidArgument(format!("invalid filter `{}`: {e}", abbreviate(sql)));
         let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| invalid(&e))?;
-        let ctx = SessionContext::new();
+        let ctx = &*SESSION;
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let parsed = prepare_filter(sql, limits, |text| state.sql_to_expr_with_alias(text, &dialect).map_err(|e| invalid(&e)))?;
