@@ -135,6 +135,17 @@ fn job_change(catalog: &mut Catalog, id: u64, change: impl FnOnce(&mut JobQueue)
     }
 }
 
+/// The collection a job's commit changes, if the job attempt holds its lease and the
+/// collection is the one the worker read (`name` with id `id`); the refusal otherwise.
+fn fenced_collection<'c>(catalog: &'c mut Catalog, job: &JobFence, name: &str, id: u64) -> Result<&'c mut Collection, CommandResult> {
+    catalog.jobs.check(job).map_err(CommandResult::Conflict)?;
+    match catalog.collections.get_mut(name) {
+        Some(coll) if coll.id == id => Ok(coll),
+        Some(_) => Err(CommandResult::NotFound(format!("{name} (id {id})"))),
+        None => Err(CommandResult::NotFound(name.to_string())),
+    }
+}
+
 /// The parts of a [`Command::CompactShard`].
 struct CompactionCommit<'a> {
     collection: &'a str,
@@ -149,15 +160,10 @@ struct CompactionCommit<'a> {
 /// Swaps a shard's compacted segments for their outputs, if the inputs are all still there.
 /// Delete logs that no remaining segment predates are dropped: they can no longer hide a row.
 fn compact_shard(catalog: &mut Catalog, c: CompactionCommit<'_>) -> CommandResult {
-    if let Err(why) = catalog.jobs.check(c.job) {
-        return CommandResult::Conflict(why);
-    }
-    let Some(coll) = catalog.collections.get_mut(c.collection) else {
-        return CommandResult::NotFound(c.collection.to_string());
+    let coll = match fenced_collection(catalog, c.job, c.collection, c.collection_id) {
+        Ok(coll) => coll,
+        Err(refused) => return refused,
     };
-    if coll.id != c.collection_id {
-        return CommandResult::NotFound(format!("{} (id {})", c.collection, c.collection_id));
-    }
     let Some(manifest) = coll.shards.get(c.shard as usize) else {
         return CommandResult::Conflict(format!("collection {} has no shard {}", c.collection, c.shard));
     };
@@ -204,15 +210,10 @@ struct IndexAttachment<'a> {
 
 /// Names a built index in its segment's manifest entry, if the segment is still there.
 fn attach_index(catalog: &mut Catalog, a: IndexAttachment<'_>) -> CommandResult {
-    if let Err(why) = catalog.jobs.check(a.job) {
-        return CommandResult::Conflict(why);
-    }
-    let Some(coll) = catalog.collections.get_mut(a.collection) else {
-        return CommandResult::NotFound(a.collection.to_string());
+    let coll = match fenced_collection(catalog, a.job, a.collection, a.collection_id) {
+        Ok(coll) => coll,
+        Err(refused) => return refused,
     };
-    if coll.id != a.collection_id {
-        return CommandResult::NotFound(format!("{} (id {})", a.collection, a.collection_id));
-    }
     let version = coll.version + 1;
     let Some(manifest) = coll.shards.get_mut(a.shard as usize) else {
         return CommandResult::Conflict(format!("collection {} has no shard {}", a.collection, a.shard));

@@ -56,12 +56,12 @@ pub fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) {
     match format {
         OutputFormat::Json => println!("{}", Value::Array(jobs.iter().map(job_json).collect())),
         OutputFormat::Table => {
-            println!("{:>6} {:<8} {:<10} {:<16} {:>7} {:>11}  {}", "id", "kind", "state", "collection", "attempt", "progress", "note");
+            println!("{:>6} {:<11} {:<10} {:<16} {:>7} {:>11}  {}", "id", "kind", "state", "collection", "attempt", "progress", "note");
             for j in jobs {
                 let note = if j.state == "succeeded" { &j.summary } else { &j.last_error };
                 let progress = format!("{}/{}", j.progress_done, j.progress_total);
                 let attempt = format!("{}/{}", j.attempt, j.max_attempts);
-                println!("{:>6} {:<8} {:<10} {:<16} {:>7} {:>11}  {}", j.id, j.kind, j.state, j.collection, attempt, progress, note);
+                println!("{:>6} {:<11} {:<10} {:<16} {:>7} {:>11}  {}", j.id, j.kind, j.state, j.collection, attempt, progress, note);
             }
         }
     }
