@@ -116,9 +116,6 @@ impl<'a> Building<'a> {
         let scorer = Scorer::with_norm(self.metric, self.vectors.norm(row as usize));
         let level = self.levels[row as usize];
         let (entry, top) = *self.entry.read().unwrap_or_else(|e| e.into_inner());
-        if entry == row {
-            return;
-        }
         let on = |l: u8| BuildLevel { building: self, query, scorer, level: l };
         let mut start = Near { distance: self.distance_to(&scorer, query, entry), row: entry };
         for l in (level.saturating_add(1)..=top).rev() {
