@@ -26,6 +26,8 @@
 //! |                | over time, answers by code, every acknowledged insert readable           |
 //! | `upsert`       | upsert rows/s and latency at batch sizes 1, 100, 10,000; delete until    |
 //! |                | gone from a Get; search over the small segments left behind              |
+//! | `ann`          | HNSW recall@k vs QPS over ef (none/sq8/bq), in process and through       |
+//! |                | `grape dev`, build time and memory, beside hnswlib and faiss; plots it   |
 
 mod report;
 mod scenarios;
@@ -57,6 +59,9 @@ enum Scenario {
     Soak(scenarios::soak::Options),
     /// Upserts at batch sizes 1, 100 and 10,000, deletes until invisible, through `grape dev`.
     Upsert(scenarios::upsert::Options),
+    /// ANN recall/QPS curves of HNSW (none, sq8, bq) in process and through `grape dev`,
+    /// beside hnswlib and faiss.
+    Ann(scenarios::ann::Options),
 }
 
 fn main() {
@@ -72,6 +77,7 @@ fn main() {
         Scenario::Rpc(o) => scenarios::rpc::run(o),
         Scenario::Soak(o) => scenarios::soak::run(o),
         Scenario::Upsert(o) => scenarios::upsert::run(o),
+        Scenario::Ann(o) => scenarios::ann::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

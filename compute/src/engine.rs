@@ -81,6 +81,9 @@ struct Held {
     retired: HashMap<String, (Instant, SegmentRef)>,
     /// Ready segments whose index artifact is being loaded.
     indexing: HashSet<String>,
+    /// The artifact each segment last failed to load: not tried again until the manifest
+    /// names another (a rebuild), so a corrupt object costs one read, not one per sync.
+    index_failed: HashMap<String, String>,
 }
 
 /// Index artifacts this node has loaded and failed to load since it started.
@@ -191,6 +194,7 @@ impl Engine {
                 }
             }
             held.failed.retain(|id, _| ids.contains(id.as_str()));
+            held.index_failed.retain(|id, _| ids.contains(id.as_str()));
             // A segment wanted again before its grace ended is ready at once.
             let revived: Vec<String> = held.retired.keys().filter(|id| ids.contains(id.as_str())).cloned().collect();
             for id in revived {
@@ -208,6 +212,7 @@ impl Engine {
                     let wanted_path = w.meta.index.as_ref().map(|i| &i.path);
                     wanted_path.is_some()
                         && !held.indexing.contains(&w.meta.id)
+                        && held.index_failed.get(&w.meta.id) != wanted_path
                         && held.ready.get(&w.meta.id).and_then(|s| s.ann_path()).as_ref() != wanted_path
                 })
                 .collect();
@@ -289,6 +294,7 @@ impl Engine {
                 self.index_loads.loaded.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
+                self.write().index_failed.insert(meta.id.clone(), index.path.clone());
                 self.index_loads.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(segment = %meta.id, index = %index.path, error = %e, "index failed to load; the segment is searched exactly");
             }

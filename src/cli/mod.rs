@@ -496,7 +496,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub exact: bool,
     /// With quantized indexes, rescore the best `oversampling × k` candidates on the full
-    /// vectors (default 1 for none, 2 for sq8, 4 for bq).
+    /// vectors (default 1 for none, 2 for sq8, 10 for bq).
     #[arg(long)]
     pub oversampling: Option<f32>,
 }

@@ -152,6 +152,38 @@ fn indexes_are_built_by_jobs_used_by_searches_and_loaded_after_a_restart() {
     assert_eq!(hits.len(), 10);
     let err = grape.fails(&["collection", "set-quantization", "docs", "int4"]);
     assert!(err.contains("unknown quantization"), "{err}");
+
+    // A corrupt artifact is reported and the segment is searched exactly: nothing is lost.
+    let info = grape.json(&["collection", "describe", "docs"]);
+    for artifact in files_ending(dir.path(), ".bq.") {
+        let mut bytes = std::fs::read(&artifact).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&artifact, bytes).unwrap();
+    }
+    drop(c);
+    grape = grape.restart_after_kill();
+    let mut c = rt.block_on(client(&grape));
+    let status = grape.json(&["status"]);
+    assert_eq!(status["index_load_failures"], 1, "{status:#}");
+    let (hits, scanned) = rt.block_on(search(&mut c, &queries[0], "", false));
+    assert_eq!(hits.len(), 10);
+    assert!(scanned >= ROWS - 300, "the segment is scanned ({scanned} rows compared)");
+    assert_eq!(grape.count("docs"), info["rows"].as_u64().expect("rows"), "every row is still there");
+}
+
+/// Files below `dir` whose name contains `part` and ends in `.hnsw`.
+fn files_ending(dir: &std::path::Path, part: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, part));
+        } else if path.to_string_lossy().contains(part) && path.extension().is_some_and(|e| e == "hnsw") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]

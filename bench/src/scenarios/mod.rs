@@ -1,5 +1,6 @@
 //! One module per scenario.
 
+pub mod ann;
 pub mod cluster;
 pub mod cold_load;
 pub mod exact_search;
