@@ -58,7 +58,7 @@ impl CompactionSettings {
             catalog.config.get(key).and_then(|v| v.value.trim().parse::<u64>().ok()).filter(|n| *n > 0).unwrap_or(default)
         };
         CompactionSettings {
-            auto: catalog.config.get(AUTO_KEY).is_none_or(|v| !matches!(v.value.trim(), "off" | "false" | "0")),
+            auto: catalog.config.is_on(AUTO_KEY),
             target_rows: number(TARGET_ROWS_KEY, DEFAULT_TARGET_ROWS),
             target_bytes: number(TARGET_BYTES_KEY, DEFAULT_TARGET_BYTES),
             max_small_segments: number(MAX_SMALL_SEGMENTS_KEY, DEFAULT_MAX_SMALL_SEGMENTS as u64) as usize,

@@ -58,6 +58,11 @@ impl ConfigStore {
         self.entries.get(key).map(|e| &e.current)
     }
 
+    /// Whether the switch `key` is on: it is unless set to `off`, `false` or `0`.
+    pub fn is_on(&self, key: &str) -> bool {
+        self.get(key).is_none_or(|v| !matches!(v.value.trim(), "off" | "false" | "0"))
+    }
+
     /// The version of `key`, 0 if absent.
     pub fn version(&self, key: &str) -> u64 {
         self.get(key).map_or(0, |v| v.version)

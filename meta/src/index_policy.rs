@@ -25,8 +25,7 @@ pub const MIN_ROWS_KEY: &str = "index/min_rows";
 /// within [`AUTO_INTERVAL_MS`]. (A build that succeeded does not hold back the next: the
 /// quantization changed since.)
 pub fn due(catalog: &Catalog, now_ms: u64) -> Vec<JobSpec> {
-    let auto = catalog.config.get(AUTO_KEY).is_none_or(|v| !matches!(v.value.trim(), "off" | "false" | "0"));
-    if !auto {
+    if !catalog.config.is_on(AUTO_KEY) {
         return Vec::new();
     }
     let min_rows = catalog.config.get(MIN_ROWS_KEY).and_then(|v| v.value.trim().parse::<u64>().ok()).unwrap_or(DEFAULT_MIN_ROWS);
