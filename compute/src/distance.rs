@@ -35,13 +35,13 @@ fn sum_lanes(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 /// Squared Euclidean distance.
-#[inline]
+#[inline(always)]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     sum_lanes(a, b, |x, y| (x - y) * (x - y))
 }
 
 /// Inner product.
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_lanes(a, b, |x, y| x * y)
 }
@@ -78,7 +78,7 @@ impl Scorer {
     /// Distance between the query and a row, given the row's norm (used by cosine only).
     ///
     /// Cosine distance is `1 - cos`; a zero vector on either side is at distance 1.
-    #[inline]
+    #[inline(always)]
     pub fn distance(&self, query: &[f32], row: &[f32], row_norm: f32) -> f32 {
         match self.metric {
             Metric::L2 => l2_squared(query, row),

@@ -13,7 +13,8 @@
 //! - [`engine`] (leaf): the segments this node holds, kept in step with its assignments;
 //!   [`leaf`]: the service other nodes' routers ask, and its client.
 //! - [`segment`]: one segment in memory; [`index`]: read-only vector indexes over it
-//!   (`flat/` = exact search); [`distance`]: vectorised kernels; [`topk`]: bounded selection.
+//!   (`flat/` = exact search); [`distance`]: vectorised kernels; [`simd`]: hot loops widened
+//!   to AVX2 where the CPU has it; [`topk`]: bounded selection.
 //! - [`search`]: parallel search over a collection's segments and the hit batch.
 //! - [`filter`]: SQL boolean filters; [`sql`] and [`table`]: collections as DataFusion tables
 //!   with min/max segment pruning.
@@ -52,6 +53,7 @@ pub mod remote_meta;
 pub mod router;
 pub mod search;
 pub mod segment;
+pub mod simd;
 pub mod server;
 pub mod settings;
 pub mod sql;

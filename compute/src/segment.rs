@@ -10,7 +10,7 @@ use grape_storage::format::SegmentMeta;
 use crate::distance::norm;
 use crate::error::ComputeError;
 use crate::index::hnsw::HnswIndex;
-use crate::index::Vectors;
+use crate::index::{FlatVectors, Vectors};
 use crate::liveness::SegmentLiveness;
 
 /// Name of the vector column in every collection.
@@ -128,17 +128,8 @@ impl LoadedSegment {
 }
 
 impl Vectors for LoadedSegment {
-    fn rows(&self) -> usize {
-        self.batch.num_rows()
-    }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn vector(&self, row: usize) -> &[f32] {
-        LoadedSegment::vector(self, row)
-    }
-    fn norm(&self, row: usize) -> f32 {
-        LoadedSegment::norm(self, row)
+    fn flat(&self) -> FlatVectors<'_> {
+        FlatVectors::new(&self.vectors, &self.norms, self.dim)
     }
 }
 

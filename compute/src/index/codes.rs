@@ -268,8 +268,25 @@ pub enum QueryCodes<'a> {
 }
 
 impl QueryCodes<'_> {
+    /// Starts loading `row`'s code into the cache (see [`crate::simd::prefetch`]).
+    #[inline(always)]
+    pub fn prefetch(&self, row: usize) {
+        match self {
+            QueryCodes::Sq8L2 { codes, dim, .. } | QueryCodes::Sq8Dot { codes, dim, .. } => {
+                if let Some(c) = codes.get(row * dim..(row + 1) * dim) {
+                    crate::simd::prefetch(c, 4);
+                }
+            }
+            QueryCodes::Bq { bits, words, .. } => {
+                if let Some(b) = bits.get(row * words..(row + 1) * words) {
+                    crate::simd::prefetch(b, 1);
+                }
+            }
+        }
+    }
+
     /// A score of `row` that orders rows like their distance to the query: smaller is closer.
-    #[inline]
+    #[inline(always)]
     pub fn distance(&self, row: usize) -> f32 {
         match self {
             QueryCodes::Sq8L2 { shifted, scale, codes, dim } => {
@@ -306,19 +323,20 @@ impl QueryCodes<'_> {
 /// [`crate::distance`]'s kernels, so the compiler vectorises it.
 #[inline(always)]
 fn sum_lanes3(a: &[f32], b: &[f32], c: &[u8], term: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
     let n = a.len().min(b.len()).min(c.len());
-    let whole = n - n % LANES;
-    let mut i = 0;
-    while i < whole {
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let mut acc = [0f32; LANES];
+    let (a_chunks, a_rest) = a.as_chunks::<LANES>();
+    let (b_chunks, b_rest) = b.as_chunks::<LANES>();
+    let (c_chunks, c_rest) = c.as_chunks::<LANES>();
+    for ((x, y), z) in a_chunks.iter().zip(b_chunks).zip(c_chunks) {
         for l in 0..LANES {
-            acc[l] += term(a[i + l], b[i + l], c[i + l] as f32);
+            acc[l] += term(x[l], y[l], z[l] as f32);
         }
-        i += LANES;
     }
     let mut sum: f32 = acc.iter().sum();
-    for j in whole..n {
-        sum += term(a[j], b[j], c[j] as f32);
+    for ((x, y), z) in a_rest.iter().zip(b_rest).zip(c_rest) {
+        sum += term(*x, *y, *z as f32);
     }
     sum
 }

@@ -40,14 +40,67 @@ pub fn default_oversampling(quantization: Quantization) -> f32 {
 
 /// Full-precision vectors of a segment's rows, as indexes read them.
 pub trait Vectors: Sync {
+    /// The rows as one row-major slice, with their norms: what hot loops read.
+    fn flat(&self) -> FlatVectors<'_>;
     /// Number of rows.
-    fn rows(&self) -> usize;
+    fn rows(&self) -> usize {
+        self.flat().rows()
+    }
     /// Dimension.
-    fn dim(&self) -> usize;
+    fn dim(&self) -> usize {
+        self.flat().dim
+    }
     /// The vector of `row`.
-    fn vector(&self, row: usize) -> &[f32];
+    fn vector(&self, row: usize) -> &[f32] {
+        self.flat().vector(row)
+    }
     /// Its Euclidean norm.
-    fn norm(&self, row: usize) -> f32;
+    fn norm(&self, row: usize) -> f32 {
+        self.flat().norm(row)
+    }
+}
+
+/// Row-major vectors and their norms, borrowed: read without a virtual call per row, so
+/// the distance kernels inline into the loops that call them.
+#[derive(Debug, Clone, Copy)]
+pub struct FlatVectors<'a> {
+    values: &'a [f32],
+    norms: &'a [f32],
+    dim: usize,
+}
+
+impl<'a> FlatVectors<'a> {
+    /// `values` holds `norms.len()` rows of `dim` values each.
+    pub fn new(values: &'a [f32], norms: &'a [f32], dim: usize) -> Self {
+        debug_assert_eq!(values.len(), norms.len() * dim);
+        Self { values, norms, dim }
+    }
+
+    /// Number of rows.
+    #[inline(always)]
+    pub fn rows(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// The vector of `row`.
+    #[inline(always)]
+    pub fn vector(&self, row: usize) -> &'a [f32] {
+        &self.values[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// Its Euclidean norm.
+    #[inline(always)]
+    pub fn norm(&self, row: usize) -> f32 {
+        self.norms[row]
+    }
+
+    /// Starts loading `row`'s vector into the cache (see [`crate::simd::prefetch`]).
+    #[inline(always)]
+    pub fn prefetch(&self, row: usize) {
+        if let Some(v) = self.values.get(row * self.dim..(row + 1) * self.dim) {
+            crate::simd::prefetch(v, 8);
+        }
+    }
 }
 
 /// Row-major vectors in a `Vec`, for building indexes outside a segment (benchmarks, tests).
@@ -67,17 +120,8 @@ impl VecVectors {
 }
 
 impl Vectors for VecVectors {
-    fn rows(&self) -> usize {
-        self.norms.len()
-    }
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn vector(&self, row: usize) -> &[f32] {
-        &self.values[row * self.dim..(row + 1) * self.dim]
-    }
-    fn norm(&self, row: usize) -> f32 {
-        self.norms[row]
+    fn flat(&self) -> FlatVectors<'_> {
+        FlatVectors::new(&self.values, &self.norms, self.dim)
     }
 }
 

@@ -2,31 +2,37 @@
 
 use arrow::array::{Array, BooleanArray};
 
-use super::VectorIndexRead;
+use super::{VectorIndexRead, Vectors};
 use crate::distance::Scorer;
 use crate::segment::LoadedSegment;
 use crate::topk::{Candidate, TopK};
 
 impl VectorIndexRead for LoadedSegment {
     fn search(&self, segment: u32, query: &[f32], scorer: &Scorer, allowed: Option<&BooleanArray>, out: &mut TopK) -> u64 {
-        let mut scanned = 0u64;
-        let mut offer = |row: usize| {
-            let distance = scorer.distance(query, self.vector(row), self.norm(row));
-            if distance < out.threshold() {
-                out.push(Candidate { distance, segment, row: row as u32 });
-            }
-            scanned += 1;
-        };
-        match allowed {
-            None => (0..self.rows()).for_each(&mut offer),
-            Some(mask) => {
-                for row in 0..self.rows() {
-                    if mask.is_valid(row) && mask.value(row) {
-                        offer(row);
+        let vectors = self.flat();
+        crate::simd::wide(
+            #[inline(always)]
+            || {
+                let mut scanned = 0u64;
+                let mut offer = |row: usize| {
+                    let distance = scorer.distance(query, vectors.vector(row), vectors.norm(row));
+                    if distance < out.threshold() {
+                        out.push(Candidate { distance, segment, row: row as u32 });
+                    }
+                    scanned += 1;
+                };
+                match allowed {
+                    None => (0..vectors.rows()).for_each(&mut offer),
+                    Some(mask) => {
+                        for row in 0..vectors.rows() {
+                            if mask.is_valid(row) && mask.value(row) {
+                                offer(row);
+                            }
+                        }
                     }
                 }
-            }
-        }
-        scanned
+                scanned
+            },
+        )
     }
 }

@@ -79,6 +79,8 @@ pub trait Level {
     fn distance(&self, row: u32) -> f32;
     /// Whether `row` may be returned (it is still traversed when not).
     fn allowed(&self, row: u32) -> bool;
+    /// Starts loading what [`Level::distance`] of `row` reads (a hint; by default nothing).
+    fn prefetch(&self, _row: u32) {}
 }
 
 /// Searches one level from `entries`: returns up to `ef` allowed rows closest to the query,
@@ -87,6 +89,9 @@ pub trait Level {
 /// Rows that are not allowed are explored like the others (they keep the graph connected)
 /// but never returned; the search stops when the closest unexplored row is farther than the
 /// `ef`-th allowed row found.
+///
+/// Inlined into its caller so that [`crate::simd::wide`] widens its distance kernels.
+#[inline(always)]
 pub fn search_level(level: &impl Level, entries: &[Near], ef: usize, visited: &mut Visited) -> (Vec<Near>, u64) {
     let mut computed = 0u64;
     let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
@@ -103,15 +108,19 @@ pub fn search_level(level: &impl Level, entries: &[Near], ef: usize, visited: &m
         found.pop();
     }
     let mut buf = Vec::new();
+    let mut fresh = Vec::new();
     while let Some(Reverse(closest)) = candidates.pop() {
         if found.len() >= ef && found.peek().is_some_and(|worst| closest.distance > worst.distance) {
             break;
         }
         level.neighbours(closest.row, &mut buf);
-        for &n in &buf {
-            if !visited.insert(n) {
-                continue;
-            }
+        // Rows not seen yet, their data requested from memory before the first is scored.
+        fresh.clear();
+        fresh.extend(buf.iter().copied().filter(|&n| visited.insert(n)));
+        for &n in &fresh {
+            level.prefetch(n);
+        }
+        for &n in &fresh {
             let distance = level.distance(n);
             computed += 1;
             let near = Near { distance, row: n };
@@ -132,6 +141,7 @@ pub fn search_level(level: &impl Level, entries: &[Near], ef: usize, visited: &m
 
 /// Walks greedily towards the query on one level from `start`: the closest row reachable by
 /// always moving to a closer neighbour, and the number of distances computed.
+#[inline(always)]
 pub fn greedy(level: &impl Level, mut start: Near) -> (Near, u64) {
     let mut computed = 0;
     let mut buf = Vec::new();

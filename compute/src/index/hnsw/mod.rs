@@ -17,7 +17,7 @@ use self::build::BuildParams;
 use self::graph::Graph;
 use crate::distance::Scorer;
 use crate::index::codes::{Codes, QueryCodes};
-use crate::index::Vectors;
+use crate::index::{FlatVectors, Vectors};
 use crate::topk::{Candidate, TopK};
 
 /// How a search uses an ANN index.
@@ -46,7 +46,7 @@ pub struct HnswIndex {
 /// One level of a built index, searched for one query.
 struct QueryLevel<'a> {
     index: &'a HnswIndex,
-    vectors: &'a dyn Vectors,
+    vectors: FlatVectors<'a>,
     query: &'a [f32],
     scorer: &'a Scorer,
     codes: Option<&'a QueryCodes<'a>>,
@@ -55,12 +55,13 @@ struct QueryLevel<'a> {
 }
 
 impl Level for QueryLevel<'_> {
+    #[inline(always)]
     fn neighbours(&self, row: u32, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(self.index.graph.neighbours(row, self.level));
     }
 
-    #[inline]
+    #[inline(always)]
     fn distance(&self, row: u32) -> f32 {
         match self.codes {
             Some(codes) => codes.distance(row as usize),
@@ -68,9 +69,17 @@ impl Level for QueryLevel<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn allowed(&self, row: u32) -> bool {
         self.allowed.is_none_or(|m| m.is_valid(row as usize) && m.value(row as usize))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        match self.codes {
+            Some(codes) => codes.prefetch(row as usize),
+            None => self.vectors.prefetch(row as usize),
+        }
     }
 }
 
@@ -111,6 +120,26 @@ impl HnswIndex {
         if self.rows() == 0 || self.rows() != vectors.rows() {
             return 0;
         }
+        let vectors = vectors.flat();
+        crate::simd::wide(
+            #[inline(always)]
+            || self.search_flat(vectors, segment, query, scorer, params, allowed, out),
+        )
+    }
+
+    /// [`HnswIndex::search`] over borrowed vectors; inlined so that its kernels widen.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn search_flat(
+        &self,
+        vectors: FlatVectors<'_>,
+        segment: u32,
+        query: &[f32],
+        scorer: &Scorer,
+        params: &AnnParams,
+        allowed: Option<&BooleanArray>,
+        out: &mut TopK,
+    ) -> u64 {
         let k = out.k();
         let codes = self.codes.query(self.metric, query);
         let rescored = if codes.is_some() { ((k as f32 * params.oversampling.max(1.0)).ceil() as usize).max(k) } else { k };
