@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::array::{ArrayRef, Float32Array, RecordBatch};
+use arrow::compute::{concat_batches, interleave_record_batch, lexsort_to_indices, take_record_batch, SortColumn};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use grape_meta::catalog::Metric;
 use rayon::prelude::*;
@@ -79,40 +79,62 @@ pub fn search_segments(
     segments: &[LiveSegment],
     query: &SearchQuery,
 ) -> Result<SearchResult, ComputeError> {
-    search_segments_until(metric, schema, segments, query, &AtomicBool::new(false))
+    search_segments_until(metric, schema, segments, query, &AtomicBool::new(false), true)
+}
+
+/// Distances a search may compute on the async thread that received it. A graph search
+/// computes a few thousand; past this budget (a scan, a filter over many rows) it moves to
+/// a blocking thread, and its segments are searched in parallel. The hops between threads
+/// cost more than a small search itself.
+pub const INLINE_WORK: usize = 20_000;
+
+/// About how many distances `query` computes over `segments` (rows scanned count one each,
+/// and so do rows a filter is evaluated on).
+pub fn estimated_work(segments: &[LiveSegment], query: &SearchQuery) -> usize {
+    let ef = query.params.ef.unwrap_or(crate::index::DEFAULT_EF).max(query.k);
+    segments
+        .iter()
+        .map(|s| match (query.params.exact || query.filter.is_some(), s.segment.ann()) {
+            (false, Some(_)) => ef * 24,
+            _ => s.segment.rows(),
+        })
+        .sum()
 }
 
 /// [`search_segments`] that stops (with `Unavailable`) before each segment it has not
 /// started once `cancelled` is set: the work of a request nobody waits for any more.
+/// Segments are searched in parallel (rayon) when `parallel`, one after another otherwise.
 fn search_segments_until(
     metric: Metric,
     schema: Option<&SchemaRef>,
     segments: &[LiveSegment],
     query: &SearchQuery,
     cancelled: &AtomicBool,
+    parallel: bool,
 ) -> Result<SearchResult, ComputeError> {
     let Some(schema) = schema else {
         // No schema means no insert yet, so no rows.
         return Ok(SearchResult { hits: RecordBatch::new_empty(hit_schema_without_payload()), rows_scanned: 0 });
     };
     let scorer = Scorer::new(metric, &query.vector);
-    let per_segment: Vec<Result<(TopK, u64), ComputeError>> = segments
-        .par_iter()
-        .enumerate()
-        .map(|(i, segment)| {
-            if cancelled.load(Ordering::Relaxed) {
-                return Err(ComputeError::Unavailable("the search was cancelled".into()));
-            }
-            let mask = match &query.filter {
-                Some(f) => Some(f.evaluate(&segment.segment.batch)?),
-                None => None,
-            };
-            let mask = segment.visible(mask)?;
-            let mut top = TopK::new(query.k);
-            let scanned = search_segment(&segment.segment, i as u32, &query.vector, &scorer, &query.params, mask.as_ref(), &mut top);
-            Ok((top, scanned))
-        })
-        .collect();
+    let search_one = |(i, segment): (usize, &LiveSegment)| -> Result<(TopK, u64), ComputeError> {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(ComputeError::Unavailable("the search was cancelled".into()));
+        }
+        let mask = match &query.filter {
+            Some(f) => Some(f.evaluate(&segment.segment.batch)?),
+            None => None,
+        };
+        let mask = segment.visible(mask)?;
+        let mut top = TopK::new(query.k);
+        let scanned = search_segment(&segment.segment, i as u32, &query.vector, &scorer, &query.params, mask.as_ref(), &mut top);
+        Ok((top, scanned))
+    };
+    let per_segment: Vec<Result<(TopK, u64), ComputeError>> = if parallel && segments.len() > 1 {
+        segments.par_iter().enumerate().map(search_one).collect()
+    } else {
+        segments.iter().enumerate().map(search_one).collect()
+    };
     let mut top = TopK::new(query.k);
     let mut rows_scanned = 0;
     for r in per_segment {
@@ -124,9 +146,10 @@ fn search_segments_until(
     Ok(SearchResult { hits, rows_scanned })
 }
 
-/// [`search_segments`] on a blocking thread, for async callers. Dropping the future (the
-/// request was abandoned) stops the search before the segments it has not started.
-pub async fn search_segments_blocking(
+/// [`search_segments`] for async callers: a search within [`INLINE_WORK`] runs right here;
+/// a larger one on a blocking thread, where dropping the future (the request was abandoned)
+/// stops it before the segments it has not started.
+pub async fn search_segments_async(
     metric: Metric,
     schema: Option<SchemaRef>,
     segments: Vec<LiveSegment>,
@@ -139,10 +162,13 @@ pub async fn search_segments_blocking(
             self.0.store(true, Ordering::Relaxed);
         }
     }
+    if estimated_work(&segments, &query) <= INLINE_WORK {
+        return search_segments_until(metric, schema.as_ref(), &segments, &query, &AtomicBool::new(false), false);
+    }
     let flag = Arc::new(AtomicBool::new(false));
     // Once the task is done the flag no longer matters, so the guard may set it then too.
     let _cancel = CancelOnDrop(flag.clone());
-    tokio::task::spawn_blocking(move || search_segments_until(metric, schema.as_ref(), &segments, &query, &flag))
+    tokio::task::spawn_blocking(move || search_segments_until(metric, schema.as_ref(), &segments, &query, &flag, true))
         .await
         .map_err(|e| ComputeError::Internal(format!("search task: {e}")))?
 }
@@ -194,13 +220,27 @@ fn materialise(
     let keep: Vec<usize> =
         schema.fields().iter().enumerate().filter(|(_, f)| include_vectors || f.name() != VECTOR_COLUMN).map(|(i, _)| i).collect();
     let projected = Arc::new(schema.project(&keep)?);
-    let mut rows = Vec::with_capacity(hits.len());
+    // The hits' segments, projected (no copy), and each hit as (segment's place, row).
+    let mut sources: Vec<RecordBatch> = Vec::new();
+    let mut place: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let mut indices = Vec::with_capacity(hits.len());
     for hit in hits {
-        let segment = &segments[hit.segment as usize].segment;
-        let one = take_record_batch(&segment.batch, &UInt32Array::from(vec![hit.row]))?;
-        rows.push(one.project(&keep)?);
+        let at = match place.get(&hit.segment) {
+            Some(at) => *at,
+            None => {
+                let batch = segments[hit.segment as usize].segment.batch.project(&keep)?;
+                sources.push(RecordBatch::try_new(projected.clone(), batch.columns().to_vec())?);
+                place.insert(hit.segment, sources.len() - 1);
+                sources.len() - 1
+            }
+        };
+        indices.push((at, hit.row as usize));
     }
-    let rows = concat_batches(&projected, &rows)?;
+    let rows = if sources.is_empty() {
+        RecordBatch::new_empty(projected.clone())
+    } else {
+        interleave_record_batch(&sources.iter().collect::<Vec<_>>(), &indices)?
+    };
     let scores: ArrayRef = Arc::new(Float32Array::from_iter_values(hits.iter().map(|h| h.distance)));
     let mut fields: Vec<Arc<Field>> = projected.fields().iter().cloned().collect();
     let mut columns: Vec<ArrayRef> = rows.columns().to_vec();

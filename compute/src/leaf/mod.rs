@@ -25,7 +25,7 @@ use crate::index::SearchParams;
 use crate::gateway::MAX_MESSAGE_BYTES;
 use crate::ingest::encode_ipc;
 use crate::limits::{ExprLimits, HARD_MAX_EXPR_DEPTH};
-use crate::search::{search_segments_blocking, SearchQuery};
+use crate::search::{search_segments_async, SearchQuery};
 use crate::liveness::{live_segments, LiveSegment, VersionSources};
 use crate::meta_client::{wait_for_version, MetaClient};
 
@@ -100,7 +100,7 @@ impl Leaf for LeafService {
         };
         let params = SearchParams::from_request((req.ef > 0).then_some(req.ef), req.exact, (req.oversampling > 0.0).then_some(req.oversampling)).map_err(Status::from)?;
         let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors, params };
-        let result = search_segments_blocking(metric, schema, segments, query).await?;
+        let result = search_segments_async(metric, schema, segments, query).await?;
         let arrow_ipc = encode_ipc(&result.hits.schema(), &[result.hits]).map_err(Status::from)?;
         Ok(Response::new(pb::SearchSegmentsResponse { arrow_ipc, rows_scanned: result.rows_scanned, missing_segments: missing }))
     }

@@ -18,7 +18,7 @@ use super::{Replica, Router, SegmentRoute};
 use crate::error::ComputeError;
 use crate::ingest::decode_ipc;
 use crate::liveness::live_segments;
-use crate::search::{merge_hits, search_segments, search_segments_blocking, SearchQuery};
+use crate::search::{merge_hits, search_segments, search_segments_async, SearchQuery};
 
 /// The merged answer of a fan-out.
 #[derive(Debug)]
@@ -144,7 +144,7 @@ impl Router {
             Replica::Local => {
                 let (segments, not_held) = self.engine.lookup(&ids);
                 let segments = live_segments(segments, collection, collection.version, self.engine.keys()).await?;
-                let result = search_segments_blocking(collection.spec.metric, schema.cloned(), segments, query.clone()).await?;
+                let result = search_segments_async(collection.spec.metric, schema.cloned(), segments, query.clone()).await?;
                 Ok((result.hits, result.rows_scanned, not_held))
             }
             Replica::Remote { addr, .. } => {
