@@ -281,7 +281,8 @@ impl Engine {
     async fn load_index(&self, segment: &SegmentRef, meta: &SegmentMeta) {
         let Some(index) = &meta.index else { return };
         let result = async {
-            let bytes = self.storage.get_sized(&index.path, index.size_bytes).await?;
+            // Artifacts are immutable like segments: the local cache keeps them too.
+            let bytes = self.storage.read_object(&index.path, index.size_bytes).await?;
             let ann = tokio::task::spawn_blocking(move || crate::index::hnsw::artifact::decode(&bytes))
                 .await
                 .map_err(|e| ComputeError::Internal(format!("index load task: {e}")))?

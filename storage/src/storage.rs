@@ -379,6 +379,19 @@ impl Storage {
         Ok(Some(path))
     }
 
+    /// Reads a whole immutable object (a segment, an index artifact) that should have `size`
+    /// bytes: through the local cache when this storage has one, else as [`Storage::get_sized`].
+    pub async fn read_object(&self, path: &str, size: u64) -> Result<Bytes, StorageError> {
+        let bytes = match &self.cache {
+            Some(cache) => self.get_cached(cache, path).await?,
+            None => self.get_sized(path, size).await?,
+        };
+        if bytes.len() as u64 != size {
+            return Err(StorageErrorKind::Corrupt.with_context(format!("{path} has {} bytes, its metadata says {size}", bytes.len())));
+        }
+        Ok(bytes)
+    }
+
     /// Reads a whole segment back as Arrow batches, in the order written.
     ///
     /// A missing object is [`StorageErrorKind::NotFound`]; an object whose size, format or row
@@ -386,18 +399,7 @@ impl Storage {
     pub async fn read_segment(&self, meta: &SegmentMeta) -> Result<Vec<RecordBatch>, StorageError> {
         let path = meta.path.as_str();
         let ctx = || format!("read segment {path}");
-        let bytes = match &self.cache {
-            Some(cache) => self.get_cached(cache, path).await,
-            None => self.get_sized(path, meta.size_bytes).await,
-        }
-        .map_err(|e| e.add_context(ctx()))?;
-        if bytes.len() as u64 != meta.size_bytes {
-            return Err(StorageErrorKind::Corrupt.with_context(format!(
-                "segment {path} has {} bytes, its metadata says {}",
-                bytes.len(),
-                meta.size_bytes
-            )));
-        }
+        let bytes = self.read_object(path, meta.size_bytes).await.map_err(|e| e.add_context(ctx()))?;
         let batches = decode_lance(bytes, path).await.map_err(|e| e.add_context(ctx()))?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows != meta.rows {

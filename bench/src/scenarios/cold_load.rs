@@ -6,12 +6,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use clap::Args;
 use grape_compute::datagen;
 use grape_compute::engine::{Engine, WantedSegment};
+use grape_compute::index::hnsw::build::BuildParams;
+use grape_compute::index::hnsw::{artifact, HnswIndex};
 use grape_compute::liveness::LiveSegment;
 use grape_compute::search::{search_segments, SearchQuery};
-use grape_meta::catalog::{Catalog, Metric};
+use grape_compute::segment::LoadedSegment;
+use grape_meta::catalog::{Catalog, Metric, Quantization};
+use grape_storage::format::{IndexMeta, SegmentMeta};
 use grape_storage::testing::S3TestServer;
 use grape_storage::{SegmentCache, Storage};
 use serde_json::json;
@@ -30,6 +35,15 @@ pub struct Options {
     /// Rows per segment.
     #[arg(long, default_value_t = 50_000)]
     segment_rows: usize,
+    /// Give every segment an HNSW index of this quantization (none, sq8 or bq), built here and
+    /// written beside it, so that the load reads the artifacts too: what a node does on
+    /// failover of an indexed collection.
+    #[arg(long)]
+    index: Option<String>,
+    /// Breadth of the index build's neighbour search (lower builds faster; the artifact's size
+    /// does not depend on it).
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
     /// Where to write the JSON result.
     #[arg(long, default_value = "bench/results/cold-load.json")]
     out: PathBuf,
@@ -46,17 +60,29 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let url = "s3://bench/cold-load";
     let storage = Storage::from_url_with_options(url, &server.options())?;
 
-    let t = Instant::now();
+    let quantization = match &o.index {
+        Some(q) => Some(Quantization::parse(q).ok_or_else(|| format!("unknown quantization {q:?}: none, sq8 or bq"))?),
+        None => None,
+    };
     let mut segments = Vec::new();
+    let (mut upload_s, mut index_build_s) = (0.0, 0.0);
     let mut first = 0;
     while first < o.rows {
         let n = o.segment_rows.min(o.rows - first);
         let batch = datagen::batch(o.dim, first as u64, n, first as u64);
-        segments.push(storage.write_segment("collections/bench-1", 0, &[batch]).await?);
+        let t = Instant::now();
+        let mut segment = storage.write_segment("collections/bench-1", 0, std::slice::from_ref(&batch)).await?;
+        upload_s += t.elapsed().as_secs_f64();
+        if let Some(q) = quantization {
+            let t = Instant::now();
+            segment.index = Some(build_index(&storage, &segment, batch, q, o.ef_construction).await?);
+            index_build_s += t.elapsed().as_secs_f64();
+        }
+        segments.push(segment);
         first += n;
     }
-    let upload_s = t.elapsed().as_secs_f64();
-    let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum();
+    let index_bytes: u64 = segments.iter().filter_map(|s| s.index.as_ref()).map(|i| i.size_bytes).sum();
+    let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum::<u64>() + index_bytes;
     let mut catalog = Catalog::default();
     catalog.collections.insert("bench".into(), datagen::collection("bench", o.dim, Metric::L2, segments));
 
@@ -68,8 +94,8 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let filling = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
     let warm = load_and_query(cached(url, &server, cache_dir.path())?, &catalog, o.dim).await?;
 
-    let rows = vec![
-        Row::new("segment bytes in S3", bytes as f64 / 1e6, "MB"),
+    let mut rows = vec![
+        Row::new("segment and index bytes in S3", bytes as f64 / 1e6, "MB"),
         Row::new("upload (write_segment, sequential)", upload_s, "s"),
         Row::new("no cache, one GET per segment: load + first query", whole.0, "s"),
         Row::new("no cache, 8 MiB ranged GETs: load + first query", no_cache.0, "s"),
@@ -79,9 +105,37 @@ async fn run_async(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         Row::new("warm cache: load + first query", warm.0, "s"),
         Row::new("warm cache: bytes read from S3", warm.1 as f64 / 1e6, "MB"),
     ];
-    let params = json!({ "rows": o.rows, "dim": o.dim, "segment_rows": o.segment_rows, "s3": "moto on loopback (minio/s3-server.sh)" });
+    if quantization.is_some() {
+        rows.push(Row::new("index artifact bytes in S3 (included above)", index_bytes as f64 / 1e6, "MB"));
+        rows.push(Row::new("index build and upload, here (not part of the load)", index_build_s, "s"));
+    }
+    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
+    let params = json!({
+        "rows": o.rows, "dim": o.dim, "segment_rows": o.segment_rows, "s3": "moto on loopback (minio/s3-server.sh)",
+        "index": o.index, "ef_construction": o.ef_construction, "profile": profile,
+    });
     report("cold-load", params, &rows, &o.out)?;
     Ok(())
+}
+
+/// Builds the HNSW index of one written segment (`batch`, its rows) and writes its artifact
+/// beside the segment, as an index-build job would.
+async fn build_index(
+    storage: &Storage,
+    segment: &SegmentMeta,
+    batch: RecordBatch,
+    quantization: Quantization,
+    ef_construction: usize,
+) -> Result<IndexMeta, Box<dyn std::error::Error>> {
+    let loaded = LoadedSegment::new(segment.clone(), batch.schema(), &[batch])?;
+    let params = BuildParams { ef_construction, ..BuildParams::default() };
+    let index = tokio::task::spawn_blocking(move || HnswIndex::build(&loaded, Metric::L2, quantization, params)).await?;
+    let bytes = artifact::encode(&index);
+    let path = format!("{}.{}.bench.hnsw", segment.path.trim_end_matches(".lance"), quantization.as_str());
+    let size_bytes = bytes.len() as u64;
+    storage.put_if_absent(&path, bytes.into()).await?;
+    let memory_per_row = (index.memory_bytes() / index.rows().max(1)) as u64;
+    Ok(IndexMeta { path, kind: "hnsw".into(), quantization: quantization.as_str().into(), size_bytes, memory_per_row })
 }
 
 fn cached(url: &str, server: &S3TestServer, dir: &std::path::Path) -> Result<Storage, Box<dyn std::error::Error>> {
@@ -101,5 +155,11 @@ async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result
         .collect::<Result<Vec<_>, _>>()?;
     let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false, params: Default::default() };
     search_segments(Metric::L2, Some(&schema), &segments, &query)?;
-    Ok((t.elapsed().as_secs_f64(), storage.bytes_fetched()))
+    let elapsed = t.elapsed().as_secs_f64();
+    let wanted = collection.segments().filter(|m| m.index.is_some()).count() as u64;
+    let loaded = engine.index_loads().loaded.load(std::sync::atomic::Ordering::Relaxed);
+    if loaded != wanted {
+        return Err(format!("{loaded} of {wanted} index artifacts loaded").into());
+    }
+    Ok((elapsed, storage.bytes_fetched()))
 }
