@@ -334,7 +334,7 @@ fn sum_lanes3(a: &[f32], b: &[f32], c: &[u8], term: impl Fn(f32, f32, f32) -> f3
             acc[l] += term(x[l], y[l], z[l] as f32);
         }
     }
-    let mut sum: f32 = acc.iter().sum();
+    let mut sum = crate::distance::reduce_lanes(acc);
     for ((x, y), z) in a_rest.iter().zip(b_rest).zip(c_rest) {
         sum += term(*x, *y, *z as f32);
     }

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::beam::{greedy, search_level, with_visited, Level, Near};
 use super::graph::{Graph, NONE};
 use crate::distance::Scorer;
-use crate::index::Vectors;
+use crate::index::{FlatVectors, Vectors};
 
 /// Parameters of a graph build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ const MAX_LEVEL: u8 = 15;
 
 /// The graph while rows are being inserted.
 struct Building<'a> {
-    vectors: &'a dyn Vectors,
+    vectors: FlatVectors<'a>,
     metric: Metric,
     params: BuildParams,
     levels: Vec<u8>,
@@ -67,12 +67,19 @@ impl Level for BuildLevel<'_, '_> {
         }
     }
 
+    #[inline(always)]
     fn distance(&self, row: u32) -> f32 {
         self.building.distance_to(&self.scorer, self.query, row)
     }
 
+    #[inline(always)]
     fn allowed(&self, _row: u32) -> bool {
         true
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        self.building.vectors.prefetch(row as usize);
     }
 }
 
@@ -83,6 +90,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<'a> Building<'a> {
+    #[inline(always)]
     fn distance_to(&self, scorer: &Scorer, query: &[f32], row: u32) -> f32 {
         scorer.distance(query, self.vectors.vector(row as usize), self.vectors.norm(row as usize))
     }
@@ -96,6 +104,7 @@ impl<'a> Building<'a> {
     }
 
     /// The heuristic choice of at most `max` neighbours among `candidates` (closest first).
+    #[inline(always)]
     fn select(&self, candidates: &[Near], max: usize) -> Vec<u32> {
         let mut kept: Vec<Near> = Vec::with_capacity(max);
         for c in candidates {
@@ -111,6 +120,8 @@ impl<'a> Building<'a> {
         kept.iter().map(|k| k.row).collect()
     }
 
+    /// Inserts `row`: inlined into [`crate::simd::wide`] by [`build`], like everything it calls.
+    #[inline(always)]
     fn insert(&self, row: u32) {
         let query = self.vectors.vector(row as usize);
         let scorer = Scorer::with_norm(self.metric, self.vectors.norm(row as usize));
@@ -141,6 +152,7 @@ impl<'a> Building<'a> {
 
     /// Adds `new` to the neighbours of `row` on `level`, pruning them with the heuristic
     /// when the list overflows.
+    #[inline(always)]
     fn link(&self, row: u32, new: u32, level: u8) {
         let max = self.max_links(level);
         let mut links = lock(&self.links[row as usize]);
@@ -197,7 +209,12 @@ pub fn build(vectors: &dyn Vectors, metric: Metric, params: BuildParams) -> Grap
         .collect();
     let links = levels.iter().map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1])).collect();
     let first_level = levels.first().copied().unwrap_or(0);
-    let building = Building { vectors, metric, params, levels, links, entry: RwLock::new((0, first_level)) };
-    (1..rows as u32).into_par_iter().for_each(|row| building.insert(row));
+    let building = Building { vectors: vectors.flat(), metric, params, levels, links, entry: RwLock::new((0, first_level)) };
+    (1..rows as u32).into_par_iter().for_each(|row| {
+        crate::simd::wide(
+            #[inline(always)]
+            || building.insert(row),
+        )
+    });
     building.freeze()
 }
