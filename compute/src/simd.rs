@@ -1,14 +1,12 @@
 //! Hot loops compiled for wider vector instructions than the build's baseline, chosen when
-//! the program runs.
+//! the program runs, and prefetching.
 //!
-//! Release binaries target baseline x86-64 (SSE2), so the kernels of [`crate::distance`]
-//! use 4-lane vectors. [`wide`] runs a whole loop (a segment scan, one graph search) inside a
-//! function compiled with AVX2, where LLVM inlines the loop's kernels and widens them to 8
-//! lanes, when the CPU has AVX2. Dispatching once per loop, not per distance, keeps every
-//! kernel inlined: a per-call dispatch blocks inlining and costs more than it gains.
-//!
-//! For the widening to reach a kernel, every function between the closure and the kernel
-//! must be inlined into it: they are `#[inline(always)]` or `#[inline]` and small.
+//! Release binaries target baseline x86-64 (SSE2). [`wide`] runs a whole loop (a segment
+//! scan, one graph search, one insert of a graph build) inside a function compiled with AVX2
+//! when the CPU has it, so that what LLVM inlines into it (the graph walk, the code-distance
+//! kernels of `sq8` and `bq`) is compiled with VEX instructions. The f32 distance kernels do
+//! not rely on this: [`crate::distance`] picks intrinsic kernels once per process.
+//! Dispatching once per loop, never per call, keeps the inlined code inlined.
 
 /// Runs `f`, compiled for AVX2 when the CPU supports it (on x86-64), as is otherwise.
 #[inline(always)]
