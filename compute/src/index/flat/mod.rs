@@ -9,30 +9,26 @@ use crate::topk::{Candidate, TopK};
 
 impl VectorIndexRead for LoadedSegment {
     fn search(&self, segment: u32, query: &[f32], scorer: &Scorer, allowed: Option<&BooleanArray>, out: &mut TopK) -> u64 {
+        // The scorer's kernels are already the widest this CPU has (see `crate::distance`).
         let vectors = self.flat();
-        crate::simd::wide(
-            #[inline(always)]
-            || {
-                let mut scanned = 0u64;
-                let mut offer = |row: usize| {
-                    let distance = scorer.distance(query, vectors.vector(row), vectors.norm(row));
-                    if distance < out.threshold() {
-                        out.push(Candidate { distance, segment, row: row as u32 });
-                    }
-                    scanned += 1;
-                };
-                match allowed {
-                    None => (0..vectors.rows()).for_each(&mut offer),
-                    Some(mask) => {
-                        for row in 0..vectors.rows() {
-                            if mask.is_valid(row) && mask.value(row) {
-                                offer(row);
-                            }
-                        }
+        let mut scanned = 0u64;
+        let mut offer = |row: usize| {
+            let distance = scorer.distance(query, vectors.vector(row), vectors.norm(row));
+            if distance < out.threshold() {
+                out.push(Candidate { distance, segment, row: row as u32 });
+            }
+            scanned += 1;
+        };
+        match allowed {
+            None => (0..vectors.rows()).for_each(&mut offer),
+            Some(mask) => {
+                for row in 0..vectors.rows() {
+                    if mask.is_valid(row) && mask.value(row) {
+                        offer(row);
                     }
                 }
-                scanned
-            },
-        )
+            }
+        }
+        scanned
     }
 }

@@ -121,60 +121,46 @@ impl HnswIndex {
             return 0;
         }
         let vectors = vectors.flat();
+        // The whole walk inlined into one function compiled for AVX2 where the CPU has it.
         crate::simd::wide(
             #[inline(always)]
-            || self.search_flat(vectors, segment, query, scorer, params, allowed, out),
+            || {
+                let k = out.k();
+                let codes = self.codes.query(self.metric, query);
+                let rescored = if codes.is_some() { ((k as f32 * params.oversampling.max(1.0)).ceil() as usize).max(k) } else { k };
+                let ef = params.ef.max(rescored);
+                let at = |level: u8| QueryLevel { index: self, vectors, query, scorer, codes: codes.as_ref(), allowed, level };
+                let entry = self.graph.entry;
+                let mut computed = 1;
+                let mut start = Near { distance: at(0).distance(entry), row: entry };
+                for level in (1..=self.graph.top_level()).rev() {
+                    let (next, n) = greedy(&at(level), start);
+                    start = next;
+                    computed += n;
+                }
+                let (found, n) = with_visited(self.rows(), |v| search_level(&at(0), &[start], ef, v));
+                computed += n;
+                let offer = |out: &mut TopK, distance: f32, row: u32| {
+                    if distance < out.threshold() {
+                        out.push(Candidate { distance, segment, row });
+                    }
+                };
+                if codes.is_some() {
+                    for near in found.iter().take(rescored) {
+                        let row = near.row as usize;
+                        offer(out, scorer.distance(query, vectors.vector(row), vectors.norm(row)), near.row);
+                    }
+                    computed += found.len().min(rescored) as u64;
+                } else {
+                    for near in &found {
+                        offer(out, near.distance, near.row);
+                    }
+                }
+                computed
+            },
         )
     }
-
-    /// [`HnswIndex::search`] over borrowed vectors; inlined so that its kernels widen.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn search_flat(
-        &self,
-        vectors: FlatVectors<'_>,
-        segment: u32,
-        query: &[f32],
-        scorer: &Scorer,
-        params: &AnnParams,
-        allowed: Option<&BooleanArray>,
-        out: &mut TopK,
-    ) -> u64 {
-        let k = out.k();
-        let codes = self.codes.query(self.metric, query);
-        let rescored = if codes.is_some() { ((k as f32 * params.oversampling.max(1.0)).ceil() as usize).max(k) } else { k };
-        let ef = params.ef.max(rescored);
-        let at = |level: u8| QueryLevel { index: self, vectors, query, scorer, codes: codes.as_ref(), allowed, level };
-        let entry = self.graph.entry;
-        let mut computed = 1;
-        let mut start = Near { distance: at(0).distance(entry), row: entry };
-        for level in (1..=self.graph.top_level()).rev() {
-            let (next, n) = greedy(&at(level), start);
-            start = next;
-            computed += n;
-        }
-        let (found, n) = with_visited(self.rows(), |v| search_level(&at(0), &[start], ef, v));
-        computed += n;
-        let offer = |out: &mut TopK, distance: f32, row: u32| {
-            if distance < out.threshold() {
-                out.push(Candidate { distance, segment, row });
-            }
-        };
-        if codes.is_some() {
-            for near in found.iter().take(rescored) {
-                let row = near.row as usize;
-                offer(out, scorer.distance(query, vectors.vector(row), vectors.norm(row)), near.row);
-            }
-            computed += found.len().min(rescored) as u64;
-        } else {
-            for near in &found {
-                offer(out, near.distance, near.row);
-            }
-        }
-        computed
-    }
 }
-
 
 #[cfg(test)]
 mod tests;
