@@ -20,8 +20,13 @@ pub const CACHED_FILTERS: usize = 1024;
 /// Compiled filters by limits, schema and text.
 static COMPILED: LazyLock<Mutex<HashMap<String, Filter>>> = LazyLock::new(Default::default);
 
-/// The DataFusion session filters are planned in (building one registers every function).
-static SESSION: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
+/// The DataFusion session filters are planned in (building one registers every function,
+/// ours included).
+static SESSION: LazyLock<SessionContext> = LazyLock::new(|| {
+    let ctx = SessionContext::new();
+    crate::qdrant::register_functions(&ctx);
+    ctx
+});
 
 /// A filter compiled against a collection's schema, ready to evaluate on its segments.
 #[derive(Debug, Clone)]

@@ -29,6 +29,7 @@
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
 //! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
 //! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
+//! - [`qdrant`]: Qdrant's REST API over the gateway, for existing Qdrant clients.
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
 #![warn(missing_docs)]
@@ -49,6 +50,7 @@ pub mod leaf;
 pub mod limits;
 pub mod liveness;
 pub mod meta_client;
+pub mod qdrant;
 pub mod remote_meta;
 pub mod router;
 pub mod search;

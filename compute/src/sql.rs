@@ -38,6 +38,7 @@ pub async fn run_sql(
     runtime: Arc<RuntimeEnv>,
 ) -> Result<SqlAnswer, ComputeError> {
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    crate::qdrant::register_functions(&ctx);
     let missed: Option<MissedSegments> = allow_partial.then(MissedSegments::default);
     for collection in catalog.collections.values() {
         let Some(schema) = &collection.spec.schema else { continue };

@@ -152,6 +152,7 @@ impl Gateway {
         let router = self.router.clone();
         on_sql_threads(async move {
             let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+            crate::qdrant::register_functions(&ctx);
             let table = CollectionTable::new(schema, collection, router, None);
             let df: DataFrame = ctx.read_table(Arc::new(table))?;
             let predicate = match lookup {

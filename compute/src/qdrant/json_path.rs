@@ -1,0 +1,116 @@
+//! Qdrant's payload key paths (`a.b`, `a[].b`, `a[0].b`, `"a.b".c`) and the values they reach
+//! in a JSON payload, with the semantics of Qdrant's reference implementation: arrays met on
+//! the way are entered by `[]`, and an array at the end of the path is flattened into its
+//! elements when asked to (filters match if any element matches).
+
+use serde_json::Value;
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// An object's field.
+    Key(String),
+    /// One element of an array.
+    Index(usize),
+    /// Every element of an array (`[]`).
+    Every,
+}
+
+/// A parsed key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<Step>);
+
+impl KeyPath {
+    /// Parses `key`; fails with a message naming the key when it is empty or malformed.
+    pub fn parse(key: &str) -> Result<KeyPath, String> {
+        let bad = || format!("invalid payload key \"{key}\"");
+        let mut steps = Vec::new();
+        let mut rest = key;
+        loop {
+            // A field: quoted (may hold dots and brackets) or plain up to `.` or `[`.
+            let (field, after) = if let Some(quoted) = rest.strip_prefix('"') {
+                let end = quoted.find('"').ok_or_else(bad)?;
+                (&quoted[..end], &quoted[end + 1..])
+            } else {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if field.is_empty() {
+                return Err(bad());
+            }
+            steps.push(Step::Key(field.to_string()));
+            rest = after;
+            while let Some(inner) = rest.strip_prefix('[') {
+                let end = inner.find(']').ok_or_else(bad)?;
+                let index = &inner[..end];
+                steps.push(if index.is_empty() { Step::Every } else { Step::Index(index.parse().map_err(|_| bad())?) });
+                rest = &inner[end + 1..];
+            }
+            if rest.is_empty() {
+                return Ok(KeyPath(steps));
+            }
+            rest = rest.strip_prefix('.').filter(|r| !r.is_empty()).ok_or_else(bad)?;
+        }
+    }
+
+    /// The values the path reaches in `payload`, `None` when it reaches none. With `flat`, an
+    /// array reached by the last field is replaced by its elements.
+    pub fn values<'a>(&self, payload: &'a Value, flat: bool) -> Option<Vec<&'a Value>> {
+        let mut out = Vec::new();
+        collect(payload, &self.0, flat, &mut out);
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// Walks `steps` from `data`, pushing what the last step reaches.
+fn collect<'a>(data: &'a Value, steps: &[Step], flat: bool, out: &mut Vec<&'a Value>) {
+    let Some((step, rest)) = steps.split_first() else { return };
+    let next: Vec<&Value> = match (step, data) {
+        (Step::Key(k), Value::Object(map)) => map.get(k).into_iter().collect(),
+        (Step::Index(i), Value::Array(items)) => items.get(*i).into_iter().collect(),
+        (Step::Every, Value::Array(items)) => items.iter().collect(),
+        _ => return,
+    };
+    if rest.is_empty() {
+        for value in next {
+            match value {
+                Value::Array(items) if flat && matches!(step, Step::Key(_)) => out.extend(items),
+                _ => out.push(value),
+            }
+        }
+    } else {
+        for value in next {
+            collect(value, rest, flat, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_paths() {
+        assert_eq!(KeyPath::parse("a.b").unwrap().0, vec![Step::Key("a".into()), Step::Key("b".into())]);
+        assert_eq!(KeyPath::parse("a[].b").unwrap().0, vec![Step::Key("a".into()), Step::Every, Step::Key("b".into())]);
+        assert_eq!(KeyPath::parse("a[2]").unwrap().0, vec![Step::Key("a".into()), Step::Index(2)]);
+        assert_eq!(KeyPath::parse("\"x.y\".z").unwrap().0, vec![Step::Key("x.y".into()), Step::Key("z".into())]);
+        for bad in ["", ".a", "a.", "a..b", "a[x]", "a[", "\"a"] {
+            assert!(KeyPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reaches_values_like_qdrant() {
+        let p = json!({"a": {"b": [1, 2]}, "c": [{"d": 1}, {"d": [3, 4]}, {"e": 0}], "n": null});
+        let get = |k: &str, flat| KeyPath::parse(k).unwrap().values(&p, flat).map(|v| v.into_iter().cloned().collect::<Vec<_>>());
+        assert_eq!(get("a.b", true), Some(vec![json!(1), json!(2)]));
+        assert_eq!(get("a.b", false), Some(vec![json!([1, 2])]));
+        assert_eq!(get("c[].d", true), Some(vec![json!(1), json!(3), json!(4)]));
+        assert_eq!(get("c[1].d", true), Some(vec![json!(3), json!(4)]));
+        assert_eq!(get("n", true), Some(vec![json!(null)]));
+        assert_eq!(get("missing", true), None);
+        assert_eq!(get("a.b.c", true), None);
+    }
+}
