@@ -50,6 +50,11 @@ impl DevServer {
         self.node.endpoint()
     }
 
+    /// Serves Qdrant's REST API on `listen` (see [`NodeServer::serve_qdrant`]).
+    pub async fn serve_qdrant(&self, listen: &str) -> Result<std::net::SocketAddr, CliError> {
+        self.node.serve_qdrant(listen).await
+    }
+
     /// Stops serving, waits for in-flight requests, and shuts meta down.
     pub async fn shutdown(self) -> Result<(), CliError> {
         self.node.stop().await?;

@@ -74,6 +74,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let storage = args.storage.resolve(&config.storage);
             let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
+            if args.qdrant_listen != "off" {
+                let addr = server.serve_qdrant(&args.qdrant_listen).await?;
+                eprintln!("grape dev: Qdrant REST API on http://{addr}");
+            }
             server.run_until_signal().await
         }
         Command::Collection(cmd) => cli::collection::run(&mut connect(&cli.endpoint).await?, format, cmd).await,

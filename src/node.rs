@@ -105,6 +105,21 @@ impl NodeServer {
         self.addr
     }
 
+    /// Serves Qdrant's REST API over this node's gateway on `listen` until the node stops;
+    /// returns the address it listens on.
+    pub async fn serve_qdrant(&self, listen: &str) -> Result<SocketAddr, CliError> {
+        let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("qdrant-listen {listen}"), source })?;
+        let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("qdrant-listen {listen}"), source })?;
+        let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
+        let stopped = until_stopped(&self.stop);
+        tokio::spawn(async move {
+            if let Err(e) = grape_compute::qdrant::serve(listener, api, stopped).await {
+                tracing::error!("the Qdrant API on {addr} stopped: {e}");
+            }
+        });
+        Ok(addr)
+    }
+
     /// The node's gateway.
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway

@@ -120,6 +120,9 @@ pub struct DevArgs {
     /// Address the gateway listens on.
     #[arg(long, default_value = "127.0.0.1:6800")]
     pub listen: String,
+    /// Address to serve Qdrant's REST API on, for existing Qdrant clients (`off`: none).
+    #[arg(long, default_value = "127.0.0.1:6333")]
+    pub qdrant_listen: String,
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -165,6 +168,9 @@ pub struct ComputeArgs {
     /// Address to serve the public API on.
     #[arg(long, default_value = "127.0.0.1:6800")]
     pub listen: String,
+    /// Address to serve Qdrant's REST API on, for existing Qdrant clients (default: none).
+    #[arg(long)]
+    pub qdrant_listen: Option<String>,
     /// Address other nodes and clients reach this node at, `HOST:PORT` (default: the address
     /// it listens on; required when that is unspecified, such as 0.0.0.0).
     #[arg(long)]

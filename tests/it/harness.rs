@@ -76,12 +76,16 @@ impl DevProcess {
 
     /// Starts `grape ROLE…` with the common server flags and waits until it answers `status`.
     fn start_role(role: &[&str], data_dir: &Path, port: u16, extra: ServerFlags) -> DevProcess {
+        // `grape dev` serves the Qdrant API on 6333 by default: tests that want it name a port.
+        let qdrant_off: &[&str] =
+            if role == ["dev"] && !extra.args.iter().any(|a| a == "--qdrant-listen") { &["--qdrant-listen", "off"] } else { &[] };
         let child = Command::new(grape_bin())
             .args(role)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(&extra.args)
+            .args(qdrant_off)
             .envs(extra.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

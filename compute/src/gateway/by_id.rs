@@ -83,6 +83,33 @@ impl Gateway {
         Ok(v1::DeleteResponse { rows, version })
     }
 
+    /// Rows of `collection` at `min_version` or later, with `columns`: those with the given
+    /// keys (`Ok(None)` lookups are by page otherwise). Used by APIs that address rows by key.
+    pub async fn read_rows(
+        &self,
+        collection: &str,
+        min_version: u64,
+        keys: Option<Vec<String>>,
+        page: Option<Page>,
+        columns: Vec<String>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), ComputeError> {
+        let collection = self.wait_for_version(collection, min_version, CATCH_UP_TIMEOUT).await?;
+        let Some(schema) = collection.spec.schema.clone().map(Arc::new) else {
+            return Ok((Arc::new(Schema::empty()), Vec::new()));
+        };
+        let lookup = match (keys, page) {
+            (Some(keys), _) => Lookup::Keys(parse_ids(&collection, &schema, &[], &keys)?),
+            (None, Some(page)) => {
+                if let Some(text) = &page.filter {
+                    Filter::compile_off_runtime(text, &schema, self.limits().expr()).await?;
+                }
+                Lookup::Page(page)
+            }
+            (None, None) => Lookup::All,
+        };
+        self.read_by_id(collection, schema, lookup, columns).await
+    }
+
     /// Writes one delete log per shard of `keys` and commits them together.
     async fn commit_deletes(&self, collection: &Collection, keys: &ArrayRef) -> Result<u64, ComputeError> {
         let name = &collection.spec.name;
@@ -155,21 +182,58 @@ impl Gateway {
             crate::qdrant::register_functions(&ctx);
             let table = CollectionTable::new(schema, collection, router, None);
             let df: DataFrame = ctx.read_table(Arc::new(table))?;
-            let predicate = match lookup {
+            let predicate = match lookup.clone() {
                 Lookup::Keys(keys) => {
                     let list = (0..keys.len()).map(|i| ScalarValue::try_from_array(&keys, i).map(lit)).collect::<Result<Vec<Expr>, _>>()?;
                     col(ID_COLUMN).in_list(list, false)
                 }
-                Lookup::Filter(text) => df.parse_sql_expr(&text).map_err(|e| ComputeError::InvalidArgument(format!("invalid filter: {e}")))?,
+                Lookup::Filter(text) => parse_filter(&df, &text)?,
                 Lookup::All => lit(true),
+                Lookup::Page(ref page) => {
+                    let filter = page.filter.as_deref().map(|text| parse_filter(&df, text)).transpose()?.unwrap_or(lit(true));
+                    match &page.from {
+                        None => filter,
+                        Some(from) => {
+                            let len = lit(from.len() as i32);
+                            let later = key_length().gt(len.clone()).or(key_length().eq(len).and(col(ID_COLUMN).gt_eq(lit(from.clone()))));
+                            filter.and(later)
+                        }
+                    }
+                }
             };
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            let df = df.filter(predicate)?.select_columns(&names)?;
+            let mut df = df.filter(predicate)?;
+            if let Lookup::Page(page) = &lookup {
+                df = df.sort(vec![key_length().sort(true, false), col(ID_COLUMN).sort(true, false)])?.limit(0, Some(page.limit))?;
+            }
+            let df = df.select_columns(&names)?;
             let out: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             Ok((out, df.collect().await?))
         })
         .await
     }
+}
+
+/// `length(id)`: with the id itself, the order of utf8 keys that puts decimal integers in
+/// numeric order before longer keys (see [`crate::qdrant::ids`]).
+fn key_length() -> Expr {
+    datafusion::functions::expr_fn::octet_length(col(ID_COLUMN))
+}
+
+/// A SQL boolean expression planned against the table of `df`.
+fn parse_filter(df: &DataFrame, text: &str) -> Result<Expr, ComputeError> {
+    df.parse_sql_expr(text).map_err(|e| ComputeError::InvalidArgument(format!("invalid filter: {e}")))
+}
+
+/// One page of a collection's rows in key order (utf8 keys ordered by length, then text).
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// Only rows matching this SQL boolean expression.
+    pub filter: Option<String>,
+    /// The first key of the page (inclusive); `None`: from the first row.
+    pub from: Option<String>,
+    /// Rows at most.
+    pub limit: usize,
 }
 
 /// What [`Gateway::read_by_id`] selects.
@@ -181,6 +245,8 @@ enum Lookup {
     Filter(String),
     /// Every row.
     All,
+    /// One page of rows in key order.
+    Page(Page),
 }
 
 /// The ids of a request as an array of the collection's id type, or why they cannot be.

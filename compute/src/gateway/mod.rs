@@ -24,7 +24,7 @@ use std::time::Duration;
 use grape_meta::catalog::Collection;
 use grape_storage::Storage;
 
-pub use by_id::MAX_IDS;
+pub use by_id::{Page, MAX_IDS};
 pub use service::{GrapeService, MAX_MESSAGE_BYTES};
 pub use write::{IngestJob, Inserted};
 

@@ -46,7 +46,7 @@ pub fn compile(raw: &Value) -> Result<Expr, String> {
     if let Some(list) = conditions(map.get("must_not"))? {
         parts.push(Expr::Not(Box::new(any(list)?)));
     }
-    if let Some(list) = conditions(map.get("should"))? {
+    if let Some(list) = conditions(map.get("should"))?.filter(|l| !l.is_empty()) {
         parts.push(any(list)?);
     }
     if let Some(min) = map.get("min_should").filter(|v| !v.is_null()) {

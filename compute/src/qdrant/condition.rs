@@ -13,7 +13,7 @@ use super::json_path::KeyPath;
 pub struct Filter {
     /// Every one must match.
     pub must: Option<Vec<Condition>>,
-    /// At least one must match (an empty list matches nothing).
+    /// At least one must match (an empty list is no condition).
     pub should: Option<Vec<Condition>>,
     /// None may match.
     pub must_not: Option<Vec<Condition>>,
@@ -58,9 +58,9 @@ pub enum FieldTest {
     Any(Vec<Value>),
     /// Equals none of these.
     Except(Vec<Value>),
-    /// A string containing this text.
+    /// A string containing every word of this text (whole words, case-insensitive).
     Text(String),
-    /// A string containing any of these words.
+    /// A string containing any of these words (whole words, case-insensitive).
     TextAny(Vec<String>),
     /// A number within the bounds.
     Range(Bounds),
@@ -133,7 +133,7 @@ impl Filter {
         let check = |c: &Condition| c.matches(id, payload);
         self.must.as_ref().is_none_or(|cs| cs.iter().all(check))
             && self.must_not.as_ref().is_none_or(|cs| !cs.iter().any(check))
-            && self.should.as_ref().is_none_or(|cs| cs.iter().any(check))
+            && self.should.as_ref().is_none_or(|cs| cs.is_empty() || cs.iter().any(check))
             && self.min_should.as_ref().is_none_or(|(cs, n)| cs.iter().filter(|c| check(c)).count() >= *n)
     }
 }
@@ -146,7 +146,9 @@ impl Condition {
             Condition::IsEmpty(key) => {
                 key.values(payload, false).is_none_or(|vs| vs.iter().all(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty)))
             }
-            Condition::IsNull(key) => key.values(payload, false).is_some_and(|vs| vs.iter().any(|v| v.is_null())),
+            Condition::IsNull(key) => key
+                .values(payload, false)
+                .is_some_and(|vs| vs.iter().any(|v| v.is_null() || v.as_array().is_some_and(|a| a.iter().any(Value::is_null)))),
             Condition::HasId(ids) => id.is_some_and(|id| ids.contains(id)),
             Condition::HasVector(_) => true,
             Condition::Nested(key, filter) => key.values(payload, true).is_some_and(|vs| vs.iter().any(|v| filter.matches(None, v))),
@@ -161,7 +163,7 @@ impl FieldCondition {
         let test = &self.test;
         match test {
             FieldTest::ValuesCount(bounds) => {
-                let Some(values) = self.key.values(payload, false) else { return false };
+                let values = self.key.values(payload, false).unwrap_or_default();
                 let counts: Vec<usize> = if values.iter().all(|v| v.is_null()) {
                     vec![0]
                 } else {
@@ -182,9 +184,15 @@ impl FieldTest {
         match self {
             FieldTest::Value(want) => json_eq(v, want),
             FieldTest::Any(list) => list.iter().any(|w| json_eq(v, w)),
-            FieldTest::Except(list) => !list.iter().any(|w| json_eq(v, w)),
-            FieldTest::Text(text) => v.as_str().is_some_and(|s| s.contains(text.as_str())),
-            FieldTest::TextAny(words) => v.as_str().is_some_and(|s| words.iter().any(|w| s.contains(w.as_str()))),
+            FieldTest::Except(list) => !v.is_null() && !list.iter().any(|w| json_eq(v, w)),
+            FieldTest::Text(text) => v.as_str().is_some_and(|s| {
+                let words = tokens(s);
+                tokens(text).iter().all(|t| words.contains(t))
+            }),
+            FieldTest::TextAny(any) => v.as_str().is_some_and(|s| {
+                let words = tokens(s);
+                any.iter().flat_map(|w| tokens(w)).any(|t| words.contains(&t))
+            }),
             FieldTest::Range(b) => v.as_f64().is_some_and(|x| b.contains(x)),
             FieldTest::DatetimeRange(b) => v.as_str().and_then(parse_datetime).is_some_and(|t| b.contains(t as f64)),
             FieldTest::GeoBox { top_left, bottom_right } => geo_point(v).is_some_and(|(lat, lon)| {
@@ -203,16 +211,16 @@ impl FieldTest {
     }
 }
 
-/// Equality of payload values as Qdrant's reference compares them: numbers by value
-/// (`1 == 1.0`), everything else structurally.
+/// Equality of payload values as Qdrant compares them: strictly typed (an integer never
+/// equals a float or a bool).
 fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        _ => a == b,
-    }
+    a == b
+}
+
+/// The lowercase words of a text, as full-text matching compares them (a word is a run of
+/// letters and digits).
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
 /// `{lat, lon}` of a geo value.
@@ -449,7 +457,7 @@ mod tests {
             json!({"must": {"key": "n", "range": {"gte": 3, "lt": 4}}}),
             json!({"must": [{"key": "tags", "match": {"any": ["b", "z"]}}]}),
             json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}),
-            json!({"must": [{"key": "city.name", "match": {"text": "sl"}}]}),
+            json!({"must": [{"key": "city.name", "match": {"text": "OSLO"}}]}),
             json!({"must": [{"is_null": {"key": "x"}}, {"is_empty": {"key": "e"}}, {"is_empty": {"key": "nope"}}]}),
             json!({"must": [{"key": "tags", "values_count": {"gte": 2}}]}),
             json!({"must": [{"key": "when", "range": {"gt": "2024-01-01", "lt": "2024-01-03T00:00:00+00:00"}}]}),
@@ -468,8 +476,9 @@ mod tests {
         }
         let no = [
             json!({"must": [{"key": "color", "match": {"value": "blue"}}]}),
-            json!({"should": []}),
+            json!({"must": [{"key": "city.name", "match": {"text": "sl"}}]}),
             json!({"must": [{"key": "missing", "match": {"except": ["a"]}}]}),
+            json!({"must": [{"key": "x", "match": {"except": ["a"]}}]}),
             json!({"must": [{"is_null": {"key": "missing"}}]}),
             json!({"must": [{"nested": {"key": "items", "filter": {"must": [{"key": "k", "match": {"value": 1}}, {"key": "v", "match": {"value": "y"}}]}}}]}),
             json!({"must": [{"key": "n", "range": {"gt": 3}}]}),

@@ -1,18 +1,42 @@
-//! Qdrant's API on a gateway, so that existing Qdrant clients work against Grape unchanged.
+//! Qdrant's REST API on a gateway, so that existing Qdrant clients work against Grape
+//! unchanged.
 //!
 //! A collection made through this API has a utf8 `id` column (Qdrant's integer and UUID ids,
 //! see [`ids`]), the `vector` column, and a `payload` column holding each point's payload as
 //! JSON text, readable from SQL and filtered with `payload_match` (see [`compile`]).
 //!
 //! # Layout
+//! - [`server`]: the HTTP routes and serving them.
+//! - [`collections`], [`points`], [`query`]: the endpoints, over the [`Gateway`].
+//! - [`reply`]: Qdrant's response envelope and error shape.
 //! - [`json_path`]: payload key paths and the values they reach.
 //! - [`condition`]: Qdrant's filter language, parsed and evaluated on one payload.
 //! - [`compile`]: filters compiled to DataFusion expressions, and the `payload_match` function.
 //! - [`ids`]: point ids and their form in the `id` column.
 
+pub mod collections;
 pub mod compile;
 pub mod condition;
 pub mod ids;
 pub mod json_path;
+pub mod points;
+pub mod query;
+pub mod reply;
+pub mod server;
+
+use std::sync::Arc;
 
 pub use compile::register_functions;
+pub use server::serve;
+
+use crate::gateway::Gateway;
+
+/// The Qdrant API over one gateway.
+#[derive(Clone)]
+pub struct QdrantApi {
+    /// The gateway every endpoint goes through.
+    pub gateway: Arc<Gateway>,
+}
+
+/// The Qdrant version this API follows (clients warn when their major or minor differ much).
+pub const QDRANT_VERSION: &str = "1.19.0";

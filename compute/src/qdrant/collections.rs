@@ -1,0 +1,199 @@
+//! Qdrant's collection endpoints over Grape's catalog: create (vector size and distance,
+//! shards, replicas, quantization), get, list, exists, delete.
+//!
+//! Distances map onto Grape's metrics: `Cosine` → cosine, `Euclid` → l2, `Dot` → dot.
+//! `Manhattan` and named vectors are refused with a clear error until Grape has them.
+
+use grape_meta::catalog::{Collection, Metric};
+use grape_proto::v1;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::compile::PAYLOAD_COLUMN;
+use super::reply::{Outcome, QdrantError};
+use super::QdrantApi;
+use crate::limits::RequestClass::Write;
+use crate::segment::ID_COLUMN;
+
+/// The body of `PUT /collections/{name}`.
+#[derive(Debug, Deserialize)]
+pub struct CreateCollection {
+    /// `{size, distance}`, or named vectors (refused for now).
+    pub vectors: Option<Value>,
+    /// Shards; default 1.
+    pub shard_number: Option<u32>,
+    /// Replicas of each segment; default 1.
+    pub replication_factor: Option<u32>,
+    /// `{scalar: …}` → sq8, `{binary: …}` → bq.
+    pub quantization_config: Option<Value>,
+    /// Everything else Qdrant accepts (HNSW, optimizer, WAL settings) is accepted and ignored:
+    /// Grape tunes its own indexes.
+    #[serde(flatten)]
+    pub ignored: serde_json::Map<String, Value>,
+}
+
+/// Grape's metric of a Qdrant distance name.
+fn metric(distance: &str) -> Result<&'static str, QdrantError> {
+    match distance {
+        "Cosine" => Ok("cosine"),
+        "Euclid" => Ok("l2"),
+        "Dot" => Ok("dot"),
+        "Manhattan" => Err(QdrantError::wrong_input("the Manhattan distance is not supported by Grape yet")),
+        other => Err(QdrantError::BadRequest(format!("Format error in JSON body: unknown distance `{other}`"))),
+    }
+}
+
+/// Qdrant's distance name of a Grape metric.
+pub fn distance_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "Cosine",
+        Metric::L2 => "Euclid",
+        Metric::Dot => "Dot",
+    }
+}
+
+/// Grape's quantization of a Qdrant `quantization_config`.
+fn quantization(config: Option<&Value>) -> Result<&'static str, QdrantError> {
+    match config {
+        None | Some(Value::Null) => Ok("none"),
+        Some(c) if c.get("scalar").is_some() => Ok("sq8"),
+        Some(c) if c.get("binary").is_some() => Ok("bq"),
+        Some(c) => Err(QdrantError::wrong_input(format!("quantization {c} is not supported: use scalar (int8) or binary"))),
+    }
+}
+
+impl QdrantApi {
+    /// `PUT /collections/{name}`.
+    pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Outcome {
+        let vectors = body.vectors.ok_or_else(|| QdrantError::wrong_input("a collection needs `vectors: {size, distance}`"))?;
+        let (size, distance) = match (vectors.get("size").and_then(Value::as_u64), vectors.get("distance").and_then(Value::as_str)) {
+            (Some(size), Some(distance)) => (size, distance),
+            _ if vectors.is_object() => {
+                return Err(QdrantError::wrong_input("named vectors are not supported by Grape yet: use `vectors: {size, distance}`"))
+            }
+            _ => return Err(QdrantError::wrong_input(format!("vectors must be {{size, distance}}, got {vectors}"))),
+        };
+        let req = v1::CreateCollectionRequest {
+            name: name.to_string(),
+            dim: u32::try_from(size).map_err(|_| QdrantError::wrong_input(format!("vector size {size} is too large")))?,
+            metric: metric(distance)?.to_string(),
+            shards: body.shard_number.unwrap_or(1),
+            replicas: body.replication_factor.unwrap_or(1),
+            fields: vec![v1::Field { name: PAYLOAD_COLUMN.to_string(), r#type: "utf8".to_string(), nullable: true }],
+            id_type: "utf8".to_string(),
+            quantization: quantization(body.quantization_config.as_ref())?.to_string(),
+        };
+        let gateway = &self.gateway;
+        gateway.guarded(Write, gateway.create_collection(req)).await.map_err(|e| match QdrantError::from(e) {
+            QdrantError::Conflict(_) => QdrantError::Conflict(format!("Wrong input: Collection `{name}` already exists!")),
+            other => other,
+        })?;
+        Ok(json!(true))
+    }
+
+    /// `DELETE /collections/{name}`: true if it existed.
+    pub async fn delete_collection(&self, name: &str) -> Outcome {
+        let gateway = &self.gateway;
+        match gateway.guarded(Write, gateway.drop_collection(name)).await.map_err(QdrantError::from) {
+            Ok(()) => Ok(json!(true)),
+            Err(QdrantError::NotFound(_)) => Ok(json!(false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /collections`.
+    pub async fn list_collections(&self) -> Outcome {
+        let names: Vec<Value> = self.gateway.meta.catalog().await.map_err(crate::error::ComputeError::from)?.collections.keys().map(|n| json!({ "name": n })).collect();
+        Ok(json!({ "collections": names }))
+    }
+
+    /// `GET /collections/{name}/exists`.
+    pub async fn collection_exists(&self, name: &str) -> Outcome {
+        let catalog = self.gateway.meta.catalog().await.map_err(crate::error::ComputeError::from)?;
+        Ok(json!({ "exists": catalog.collections.contains_key(name) }))
+    }
+
+    /// `GET /collections/{name}`: Qdrant's collection info, from Grape's.
+    pub async fn get_collection(&self, name: &str) -> Outcome {
+        let info = self.gateway.describe_collection(name).await.map_err(|e| self.not_found_as_qdrant(name, e))?;
+        let quantization = match info.quantization.as_str() {
+            "sq8" => json!({ "scalar": { "type": "int8", "always_ram": true } }),
+            "bq" => json!({ "binary": { "always_ram": true } }),
+            _ => Value::Null,
+        };
+        let distance = Metric::parse(&info.metric).map_or("Euclid", distance_name);
+        Ok(json!({
+            "status": "green",
+            "optimizer_status": "ok",
+            "points_count": info.rows,
+            "indexed_vectors_count": info.indexed_rows,
+            "segments_count": info.segments,
+            "config": {
+                "params": {
+                    "vectors": { "size": info.dim, "distance": distance },
+                    "shard_number": info.shards,
+                    "replication_factor": info.replicas,
+                    "write_consistency_factor": 1,
+                    "on_disk_payload": false,
+                },
+                "hnsw_config": { "m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0, "on_disk": false },
+                "optimizer_config": {
+                    "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
+                    "max_segment_size": null, "memmap_threshold": null, "indexing_threshold": 10000,
+                    "flush_interval_sec": 5, "max_optimization_threads": null,
+                },
+                "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
+                "quantization_config": quantization,
+            },
+            "payload_schema": {},
+        }))
+    }
+
+    /// `PATCH /collections/{name}`: a new `quantization_config` rebuilds the indexes, a new
+    /// `params.replication_factor` changes the replicas; Qdrant's other settings are accepted
+    /// and ignored.
+    pub async fn update_collection(&self, name: &str, body: Value) -> Outcome {
+        self.collection(name)?;
+        let gateway = &self.gateway;
+        if let Some(config) = body.get("quantization_config").filter(|c| !c.is_null()) {
+            let q = quantization(Some(config))?;
+            gateway.guarded(Write, gateway.set_quantization(name, q)).await?;
+        }
+        if let Some(r) = body.get("params").and_then(|p| p.get("replication_factor")).and_then(Value::as_u64) {
+            let r = u32::try_from(r).map_err(|_| QdrantError::wrong_input(format!("replication_factor {r} is too large")))?;
+            gateway.guarded(Write, gateway.set_replicas(name, r)).await?;
+        }
+        Ok(json!(true))
+    }
+
+    /// The catalog entry of a collection made through this API (utf8 ids and a JSON payload),
+    /// or the error Qdrant gives for a missing collection.
+    pub fn collection(&self, name: &str) -> Result<Collection, QdrantError> {
+        let catalog = self.gateway.meta.applied_catalog();
+        let collection = catalog.collections.get(name).ok_or_else(|| not_found(name))?.clone();
+        let schema = collection.spec.schema.as_ref();
+        let shaped = schema.is_some_and(|s| {
+            s.field_with_name(ID_COLUMN).is_ok_and(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+                && s.field_with_name(PAYLOAD_COLUMN).is_ok_and(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+        });
+        if !shaped {
+            return Err(QdrantError::wrong_input(format!(
+                "collection `{name}` was not made through the Qdrant API (it needs utf8 ids and a JSON `payload` column); use Grape's own API for it"
+            )));
+        }
+        Ok(collection)
+    }
+
+    /// A Grape `NotFound` as Qdrant's message for a missing collection.
+    pub fn not_found_as_qdrant(&self, name: &str, e: crate::error::ComputeError) -> QdrantError {
+        match QdrantError::from(e) {
+            QdrantError::NotFound(_) => not_found(name),
+            other => other,
+        }
+    }
+}
+
+/// Qdrant's error for a missing collection.
+pub fn not_found(name: &str) -> QdrantError {
+    QdrantError::NotFound(format!("Not found: Collection `{name}` doesn't exist!"))
+}

@@ -1,0 +1,456 @@
+//! Qdrant's point endpoints: upsert (list and batch forms), retrieve, delete, the payload
+//! edits (set, overwrite, delete keys, clear), scroll and count.
+//!
+//! Every write is an upsert or delete of Grape's: durable and committed before it is
+//! acknowledged, so `wait=true` and `wait=false` both answer `completed`. Payload edits read
+//! the points they touch and upsert them again with the new payload, in one commit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
+use arrow::datatypes::{Field, Schema};
+use grape_meta::catalog::{Collection, Metric};
+use grape_proto::v1;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::compile::{to_sql, PAYLOAD_COLUMN};
+use super::condition::Filter;
+use super::ids::PointId;
+use super::json_path::{KeyPath, Step};
+use super::reply::{Outcome, QdrantError};
+use super::QdrantApi;
+use crate::gateway::Page;
+use crate::ingest::vector_type;
+use crate::limits::RequestClass::{Search, Write};
+use crate::search::validate_vector;
+use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+
+/// Most points one scroll page or retrieve may return.
+pub const MAX_PAGE: usize = 100_000;
+
+/// One point to upsert.
+#[derive(Debug, Clone)]
+pub struct NewPoint {
+    /// Its id.
+    pub id: PointId,
+    /// Its vector, checked and (for cosine) normalised.
+    pub vector: Vec<f32>,
+    /// Its payload object (`None`: no payload).
+    pub payload: Option<Map<String, Value>>,
+}
+
+/// Which payload keys a response shows (`with_payload`).
+#[derive(Debug, Clone)]
+pub enum PayloadSelector {
+    /// No payload (`false`).
+    Nothing,
+    /// The whole payload (`true`).
+    All,
+    /// Only these top-level keys (a list, or `{"include": [...]}`).
+    Include(Vec<String>),
+    /// All but these keys (`{"exclude": [...]}`).
+    Exclude(Vec<String>),
+}
+
+impl PayloadSelector {
+    /// Reads `with_payload`, `default` when absent.
+    pub fn parse(value: Option<&Value>, default: bool) -> Result<PayloadSelector, QdrantError> {
+        let keys = |v: &Value| -> Result<Vec<String>, QdrantError> {
+            v.as_array()
+                .ok_or_else(|| QdrantError::wrong_input(format!("a payload selector lists keys, got {v}")))?
+                .iter()
+                .map(|k| k.as_str().map(String::from).ok_or_else(|| QdrantError::wrong_input(format!("payload key {k} is not a string"))))
+                .collect()
+        };
+        Ok(match value {
+            None | Some(Value::Null) => if default { PayloadSelector::All } else { PayloadSelector::Nothing },
+            Some(Value::Bool(true)) => PayloadSelector::All,
+            Some(Value::Bool(false)) => PayloadSelector::Nothing,
+            Some(list @ Value::Array(_)) => PayloadSelector::Include(keys(list)?),
+            Some(Value::Object(o)) if o.contains_key("include") => PayloadSelector::Include(keys(&o["include"])?),
+            Some(Value::Object(o)) if o.contains_key("exclude") => PayloadSelector::Exclude(keys(&o["exclude"])?),
+            Some(other) => return Err(QdrantError::wrong_input(format!("with_payload is a bool, a list of keys, or include/exclude: {other}"))),
+        })
+    }
+
+    /// The payload to show for a stored one.
+    pub fn apply(&self, payload: Map<String, Value>) -> Value {
+        match self {
+            PayloadSelector::Nothing => Value::Null,
+            PayloadSelector::All => Value::Object(payload),
+            PayloadSelector::Include(keys) => Value::Object(payload.into_iter().filter(|(k, _)| keys.iter().any(|w| w == k)).collect()),
+            PayloadSelector::Exclude(keys) => Value::Object(payload.into_iter().filter(|(k, _)| !keys.iter().any(|w| w == k)).collect()),
+        }
+    }
+}
+
+/// Whether `with_vector`/`with_vectors` asks for vectors (`true` or a non-empty list).
+pub fn wants_vectors(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Array(names)) => !names.is_empty(),
+        _ => false,
+    }
+}
+
+/// Stored points read back: ids, payloads and (when asked) vectors, row by row.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Point ids.
+    pub ids: Vec<PointId>,
+    /// Payload objects (empty for none).
+    pub payloads: Vec<Map<String, Value>>,
+    /// Vectors, when read.
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+impl Rows {
+    /// Reads the `id`, `payload` and (if present) `vector` columns of `batches`.
+    pub fn from_batches(batches: &[RecordBatch]) -> Result<Rows, QdrantError> {
+        let mut rows = Rows::default();
+        for batch in batches {
+            let internal = |what: &str| QdrantError::Other(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("stored {what} column has an unexpected type"));
+            let ids = batch.column_by_name(ID_COLUMN).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| internal("id"))?;
+            let payloads = batch.column_by_name(PAYLOAD_COLUMN).and_then(|c| c.as_string_opt::<i32>());
+            for i in 0..batch.num_rows() {
+                let id = ids.value(i);
+                rows.ids.push(PointId::from_key(id).ok_or_else(|| internal(&format!("id \"{id}\"")))?);
+                let payload = payloads.filter(|p| p.is_valid(i)).and_then(|p| serde_json::from_str::<Map<String, Value>>(p.value(i)).ok());
+                rows.payloads.push(payload.unwrap_or_default());
+            }
+            if let Some(vectors) = batch.column_by_name(VECTOR_COLUMN) {
+                let list = vectors.as_fixed_size_list_opt().ok_or_else(|| internal("vector"))?;
+                let values = list.values().as_primitive_opt::<arrow::datatypes::Float32Type>().ok_or_else(|| internal("vector"))?;
+                let dim = list.value_length() as usize;
+                let out = rows.vectors.get_or_insert_with(Vec::new);
+                for i in 0..list.len() {
+                    let start = list.value_offset(i) as usize;
+                    out.push(values.values()[start..start + dim].to_vec());
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Qdrant's records (`{id, payload, vector}`) of the rows.
+    pub fn records(self, selector: &PayloadSelector) -> Vec<Value> {
+        let mut vectors = self.vectors.map(|v| v.into_iter());
+        self.ids
+            .into_iter()
+            .zip(self.payloads)
+            .map(|(id, payload)| {
+                let vector = vectors.as_mut().and_then(Iterator::next).map_or(Value::Null, |v| json!(v));
+                json!({ "id": id.to_json(), "payload": selector.apply(payload), "vector": vector })
+            })
+            .collect()
+    }
+}
+
+/// The body of `PUT /collections/{name}/points`.
+#[derive(Debug, Deserialize)]
+pub struct UpsertBody {
+    /// The list form: `[{id, vector, payload}]`.
+    pub points: Option<Vec<Value>>,
+    /// The batch form: `{ids, vectors, payloads}`.
+    pub batch: Option<Value>,
+}
+
+/// A selection of points: by ids (`points`) or by `filter`.
+#[derive(Debug, Deserialize, Default)]
+pub struct Selection {
+    /// Point ids.
+    pub points: Option<Vec<Value>>,
+    /// A filter.
+    pub filter: Option<Value>,
+}
+
+/// The body of the payload edits.
+#[derive(Debug, Deserialize)]
+pub struct PayloadBody {
+    /// The payload to set or overwrite with.
+    pub payload: Option<Map<String, Value>>,
+    /// Keys to delete.
+    pub keys: Option<Vec<String>>,
+    /// With `set`: the path of the object the payload is merged into.
+    pub key: Option<String>,
+    /// Which points.
+    #[serde(flatten)]
+    pub selection: Selection,
+}
+
+/// What a payload edit does to each selected point.
+#[derive(Debug, Clone, Copy)]
+pub enum PayloadEdit {
+    /// Merge the given keys in.
+    Set,
+    /// Replace the payload.
+    Overwrite,
+    /// Remove the given keys.
+    DeleteKeys,
+    /// Empty it.
+    Clear,
+}
+
+impl QdrantApi {
+    /// `PUT /collections/{name}/points`.
+    pub async fn upsert(&self, name: &str, body: UpsertBody) -> Outcome {
+        let collection = self.collection(name)?;
+        let raw = match (body.points, body.batch) {
+            (Some(points), None) => points.iter().map(|p| (p.get("id"), p.get("vector"), p.get("payload"))).map(owned).collect(),
+            (None, Some(batch)) => batch_points(&batch)?,
+            _ => return Err(QdrantError::wrong_input("an upsert has either `points` or `batch`")),
+        };
+        let points = raw.into_iter().map(|(id, vector, payload)| new_point(&collection, id, vector, payload)).collect::<Result<Vec<_>, _>>()?;
+        self.write_points(&collection, points).await
+    }
+
+    /// Upserts `points` in one commit; Qdrant's update result.
+    pub async fn write_points(&self, collection: &Collection, points: Vec<NewPoint>) -> Outcome {
+        if points.is_empty() {
+            return Ok(update_result(collection.version));
+        }
+        let batch = points_batch(collection.spec.dim, &points)?;
+        let gateway = &self.gateway;
+        let done = gateway
+            .guarded(Write, async {
+                let mut job = gateway.begin_ingest(&collection.spec.name).await?;
+                gateway.stage_batches(&mut job, &batch.schema(), &[batch.clone()]).await?;
+                gateway.commit_ingest(job).await
+            })
+            .await?;
+        Ok(update_result(done.version))
+    }
+
+    /// `POST /collections/{name}/points` and `GET …/points/{id}`: the points with these ids,
+    /// in the order asked, missing ones left out.
+    pub async fn retrieve(&self, name: &str, ids: &[Value], with_payload: &PayloadSelector, with_vector: bool) -> Result<Vec<Value>, QdrantError> {
+        self.collection(name)?;
+        let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
+        let rows = self.read_points(name, Some(&ids), None, with_vector).await?;
+        let mut by_id: std::collections::HashMap<PointId, Value> =
+            rows.ids.clone().into_iter().zip(rows.records(with_payload)).collect();
+        let mut seen = HashSet::new();
+        Ok(ids.into_iter().filter(|id| seen.insert(id.clone())).filter_map(|id| by_id.remove(&id)).collect())
+    }
+
+    /// Reads points by ids or by page.
+    pub async fn read_points(&self, name: &str, ids: Option<&[PointId]>, page: Option<Page>, with_vector: bool) -> Result<Rows, QdrantError> {
+        let mut columns = vec![ID_COLUMN.to_string(), PAYLOAD_COLUMN.to_string()];
+        if with_vector {
+            columns.push(VECTOR_COLUMN.to_string());
+        }
+        let keys = ids.map(|ids| ids.iter().map(PointId::key).collect::<Vec<_>>());
+        if keys.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Rows::default());
+        }
+        let gateway = &self.gateway;
+        let (_, batches) = gateway.guarded(Search, gateway.read_rows(name, 0, keys, page, columns)).await?;
+        Rows::from_batches(&batches)
+    }
+
+    /// `POST /collections/{name}/points/delete`.
+    pub async fn delete_points(&self, name: &str, selection: Selection) -> Outcome {
+        let collection = self.collection(name)?;
+        let mut req = v1::DeleteRequest { collection: name.to_string(), ..Default::default() };
+        match (&selection.points, &selection.filter) {
+            (Some(ids), None) => {
+                req.string_ids = ids.iter().map(|v| parse_id(v).map(|id| id.key())).collect::<Result<_, _>>()?;
+                if req.string_ids.is_empty() {
+                    return Ok(update_result(collection.version));
+                }
+            }
+            (None, Some(filter)) => req.filter = filter_sql(filter)?.unwrap_or_else(|| "true".to_string()),
+            _ => return Err(QdrantError::wrong_input("a delete selects either `points` or `filter`")),
+        }
+        let gateway = &self.gateway;
+        let done = gateway.guarded(Write, gateway.delete(req)).await?;
+        Ok(update_result(done.version))
+    }
+
+    /// The payload edits: reads the selected points and upserts them with the edited payload.
+    pub async fn edit_payload(&self, name: &str, edit: PayloadEdit, body: PayloadBody) -> Outcome {
+        let collection = self.collection(name)?;
+        let rows = match (&body.selection.points, &body.selection.filter) {
+            (Some(ids), None) => {
+                let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
+                self.read_points(name, Some(&ids), None, true).await?
+            }
+            (None, Some(filter)) => {
+                let page = Page { filter: filter_sql(filter)?, from: None, limit: MAX_PAGE };
+                self.read_points(name, None, Some(page), true).await?
+            }
+            _ => return Err(QdrantError::wrong_input("a payload change selects either `points` or `filter`")),
+        };
+        let given = body.payload.unwrap_or_default();
+        let keys = body.keys.unwrap_or_default();
+        let path = body.key.as_deref().map(KeyPath::parse).transpose().map_err(QdrantError::wrong_input)?;
+        let vectors = rows.vectors.unwrap_or_default();
+        let points = rows
+            .ids
+            .into_iter()
+            .zip(rows.payloads)
+            .zip(vectors)
+            .map(|((id, mut payload), vector)| {
+                match edit {
+                    PayloadEdit::Set => set_at(&mut payload, path.as_ref(), &given),
+                    PayloadEdit::Overwrite => payload = given.clone(),
+                    PayloadEdit::DeleteKeys => keys.iter().for_each(|k| {
+                        payload.remove(k);
+                    }),
+                    PayloadEdit::Clear => payload.clear(),
+                }
+                NewPoint { id, vector, payload: Some(payload) }
+            })
+            .collect();
+        self.write_points(&collection, points).await
+    }
+
+    /// `POST /collections/{name}/points/scroll`: a page of points in id order and the id
+    /// the next page starts at.
+    pub async fn scroll(&self, name: &str, body: &Value) -> Outcome {
+        self.collection(name)?;
+        let (limit, _) = super::query::limit_offset(&json!({ "limit": body.get("limit") }))?;
+        if limit > MAX_PAGE {
+            return Err(QdrantError::wrong_input(format!("limit is {limit}; a page holds at most {MAX_PAGE} points")));
+        }
+        if body.get("order_by").is_some_and(|o| !o.is_null()) {
+            return Err(QdrantError::wrong_input("scroll with order_by is not supported by Grape yet"));
+        }
+        let from = body.get("offset").filter(|v| !v.is_null()).map(parse_id).transpose()?.map(|id| id.key());
+        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
+        let with_vector = wants_vectors(body.get("with_vector").or(body.get("with_vectors")));
+        let rows = self.read_points(name, None, Some(Page { filter, from, limit: limit + 1 }), with_vector).await?;
+        let mut records = rows.records(&selector);
+        let next = if records.len() > limit { records.pop().map(|r| r["id"].clone()) } else { None };
+        Ok(json!({ "points": records, "next_page_offset": next }))
+    }
+
+    /// `POST /collections/{name}/points/count`: exact.
+    pub async fn count(&self, name: &str, body: &Value) -> Outcome {
+        self.collection(name)?;
+        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let gateway = &self.gateway;
+        let columns = vec![ID_COLUMN.to_string()];
+        let page = Page { filter, from: None, limit: usize::MAX };
+        let (_, batches) = gateway.guarded(Search, gateway.read_rows(name, 0, None, Some(page), columns)).await?;
+        Ok(json!({ "count": batches.iter().map(RecordBatch::num_rows).sum::<usize>() }))
+    }
+}
+
+/// Qdrant's answer to a write.
+fn update_result(version: u64) -> Value {
+    json!({ "operation_id": version, "status": "completed" })
+}
+
+/// The SQL text of a filter (checked first), `None` for no filter.
+pub fn filter_sql(filter: &Value) -> Result<Option<String>, QdrantError> {
+    let bad = |e: String| QdrantError::BadRequest(format!("Format error in JSON body: invalid filter: {e}"));
+    match Filter::parse(filter).map_err(bad)? {
+        None => Ok(None),
+        Some(_) => to_sql(filter).map(Some).map_err(bad),
+    }
+}
+
+/// A point id of a request.
+pub fn parse_id(value: &Value) -> Result<PointId, QdrantError> {
+    PointId::from_json(value).map_err(|e| QdrantError::BadRequest(format!("Format error in JSON body: {e}")))
+}
+
+/// The `(id, vector, payload)` of a point as owned values.
+fn owned((id, vector, payload): (Option<&Value>, Option<&Value>, Option<&Value>)) -> (Value, Value, Value) {
+    let get = |v: Option<&Value>| v.cloned().unwrap_or(Value::Null);
+    (get(id), get(vector), get(payload))
+}
+
+/// The points of the batch form.
+fn batch_points(batch: &Value) -> Result<Vec<(Value, Value, Value)>, QdrantError> {
+    let list = |key: &str| batch.get(key).and_then(Value::as_array).cloned();
+    let ids = list("ids").ok_or_else(|| QdrantError::wrong_input("a batch needs `ids`"))?;
+    let vectors = list("vectors").ok_or_else(|| QdrantError::wrong_input("a batch needs `vectors` (named vectors are not supported yet)"))?;
+    let payloads = list("payloads");
+    if vectors.len() != ids.len() || payloads.as_ref().is_some_and(|p| p.len() != ids.len()) {
+        return Err(QdrantError::wrong_input("a batch's ids, vectors and payloads must have the same length"));
+    }
+    let payloads = payloads.unwrap_or_else(|| vec![Value::Null; ids.len()]);
+    Ok(ids.into_iter().zip(vectors).zip(payloads).map(|((i, v), p)| (i, v, p)).collect())
+}
+
+/// Checks one point of an upsert.
+fn new_point(collection: &Collection, id: Value, vector: Value, payload: Value) -> Result<NewPoint, QdrantError> {
+    let id = parse_id(&id)?;
+    let vector = vector_of(&vector)?;
+    let spec = &collection.spec;
+    validate_vector(&spec.name, spec.dim, &vector).map_err(|_| {
+        QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len()))
+    })?;
+    let vector = if spec.metric == Metric::Cosine { normalised(vector) } else { vector };
+    let payload = match payload {
+        Value::Null => None,
+        Value::Object(map) => Some(map),
+        other => return Err(QdrantError::BadRequest(format!("Format error in JSON body: a payload is an object, got {other}"))),
+    };
+    Ok(NewPoint { id, vector, payload })
+}
+
+/// A dense vector of a request: a list of numbers, or `{"": [...]}` (the unnamed vector).
+pub fn vector_of(value: &Value) -> Result<Vec<f32>, QdrantError> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| QdrantError::BadRequest(format!("Format error in JSON body: {x} is not a number"))))
+            .collect(),
+        Value::Object(named) => match named.iter().next() {
+            Some((name, v)) if name.is_empty() && named.len() == 1 => vector_of(v),
+            Some((name, _)) => Err(QdrantError::wrong_input(format!("Not existing vector name error: {name}"))),
+            None => Err(QdrantError::wrong_input("a point needs a vector")),
+        },
+        Value::Null => Err(QdrantError::wrong_input("a point needs a vector")),
+        other => Err(QdrantError::BadRequest(format!("Format error in JSON body: a vector is a list of numbers, got {other}"))),
+    }
+}
+
+/// `v / |v|` (a zero vector stays zero), as Qdrant stores vectors of cosine collections.
+pub fn normalised(v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.into_iter().map(|x| x / norm).collect()
+    } else {
+        v
+    }
+}
+
+/// Merges `given` into the payload, at `path` when given (objects are made on the way).
+fn set_at(payload: &mut Map<String, Value>, path: Option<&KeyPath>, given: &Map<String, Value>) {
+    let mut target = payload;
+    for step in path.map(|p| p.0.as_slice()).unwrap_or_default() {
+        let Step::Key(k) = step else { return };
+        let slot = target.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(next) = slot else { return };
+        target = next;
+    }
+    for (k, v) in given {
+        target.insert(k.clone(), v.clone());
+    }
+}
+
+/// The Arrow rows of `points`: `id` (utf8), `vector` and `payload` (JSON text).
+fn points_batch(dim: u32, points: &[NewPoint]) -> Result<RecordBatch, QdrantError> {
+    let ids = StringArray::from_iter_values(points.iter().map(|p| p.id.key()));
+    let values = Float32Array::from_iter_values(points.iter().flat_map(|p| p.vector.iter().copied()));
+    let item = Arc::new(Field::new("item", arrow::datatypes::DataType::Float32, true));
+    let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).map_err(crate::error::ComputeError::from)?;
+    let payloads = StringArray::from_iter(points.iter().map(|p| p.payload.as_ref().map(|m| Value::Object(m.clone()).to_string())));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(ID_COLUMN, arrow::datatypes::DataType::Utf8, false),
+        Field::new(VECTOR_COLUMN, vector_type(dim), false),
+        Field::new(PAYLOAD_COLUMN, arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(vectors), Arc::new(payloads)];
+    Ok(RecordBatch::try_new(schema, columns).map_err(crate::error::ComputeError::from)?)
+}

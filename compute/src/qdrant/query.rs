@@ -1,0 +1,342 @@
+//! Qdrant's search endpoints over Grape's k-NN search: the universal `query` (nearest by
+//! vector or by point id, recommend by averaging examples, or no query: points in id order),
+//! its batch form, and the older `search` and `recommend` with theirs.
+//!
+//! Scores are reported as Qdrant does: cosine similarity and dot product (higher first), and
+//! the Euclidean distance (lower first), converted from Grape's distances.
+
+use grape_meta::catalog::Metric;
+use grape_proto::v1;
+use serde_json::{json, Value};
+
+use super::ids::PointId;
+use super::points::{filter_sql, normalised, parse_id, vector_of, wants_vectors, PayloadSelector, Rows};
+use super::reply::QdrantError;
+use super::QdrantApi;
+use crate::gateway::Page;
+use crate::ingest::decode_ipc;
+use crate::limits::RequestClass::Search;
+use crate::search::MAX_K;
+
+/// A nearest-neighbour search as the endpoints share it.
+#[derive(Debug, Clone)]
+struct Nearest {
+    /// The query vector.
+    vector: Vec<f32>,
+    /// Points never returned (the examples named by id).
+    exclude: Vec<PointId>,
+    /// The filter's SQL text.
+    filter: Option<String>,
+    /// Hits returned at most.
+    limit: usize,
+    /// Best hits skipped first.
+    offset: usize,
+    /// Hits past this score are left out (below it for similarities, above for distances).
+    threshold: Option<f32>,
+    /// `hnsw_ef`, `exact` and `oversampling`.
+    params: (Option<u32>, bool, Option<f32>),
+    /// Which payload keys to show.
+    payload: PayloadSelector,
+    /// Whether to show vectors.
+    with_vector: bool,
+}
+
+/// What a query asks for.
+enum Wanted {
+    /// The nearest points to a vector (examples named by id are excluded).
+    Nearest(Vec<f32>, Vec<PointId>),
+    /// No query: points in id order, score 1.
+    Scroll,
+}
+
+impl QdrantApi {
+    /// `POST /collections/{name}/points/query`: `{"points": [ScoredPoint]}`.
+    pub async fn query(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        Ok(json!({ "points": self.query_points(name, body).await? }))
+    }
+
+    /// The scored points of one query request.
+    async fn query_points(&self, name: &str, body: &Value) -> Result<Vec<Value>, QdrantError> {
+        let collection = self.collection(name)?;
+        if body.get("prefetch").is_some_and(|p| !p.is_null()) {
+            return Err(QdrantError::wrong_input("prefetch is not supported by Grape yet"));
+        }
+        check_using(body.get("using"))?;
+        let (limit, offset) = limit_offset(body)?;
+        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
+        let with_vector = wants_vectors(body.get("with_vector"));
+        let wanted = match body.get("query") {
+            None | Some(Value::Null) => Wanted::Scroll,
+            Some(q) => self.resolve_query(name, collection.spec.metric, q).await?,
+        };
+        let (vector, exclude) = match wanted {
+            Wanted::Scroll => {
+                let page = Page { filter, from: None, limit: limit + offset };
+                let rows = self.read_points(name, None, Some(page), with_vector).await?;
+                return Ok(rows.records(&payload).into_iter().skip(offset).map(|mut r| {
+                    r["score"] = json!(1.0);
+                    r["version"] = json!(0);
+                    r
+                }).collect());
+            }
+            Wanted::Nearest(vector, exclude) => (vector, exclude),
+        };
+        let params = search_params(body.get("params"))?;
+        let threshold = body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32);
+        let query = Nearest { vector, exclude, filter, limit, offset, threshold, params, payload, with_vector };
+        self.nearest(name, collection.spec.metric, query).await
+    }
+
+    /// `POST /collections/{name}/points/query/batch`: one result per search.
+    pub async fn query_batch(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let mut out = Vec::new();
+        for search in searches(body)? {
+            out.push(self.query(name, search).await?);
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// `POST /collections/{name}/points/search` (the older API): a list of scored points.
+    pub async fn search(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let collection = self.collection(name)?;
+        let raw = body.get("vector").ok_or_else(|| QdrantError::wrong_input("a search needs a `vector`"))?;
+        // A named vector is `{"name": …, "vector": [...]}`.
+        let raw = match raw.get("name") {
+            Some(n) => {
+                check_using(Some(n))?;
+                raw.get("vector").unwrap_or(&Value::Null)
+            }
+            None => raw,
+        };
+        let vector = self.checked_vector(&collection.spec, vector_of(raw)?)?;
+        let query = self.nearest_of(body, vector, Vec::new())?;
+        Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
+    }
+
+    /// `POST /collections/{name}/points/recommend` (the older API).
+    pub async fn recommend(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let collection = self.collection(name)?;
+        check_using(body.get("using"))?;
+        let Wanted::Nearest(vector, exclude) = self.recommend_vector(name, collection.spec.metric, body).await? else {
+            return Ok(json!([]));
+        };
+        let query = self.nearest_of(body, vector, exclude)?;
+        Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
+    }
+
+    /// The batch forms of `search` and `recommend`.
+    pub async fn search_batch(&self, name: &str, body: &Value, recommend: bool) -> Result<Value, QdrantError> {
+        let mut out = Vec::new();
+        for search in searches(body)? {
+            out.push(if recommend { self.recommend(name, search).await? } else { self.search(name, search).await? });
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// The parameters of an older-API search around `vector`.
+    fn nearest_of(&self, body: &Value, vector: Vec<f32>, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
+        let (limit, offset) = limit_offset(body)?;
+        Ok(Nearest {
+            vector,
+            exclude,
+            filter: filter_sql(body.get("filter").unwrap_or(&Value::Null))?,
+            limit,
+            offset,
+            threshold: body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32),
+            params: search_params(body.get("params"))?,
+            payload: PayloadSelector::parse(body.get("with_payload"), false)?,
+            with_vector: wants_vectors(body.get("with_vector")),
+        })
+    }
+
+    /// What a `query` value asks for: a vector, a point id, `{"nearest": …}` or
+    /// `{"recommend": …}`.
+    async fn resolve_query(&self, name: &str, metric: Metric, q: &Value) -> Result<Wanted, QdrantError> {
+        let spec = self.collection(name)?.spec;
+        match q {
+            Value::Array(_) => Ok(Wanted::Nearest(self.checked_vector(&spec, vector_of(q)?)?, Vec::new())),
+            Value::Number(_) | Value::String(_) => {
+                let id = parse_id(q)?;
+                let vector = self.point_vectors(name, std::slice::from_ref(&id)).await?.remove(0);
+                Ok(Wanted::Nearest(vector, vec![id]))
+            }
+            Value::Object(o) if o.contains_key("nearest") => Box::pin(self.resolve_query(name, metric, &o["nearest"])).await,
+            Value::Object(o) if o.contains_key("recommend") => self.recommend_vector(name, metric, &o["recommend"]).await,
+            other => Err(QdrantError::wrong_input(format!(
+                "this query is not supported by Grape yet (nearest, point id and recommend are): {}",
+                abbreviate(other)
+            ))),
+        }
+    }
+
+    /// The average-vector recommendation query of `{positive, negative, strategy}`:
+    /// `2 · mean(positive) − mean(negative)`, or `mean(positive)` without negatives.
+    async fn recommend_vector(&self, name: &str, metric: Metric, body: &Value) -> Result<Wanted, QdrantError> {
+        let spec = self.collection(name)?.spec;
+        match body.get("strategy").and_then(Value::as_str) {
+            None | Some("average_vector") => {}
+            Some(other) => return Err(QdrantError::wrong_input(format!("the recommend strategy {other} is not supported by Grape yet (average_vector is)"))),
+        }
+        let mut exclude = Vec::new();
+        let mut examples = |key: &str| -> Result<(Vec<PointId>, Vec<Vec<f32>>), QdrantError> {
+            let mut ids = Vec::new();
+            let mut vectors = Vec::new();
+            for example in body.get(key).and_then(Value::as_array).into_iter().flatten() {
+                match example {
+                    Value::Number(_) | Value::String(_) => ids.push(parse_id(example)?),
+                    v => vectors.push(self.checked_vector(&spec, vector_of(v)?)?),
+                }
+            }
+            exclude.extend(ids.iter().cloned());
+            Ok((ids, vectors))
+        };
+        let (pos_ids, mut positive) = examples("positive")?;
+        let (neg_ids, mut negative) = examples("negative")?;
+        positive.extend(self.point_vectors(name, &pos_ids).await?);
+        negative.extend(self.point_vectors(name, &neg_ids).await?);
+        if positive.is_empty() {
+            return Err(QdrantError::wrong_input("No positive examples given with 'average_vector' strategy"));
+        }
+        let mean_pos = mean(&positive);
+        let vector = if negative.is_empty() {
+            mean_pos
+        } else {
+            let mean_neg = mean(&negative);
+            mean_pos.iter().zip(&mean_neg).map(|(p, n)| p + p - n).collect()
+        };
+        let vector = if metric == Metric::Cosine { normalised(vector) } else { vector };
+        Ok(Wanted::Nearest(vector, exclude))
+    }
+
+    /// The stored vectors of `ids`, in order; 404 for a missing one.
+    async fn point_vectors(&self, name: &str, ids: &[PointId]) -> Result<Vec<Vec<f32>>, QdrantError> {
+        let rows: Rows = self.read_points(name, Some(ids), None, true).await?;
+        let vectors = rows.vectors.unwrap_or_default();
+        let found: std::collections::HashMap<&PointId, &Vec<f32>> = rows.ids.iter().zip(&vectors).collect();
+        ids.iter()
+            .map(|id| found.get(id).map(|v| (*v).clone()).ok_or_else(|| QdrantError::NotFound(format!("Not found: No point with id {} found", id.key()))))
+            .collect()
+    }
+
+    /// A query vector checked against the collection (normalised for cosine).
+    fn checked_vector(&self, spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>) -> Result<Vec<f32>, QdrantError> {
+        crate::search::validate_vector(&spec.name, spec.dim, &vector).map_err(|_| {
+            QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len()))
+        })?;
+        Ok(if spec.metric == Metric::Cosine { normalised(vector) } else { vector })
+    }
+
+    /// Runs a nearest-neighbour search and shapes its hits as Qdrant's scored points.
+    async fn nearest(&self, name: &str, metric: Metric, q: Nearest) -> Result<Vec<Value>, QdrantError> {
+        let k = q.limit + q.offset + q.exclude.len();
+        if k > MAX_K {
+            return Err(QdrantError::wrong_input(format!("limit + offset is {k}; at most {MAX_K} hits can be asked for")));
+        }
+        let req = v1::SearchRequest {
+            collection: name.to_string(),
+            vector: q.vector,
+            k: k as u32,
+            filter: q.filter.unwrap_or_default(),
+            include_vectors: q.with_vector,
+            ef: q.params.0,
+            exact: q.params.1,
+            oversampling: q.params.2,
+            ..Default::default()
+        };
+        let gateway = &self.gateway;
+        let answer = gateway.guarded(Search, gateway.search(req)).await?;
+        let (_, batches) = decode_ipc(&answer.arrow_ipc)?;
+        let rows = Rows::from_batches(&batches)?;
+        let scores: Vec<f32> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("score")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float32Array>())
+                    .map(|s| s.values().to_vec())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let similarity = metric != Metric::L2;
+        let mut points = Vec::new();
+        for (mut record, distance) in rows.records(&q.payload).into_iter().zip(&scores) {
+            let score = qdrant_score(metric, *distance);
+            if q.threshold.is_some_and(|t| if similarity { score < t } else { score > t }) {
+                break;
+            }
+            let pid = PointId::from_json(&record["id"]).ok();
+            if pid.is_some_and(|p| q.exclude.contains(&p)) {
+                continue;
+            }
+            record["score"] = json!(score);
+            record["version"] = json!(0);
+            points.push(record);
+        }
+        Ok(points.into_iter().skip(q.offset).take(q.limit).collect())
+    }
+}
+
+/// Qdrant's score of one of Grape's distances.
+fn qdrant_score(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - distance,
+        Metric::Dot => -distance,
+        Metric::L2 => distance.max(0.0).sqrt(),
+    }
+}
+
+/// Element-wise mean of equally long vectors.
+fn mean(vectors: &[Vec<f32>]) -> Vec<f32> {
+    let mut sum = vec![0f32; vectors[0].len()];
+    for v in vectors {
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+    }
+    sum.iter().map(|s| s / vectors.len() as f32).collect()
+}
+
+/// `limit` (default 10) and `offset` (default 0) of a request.
+pub fn limit_offset(body: &Value) -> Result<(usize, usize), QdrantError> {
+    let read = |key: &str, default: u64| -> Result<usize, QdrantError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(default as usize),
+            Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| QdrantError::BadRequest(format!("Format error in JSON body: {key} must be a non-negative integer, got {v}"))),
+        }
+    };
+    let limit = read("limit", 10)?;
+    if limit == 0 {
+        return Err(QdrantError::Unprocessable("Validation error in JSON body: [limit: value 0 invalid, must be 1 or larger]".into()));
+    }
+    Ok((limit, read("offset", 0)?))
+}
+
+/// `hnsw_ef`, `exact` and `quantization.oversampling` of `params`.
+fn search_params(params: Option<&Value>) -> Result<(Option<u32>, bool, Option<f32>), QdrantError> {
+    let Some(p) = params.filter(|p| !p.is_null()) else { return Ok((None, false, None)) };
+    let ef = p.get("hnsw_ef").and_then(Value::as_u64).map(|e| e.min(u32::MAX as u64) as u32);
+    let exact = p.get("exact").and_then(Value::as_bool).unwrap_or(false);
+    let oversampling = p.get("quantization").and_then(|q| q.get("oversampling")).and_then(Value::as_f64).map(|o| o as f32);
+    crate::index::SearchParams::from_request(ef, exact, oversampling)?;
+    Ok((ef, exact, oversampling))
+}
+
+/// Refuses a vector name: Grape collections have one unnamed vector.
+fn check_using(using: Option<&Value>) -> Result<(), QdrantError> {
+    match using.and_then(Value::as_str) {
+        None | Some("") => Ok(()),
+        Some(name) => Err(QdrantError::wrong_input(format!("Not existing vector name error: {name}"))),
+    }
+}
+
+/// The `searches` list of a batch body.
+fn searches(body: &Value) -> Result<&Vec<Value>, QdrantError> {
+    body.get("searches").and_then(Value::as_array).ok_or_else(|| QdrantError::wrong_input("a batch needs `searches`"))
+}
+
+/// At most 200 characters of a JSON value, for messages.
+fn abbreviate(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}

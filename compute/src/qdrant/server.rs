@@ -1,0 +1,203 @@
+//! The HTTP routes of Qdrant's REST API and serving them on a listener (with TCP_NODELAY,
+//! like every server of Grape's).
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody};
+use super::reply::{parse_body, respond, QdrantError};
+use super::{QdrantApi, QDRANT_VERSION};
+
+/// The routes of the API over `api`.
+pub fn router(api: QdrantApi) -> Router {
+    Router::new()
+        .route("/", get(|| async { axum::Json(json!({ "title": "grape (Qdrant-compatible API)", "version": QDRANT_VERSION })) }))
+        .route("/healthz", get(|| async { "healthz check passed" }))
+        .route("/livez", get(|| async { "healthz check passed" }))
+        .route("/readyz", get(readyz))
+        .route("/cluster", get(cluster))
+        .route("/collections", get(list_collections))
+        .route("/aliases", get(no_aliases))
+        .route("/collections/{name}", get(get_collection).put(create_collection).patch(update_collection).delete(delete_collection))
+        .route("/collections/{name}/exists", get(collection_exists))
+        .route("/collections/{name}/aliases", get(no_aliases))
+        .route("/collections/{name}/points", put(upsert).post(retrieve))
+        .route("/collections/{name}/points/{id}", get(get_point))
+        .route("/collections/{name}/points/delete", post(delete_points))
+        .route("/collections/{name}/points/payload", post(set_payload).put(overwrite_payload))
+        .route("/collections/{name}/points/payload/delete", post(delete_payload))
+        .route("/collections/{name}/points/payload/clear", post(clear_payload))
+        .route("/collections/{name}/points/scroll", post(scroll))
+        .route("/collections/{name}/points/count", post(count))
+        .route("/collections/{name}/points/query", post(query))
+        .route("/collections/{name}/points/query/batch", post(query_batch))
+        .route("/collections/{name}/points/search", post(search))
+        .route("/collections/{name}/points/search/batch", post(search_batch))
+        .route("/collections/{name}/points/recommend", post(recommend))
+        .route("/collections/{name}/points/recommend/batch", post(recommend_batch))
+        .fallback(|| async { respond(Instant::now(), Err(QdrantError::NotFound("Not found: no such endpoint".into()))) })
+        .with_state(api)
+}
+
+/// Serves the API of `api` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, api: QdrantApi, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown).await
+}
+
+type Api = State<QdrantApi>;
+
+/// Times a handler and wraps its outcome in Qdrant's envelope.
+async fn timed(work: impl std::future::Future<Output = Result<Value, QdrantError>>) -> Response {
+    let started = Instant::now();
+    respond(started, work.await)
+}
+
+async fn readyz(State(api): Api) -> Response {
+    match api.gateway.meta.catalog().await {
+        Ok(_) => (StatusCode::OK, "all shards are ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "some shards are not ready").into_response(),
+    }
+}
+
+async fn cluster(State(api): Api) -> Response {
+    timed(async move {
+        let status = api.gateway.status().await?;
+        Ok(json!({
+            "status": "enabled",
+            "peer_id": status.node_id,
+            "peers": {},
+            "raft_info": {
+                "term": status.meta_term,
+                "commit": status.meta_applied_index,
+                "pending_operations": 0,
+                "leader": status.meta_leader_id,
+                "role": "Follower",
+                "is_voter": false,
+            },
+            "consensus_thread_status": { "consensus_thread_status": "working", "last_update": "1970-01-01T00:00:00Z" },
+            "message_send_failures": {},
+        }))
+    })
+    .await
+}
+
+async fn no_aliases() -> Response {
+    timed(async { Ok(json!({ "aliases": [] })) }).await
+}
+
+async fn list_collections(State(api): Api) -> Response {
+    timed(async move { api.list_collections().await }).await
+}
+
+async fn get_collection(State(api): Api, Path(name): Path<String>) -> Response {
+    timed(async move { api.get_collection(&name).await }).await
+}
+
+async fn create_collection(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.create_collection(&name, parse_body(&body)?).await }).await
+}
+
+async fn update_collection(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.update_collection(&name, parse_body(&body)?).await }).await
+}
+
+async fn delete_collection(State(api): Api, Path(name): Path<String>) -> Response {
+    timed(async move { api.delete_collection(&name).await }).await
+}
+
+async fn collection_exists(State(api): Api, Path(name): Path<String>) -> Response {
+    timed(async move { api.collection_exists(&name).await }).await
+}
+
+async fn upsert(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.upsert(&name, parse_body::<UpsertBody>(&body)?).await }).await
+}
+
+async fn retrieve(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move {
+        let body: Value = parse_body(&body)?;
+        let ids = body.get("ids").and_then(Value::as_array).ok_or_else(|| QdrantError::BadRequest("Format error in JSON body: missing field `ids`".into()))?;
+        let selector = PayloadSelector::parse(body.get("with_payload"), false)?;
+        let with_vector = super::points::wants_vectors(body.get("with_vector"));
+        Ok(Value::Array(api.retrieve(&name, ids, &selector, with_vector).await?))
+    })
+    .await
+}
+
+async fn get_point(State(api): Api, Path((name, id)): Path<(String, String)>) -> Response {
+    timed(async move {
+        let id_value = id.parse::<u64>().map(Value::from).unwrap_or(Value::from(id.clone()));
+        let mut found = api.retrieve(&name, &[id_value], &PayloadSelector::All, true).await?;
+        found.pop().ok_or_else(|| QdrantError::NotFound(format!("Not found: No point with id {id} found")))
+    })
+    .await
+}
+
+async fn delete_points(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.delete_points(&name, parse_body::<Selection>(&body)?).await }).await
+}
+
+/// A payload edit's handler.
+async fn edit(api: QdrantApi, name: String, body: Bytes, edit: PayloadEdit) -> Response {
+    timed(async move { api.edit_payload(&name, edit, parse_body::<PayloadBody>(&body)?).await }).await
+}
+
+async fn set_payload(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    edit(api, name, body, PayloadEdit::Set).await
+}
+
+async fn overwrite_payload(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    edit(api, name, body, PayloadEdit::Overwrite).await
+}
+
+async fn delete_payload(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    edit(api, name, body, PayloadEdit::DeleteKeys).await
+}
+
+async fn clear_payload(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    edit(api, name, body, PayloadEdit::Clear).await
+}
+
+async fn scroll(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.scroll(&name, &parse_body(&body)?).await }).await
+}
+
+async fn count(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.count(&name, &parse_body(&body)?).await }).await
+}
+
+async fn query(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.query(&name, &parse_body(&body)?).await }).await
+}
+
+async fn query_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.query_batch(&name, &parse_body(&body)?).await }).await
+}
+
+async fn search(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.search(&name, &parse_body(&body)?).await }).await
+}
+
+async fn search_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.search_batch(&name, &parse_body(&body)?, false).await }).await
+}
+
+async fn recommend(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.recommend(&name, &parse_body(&body)?).await }).await
+}
+
+async fn recommend_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.search_batch(&name, &parse_body(&body)?, true).await }).await
+}
