@@ -204,7 +204,7 @@ impl Gateway {
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
             let mut df = df.filter(predicate)?;
             if let Lookup::Page(page) = &lookup {
-                df = df.sort(vec![key_length().sort(true, false), col(ID_COLUMN).sort(true, false)])?.limit(0, Some(page.limit))?;
+                df = df.sort(vec![key_length().sort(true, false), col(ID_COLUMN).sort(true, false)])?.limit(0, page.limit)?;
             }
             let df = df.select_columns(&names)?;
             let out: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -232,8 +232,8 @@ pub struct Page {
     pub filter: Option<String>,
     /// The first key of the page (inclusive); `None`: from the first row.
     pub from: Option<String>,
-    /// Rows at most.
-    pub limit: usize,
+    /// Rows at most (`None`: all).
+    pub limit: Option<usize>,
 }
 
 /// What [`Gateway::read_by_id`] selects.

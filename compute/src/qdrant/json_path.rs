@@ -3,7 +3,7 @@
 //! the way are entered by `[]`, and an array at the end of the path is flattened into its
 //! elements when asked to (filters match if any element matches).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,66 @@ impl KeyPath {
     }
 }
 
+impl KeyPath {
+    /// Removes what the path reaches from `payload` (through arrays at `[]` and `[i]`).
+    pub fn remove(&self, payload: &mut Value) {
+        remove(payload, &self.0);
+    }
+
+    /// Copies what the path reaches in `from` into `into` at the same place, making the
+    /// objects on the way (a path through an array copies the whole array).
+    pub fn project(&self, from: &Value, into: &mut Map<String, Value>) {
+        let mut source = from;
+        let mut target = into;
+        let keys: Vec<&String> = self.0.iter().map_while(|s| if let Step::Key(k) = s { Some(k) } else { None }).collect();
+        let Some((last, on_the_way)) = keys.split_last() else { return };
+        for key in on_the_way {
+            let Some(next) = source.get(key.as_str()).filter(|v| v.is_object()) else {
+                // Not an object below: copy what is there whole.
+                if let Some(v) = source.get(key.as_str()) {
+                    target.insert((*key).clone(), v.clone());
+                }
+                return;
+            };
+            source = next;
+            let slot = target.entry((*key).clone()).or_insert_with(|| Value::Object(Map::new()));
+            let Value::Object(t) = slot else { return };
+            target = t;
+        }
+        if let Some(v) = source.get(last.as_str()) {
+            target.insert((*last).clone(), v.clone());
+        }
+    }
+}
+
+/// Removes what `steps` reach below `data`.
+fn remove(data: &mut Value, steps: &[Step]) {
+    let Some((step, rest)) = steps.split_first() else { return };
+    match (step, data) {
+        (Step::Key(k), Value::Object(map)) if rest.is_empty() => {
+            map.remove(k);
+        }
+        (Step::Key(k), Value::Object(map)) => {
+            if let Some(v) = map.get_mut(k) {
+                remove(v, rest);
+            }
+        }
+        (Step::Index(i), Value::Array(items)) if rest.is_empty() => {
+            if *i < items.len() {
+                items.remove(*i);
+            }
+        }
+        (Step::Index(i), Value::Array(items)) => {
+            if let Some(v) = items.get_mut(*i) {
+                remove(v, rest);
+            }
+        }
+        (Step::Every, Value::Array(items)) if rest.is_empty() => items.clear(),
+        (Step::Every, Value::Array(items)) => items.iter_mut().for_each(|v| remove(v, rest)),
+        _ => {}
+    }
+}
+
 /// Walks `steps` from `data`, pushing what the last step reaches.
 fn collect<'a>(data: &'a Value, steps: &[Step], flat: bool, out: &mut Vec<&'a Value>) {
     let Some((step, rest)) = steps.split_first() else { return };
@@ -112,5 +172,20 @@ mod tests {
         assert_eq!(get("n", true), Some(vec![json!(null)]));
         assert_eq!(get("missing", true), None);
         assert_eq!(get("a.b.c", true), None);
+    }
+
+    #[test]
+    fn removes_and_projects_paths() {
+        let p = json!({"a": {"b": 1, "c": 2}, "l": [{"x": 1, "y": 2}], "z": 3});
+        let mut removed = p.clone();
+        for k in ["a.b", "l[].x", "nope.x"] {
+            KeyPath::parse(k).unwrap().remove(&mut removed);
+        }
+        assert_eq!(removed, json!({"a": {"c": 2}, "l": [{"y": 2}], "z": 3}));
+        let mut out = Map::new();
+        for k in ["a.c", "z", "missing"] {
+            KeyPath::parse(k).unwrap().project(&p, &mut out);
+        }
+        assert_eq!(Value::Object(out), json!({"a": {"c": 2}, "z": 3}));
     }
 }

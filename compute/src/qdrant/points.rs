@@ -48,9 +48,9 @@ pub enum PayloadSelector {
     Nothing,
     /// The whole payload (`true`).
     All,
-    /// Only these top-level keys (a list, or `{"include": [...]}`).
+    /// Only these keys or paths (a list, or `{"include": [...]}`).
     Include(Vec<String>),
-    /// All but these keys (`{"exclude": [...]}`).
+    /// All but these keys or paths (`{"exclude": [...]}`).
     Exclude(Vec<String>),
 }
 
@@ -80,8 +80,17 @@ impl PayloadSelector {
         match self {
             PayloadSelector::Nothing => Value::Null,
             PayloadSelector::All => Value::Object(payload),
-            PayloadSelector::Include(keys) => Value::Object(payload.into_iter().filter(|(k, _)| keys.iter().any(|w| w == k)).collect()),
-            PayloadSelector::Exclude(keys) => Value::Object(payload.into_iter().filter(|(k, _)| !keys.iter().any(|w| w == k)).collect()),
+            PayloadSelector::Include(keys) => {
+                let whole = Value::Object(payload);
+                let mut out = Map::new();
+                keys.iter().filter_map(|k| KeyPath::parse(k).ok()).for_each(|p| p.project(&whole, &mut out));
+                Value::Object(out)
+            }
+            PayloadSelector::Exclude(keys) => {
+                let mut whole = Value::Object(payload);
+                keys.iter().filter_map(|k| KeyPath::parse(k).ok()).for_each(|p| p.remove(&mut whole));
+                whole
+            }
         }
     }
 }
@@ -278,7 +287,7 @@ impl QdrantApi {
                 self.read_points(name, Some(&ids), None, true).await?
             }
             (None, Some(filter)) => {
-                let page = Page { filter: filter_sql(filter)?, from: None, limit: MAX_PAGE };
+                let page = Page { filter: filter_sql(filter)?, from: None, limit: None };
                 self.read_points(name, None, Some(page), true).await?
             }
             _ => return Err(QdrantError::wrong_input("a payload change selects either `points` or `filter`")),
@@ -296,9 +305,13 @@ impl QdrantApi {
                 match edit {
                     PayloadEdit::Set => set_at(&mut payload, path.as_ref(), &given),
                     PayloadEdit::Overwrite => payload = given.clone(),
-                    PayloadEdit::DeleteKeys => keys.iter().for_each(|k| {
-                        payload.remove(k);
-                    }),
+                    PayloadEdit::DeleteKeys => {
+                        let mut whole = Value::Object(std::mem::take(&mut payload));
+                        keys.iter().filter_map(|k| KeyPath::parse(k).ok()).for_each(|p| p.remove(&mut whole));
+                        if let Value::Object(map) = whole {
+                            payload = map;
+                        }
+                    }
                     PayloadEdit::Clear => payload.clear(),
                 }
                 NewPoint { id, vector, payload: Some(payload) }
@@ -322,7 +335,7 @@ impl QdrantApi {
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
         let with_vector = wants_vectors(body.get("with_vector").or(body.get("with_vectors")));
-        let rows = self.read_points(name, None, Some(Page { filter, from, limit: limit + 1 }), with_vector).await?;
+        let rows = self.read_points(name, None, Some(Page { filter, from, limit: Some(limit + 1) }), with_vector).await?;
         let mut records = rows.records(&selector);
         let next = if records.len() > limit { records.pop().map(|r| r["id"].clone()) } else { None };
         Ok(json!({ "points": records, "next_page_offset": next }))
@@ -334,7 +347,7 @@ impl QdrantApi {
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let gateway = &self.gateway;
         let columns = vec![ID_COLUMN.to_string()];
-        let page = Page { filter, from: None, limit: usize::MAX };
+        let page = Page { filter, from: None, limit: None };
         let (_, batches) = gateway.guarded(Search, gateway.read_rows(name, 0, None, Some(page), columns)).await?;
         Ok(json!({ "count": batches.iter().map(RecordBatch::num_rows).sum::<usize>() }))
     }

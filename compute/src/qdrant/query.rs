@@ -72,7 +72,7 @@ impl QdrantApi {
         };
         let (vector, exclude) = match wanted {
             Wanted::Scroll => {
-                let page = Page { filter, from: None, limit: limit + offset };
+                let page = Page { filter, from: None, limit: Some(limit + offset) };
                 let rows = self.read_points(name, None, Some(page), with_vector).await?;
                 return Ok(rows.records(&payload).into_iter().skip(offset).map(|mut r| {
                     r["score"] = json!(1.0);
@@ -109,7 +109,7 @@ impl QdrantApi {
             }
             None => raw,
         };
-        let vector = self.checked_vector(&collection.spec, vector_of(raw)?)?;
+        let vector = self.checked_vector(&collection.spec, vector_of(raw)?, true)?;
         let query = self.nearest_of(body, vector, Vec::new())?;
         Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
     }
@@ -155,7 +155,7 @@ impl QdrantApi {
     async fn resolve_query(&self, name: &str, metric: Metric, q: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
         match q {
-            Value::Array(_) => Ok(Wanted::Nearest(self.checked_vector(&spec, vector_of(q)?)?, Vec::new())),
+            Value::Array(_) => Ok(Wanted::Nearest(self.checked_vector(&spec, vector_of(q)?, true)?, Vec::new())),
             Value::Number(_) | Value::String(_) => {
                 let id = parse_id(q)?;
                 let vector = self.point_vectors(name, std::slice::from_ref(&id)).await?.remove(0);
@@ -185,7 +185,8 @@ impl QdrantApi {
             for example in body.get(key).and_then(Value::as_array).into_iter().flatten() {
                 match example {
                     Value::Number(_) | Value::String(_) => ids.push(parse_id(example)?),
-                    v => vectors.push(self.checked_vector(&spec, vector_of(v)?)?),
+                    // Given vectors are averaged as they are (stored ones are normalised already).
+                    v => vectors.push(self.checked_vector(&spec, vector_of(v)?, false)?),
                 }
             }
             exclude.extend(ids.iter().cloned());
@@ -219,12 +220,12 @@ impl QdrantApi {
             .collect()
     }
 
-    /// A query vector checked against the collection (normalised for cosine).
-    fn checked_vector(&self, spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>) -> Result<Vec<f32>, QdrantError> {
+    /// A query vector checked against the collection (with `normalise`, normalised for cosine).
+    fn checked_vector(&self, spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>, normalise: bool) -> Result<Vec<f32>, QdrantError> {
         crate::search::validate_vector(&spec.name, spec.dim, &vector).map_err(|_| {
             QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len()))
         })?;
-        Ok(if spec.metric == Metric::Cosine { normalised(vector) } else { vector })
+        Ok(if normalise && spec.metric == Metric::Cosine { normalised(vector) } else { vector })
     }
 
     /// Runs a nearest-neighbour search and shapes its hits as Qdrant's scored points.
