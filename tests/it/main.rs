@@ -12,5 +12,6 @@ mod harness;
 mod hostile_input;
 mod jobs;
 mod meta_cluster;
+mod qdrant;
 mod s3_storage;
 mod upsert_delete;

@@ -1018,7 +1018,7 @@ def step_legacy_recommend(c):
                 r = hits(c.query_points(n, query=M.RecommendQuery(recommend=M.RecommendInput(
                     positive=pos, negative=neg, strategy=strategy)), limit=6).points)
             else:
-                body = {"positive": pos, "negative": neg, "limit": 6, "strategy": strategy.value}
+                body = {"positive": pos, "negative": neg, "limit": 6, "strategy": strategy.value, "with_payload": True}
                 r = [raw_hit(h) for h in raw_post(c, f"/collections/{n}/points/recommend", body)]
             out[strategy.value] = r
     return out

@@ -284,7 +284,12 @@ impl QdrantApi {
         let rows = match (&body.selection.points, &body.selection.filter) {
             (Some(ids), None) => {
                 let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
-                self.read_points(name, Some(&ids), None, true).await?
+                let rows = self.read_points(name, Some(&ids), None, true).await?;
+                // As Qdrant: an edit naming a point that does not exist changes nothing.
+                if let Some(missing) = ids.iter().find(|id| !rows.ids.contains(id)) {
+                    return Err(QdrantError::NotFound(format!("Not found: No point with id {} found", missing.key())));
+                }
+                rows
             }
             (None, Some(filter)) => {
                 let page = Page { filter: filter_sql(filter)?, from: None, limit: None };

@@ -21,8 +21,8 @@ use crate::search::MAX_K;
 /// A nearest-neighbour search as the endpoints share it.
 #[derive(Debug, Clone)]
 struct Nearest {
-    /// The query vector.
-    vector: Vec<f32>,
+    /// What is searched for.
+    target: Target,
     /// Points never returned (the examples named by id).
     exclude: Vec<PointId>,
     /// The filter's SQL text.
@@ -41,10 +41,21 @@ struct Nearest {
     with_vector: bool,
 }
 
+/// What a search ranks points by.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Closeness to a vector.
+    Vector(Vec<f32>),
+    /// Qdrant's best-score recommendation: the best similarity to a positive example if it
+    /// beats the best to a negative one (squashed into (0.5, 1)), else minus the squashed best
+    /// negative. Every point passing the filter is scored.
+    BestScore(Vec<Vec<f32>>, Vec<Vec<f32>>),
+}
+
 /// What a query asks for.
 enum Wanted {
-    /// The nearest points to a vector (examples named by id are excluded).
-    Nearest(Vec<f32>, Vec<PointId>),
+    /// The points best ranked by a target (examples named by id are excluded).
+    Nearest(Target, Vec<PointId>),
     /// No query: points in id order, score 1.
     Scroll,
 }
@@ -70,7 +81,7 @@ impl QdrantApi {
             None | Some(Value::Null) => Wanted::Scroll,
             Some(q) => self.resolve_query(name, collection.spec.metric, q).await?,
         };
-        let (vector, exclude) = match wanted {
+        let (target, exclude) = match wanted {
             Wanted::Scroll => {
                 let page = Page { filter, from: None, limit: Some(limit + offset) };
                 let rows = self.read_points(name, None, Some(page), with_vector).await?;
@@ -80,11 +91,11 @@ impl QdrantApi {
                     r
                 }).collect());
             }
-            Wanted::Nearest(vector, exclude) => (vector, exclude),
+            Wanted::Nearest(target, exclude) => (target, exclude),
         };
         let params = search_params(body.get("params"))?;
         let threshold = body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32);
-        let query = Nearest { vector, exclude, filter, limit, offset, threshold, params, payload, with_vector };
+        let query = Nearest { target, exclude, filter, limit, offset, threshold, params, payload, with_vector };
         self.nearest(name, collection.spec.metric, query).await
     }
 
@@ -110,7 +121,7 @@ impl QdrantApi {
             None => raw,
         };
         let vector = self.checked_vector(&collection.spec, vector_of(raw)?, true)?;
-        let query = self.nearest_of(body, vector, Vec::new())?;
+        let query = self.nearest_of(body, Target::Vector(vector), Vec::new())?;
         Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
     }
 
@@ -118,10 +129,10 @@ impl QdrantApi {
     pub async fn recommend(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
         let collection = self.collection(name)?;
         check_using(body.get("using"))?;
-        let Wanted::Nearest(vector, exclude) = self.recommend_vector(name, collection.spec.metric, body).await? else {
+        let Wanted::Nearest(target, exclude) = self.recommend_vector(name, collection.spec.metric, body).await? else {
             return Ok(json!([]));
         };
-        let query = self.nearest_of(body, vector, exclude)?;
+        let query = self.nearest_of(body, target, exclude)?;
         Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
     }
 
@@ -135,10 +146,10 @@ impl QdrantApi {
     }
 
     /// The parameters of an older-API search around `vector`.
-    fn nearest_of(&self, body: &Value, vector: Vec<f32>, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
+    fn nearest_of(&self, body: &Value, target: Target, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
         let (limit, offset) = limit_offset(body)?;
         Ok(Nearest {
-            vector,
+            target,
             exclude,
             filter: filter_sql(body.get("filter").unwrap_or(&Value::Null))?,
             limit,
@@ -155,11 +166,11 @@ impl QdrantApi {
     async fn resolve_query(&self, name: &str, metric: Metric, q: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
         match q {
-            Value::Array(_) => Ok(Wanted::Nearest(self.checked_vector(&spec, vector_of(q)?, true)?, Vec::new())),
+            Value::Array(_) => Ok(Wanted::Nearest(Target::Vector(self.checked_vector(&spec, vector_of(q)?, true)?), Vec::new())),
             Value::Number(_) | Value::String(_) => {
                 let id = parse_id(q)?;
                 let vector = self.point_vectors(name, std::slice::from_ref(&id)).await?.remove(0);
-                Ok(Wanted::Nearest(vector, vec![id]))
+                Ok(Wanted::Nearest(Target::Vector(vector), vec![id]))
             }
             Value::Object(o) if o.contains_key("nearest") => Box::pin(self.resolve_query(name, metric, &o["nearest"])).await,
             Value::Object(o) if o.contains_key("recommend") => self.recommend_vector(name, metric, &o["recommend"]).await,
@@ -170,14 +181,20 @@ impl QdrantApi {
         }
     }
 
-    /// The average-vector recommendation query of `{positive, negative, strategy}`:
-    /// `2 · mean(positive) − mean(negative)`, or `mean(positive)` without negatives.
+    /// The recommendation query of `{positive, negative, strategy}`: with `average_vector`
+    /// (the default) the vector `2 · mean(positive) − mean(negative)` (`mean(positive)` without
+    /// negatives), with `best_score` the examples themselves.
     async fn recommend_vector(&self, name: &str, metric: Metric, body: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
-        match body.get("strategy").and_then(Value::as_str) {
-            None | Some("average_vector") => {}
-            Some(other) => return Err(QdrantError::wrong_input(format!("the recommend strategy {other} is not supported by Grape yet (average_vector is)"))),
-        }
+        let best_score = match body.get("strategy").and_then(Value::as_str) {
+            None | Some("average_vector") => false,
+            Some("best_score") => true,
+            Some(other) => {
+                return Err(QdrantError::wrong_input(format!(
+                    "the recommend strategy {other} is not supported by Grape yet (average_vector and best_score are)"
+                )))
+            }
+        };
         let mut exclude = Vec::new();
         let mut examples = |key: &str| -> Result<(Vec<PointId>, Vec<Vec<f32>>), QdrantError> {
             let mut ids = Vec::new();
@@ -196,6 +213,12 @@ impl QdrantApi {
         let (neg_ids, mut negative) = examples("negative")?;
         positive.extend(self.point_vectors(name, &pos_ids).await?);
         negative.extend(self.point_vectors(name, &neg_ids).await?);
+        if best_score {
+            if positive.is_empty() && negative.is_empty() {
+                return Err(QdrantError::wrong_input("a recommendation needs examples"));
+            }
+            return Ok(Wanted::Nearest(Target::BestScore(positive, negative), exclude));
+        }
         if positive.is_empty() {
             return Err(QdrantError::wrong_input("No positive examples given with 'average_vector' strategy"));
         }
@@ -207,7 +230,7 @@ impl QdrantApi {
             mean_pos.iter().zip(&mean_neg).map(|(p, n)| p + p - n).collect()
         };
         let vector = if metric == Metric::Cosine { normalised(vector) } else { vector };
-        Ok(Wanted::Nearest(vector, exclude))
+        Ok(Wanted::Nearest(Target::Vector(vector), exclude))
     }
 
     /// The stored vectors of `ids`, in order; 404 for a missing one.
@@ -230,13 +253,17 @@ impl QdrantApi {
 
     /// Runs a nearest-neighbour search and shapes its hits as Qdrant's scored points.
     async fn nearest(&self, name: &str, metric: Metric, q: Nearest) -> Result<Vec<Value>, QdrantError> {
+        let vector = match &q.target {
+            Target::Vector(v) => v.clone(),
+            Target::BestScore(positive, negative) => return self.best_score(name, metric, positive, negative, &q).await,
+        };
         let k = q.limit + q.offset + q.exclude.len();
         if k > MAX_K {
             return Err(QdrantError::wrong_input(format!("limit + offset is {k}; at most {MAX_K} hits can be asked for")));
         }
         let req = v1::SearchRequest {
             collection: name.to_string(),
-            vector: q.vector,
+            vector,
             k: k as u32,
             filter: q.filter.unwrap_or_default(),
             include_vectors: q.with_vector,
@@ -274,6 +301,45 @@ impl QdrantApi {
             points.push(record);
         }
         Ok(points.into_iter().skip(q.offset).take(q.limit).collect())
+    }
+
+    /// A best-score recommendation: scores every point passing the filter (a scan).
+    async fn best_score(&self, name: &str, metric: Metric, positive: &[Vec<f32>], negative: &[Vec<f32>], q: &Nearest) -> Result<Vec<Value>, QdrantError> {
+        let page = Page { filter: q.filter.clone(), from: None, limit: None };
+        let rows = self.read_points(name, None, Some(page), true).await?;
+        let vectors = rows.vectors.clone().unwrap_or_default();
+        let normalise = |v: &Vec<f32>| if metric == Metric::Cosine { normalised(v.clone()) } else { v.clone() };
+        let (positive, negative): (Vec<_>, Vec<_>) = (positive.iter().map(normalise).collect(), negative.iter().map(normalise).collect());
+        let best = |examples: &[Vec<f32>], v: &[f32]| examples.iter().map(|e| similarity(metric, e, v)).fold(f32::NEG_INFINITY, f32::max);
+        let squash = |x: f32| 0.5 * (x / (1.0 + x.abs()) + 1.0);
+        let mut scored: Vec<(f32, Value)> = rows
+            .records(&q.payload)
+            .into_iter()
+            .zip(&vectors)
+            .filter(|(r, _)| PointId::from_json(&r["id"]).is_ok_and(|id| !q.exclude.contains(&id)))
+            .map(|(mut r, v)| {
+                let (p, n) = (best(&positive, v), best(&negative, v));
+                let score = if p > n { squash(p) } else { -squash(n) };
+                r["score"] = json!(score);
+                r["version"] = json!(0);
+                if !q.with_vector {
+                    r["vector"] = Value::Null;
+                }
+                (score, r)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let kept = scored.into_iter().take_while(|(s, _)| q.threshold.is_none_or(|t| *s >= t));
+        Ok(kept.map(|(_, r)| r).skip(q.offset).take(q.limit).collect())
+    }
+}
+
+/// Qdrant's internal similarity (higher is closer): the dot product (of normalised vectors,
+/// for cosine) or minus the squared Euclidean distance.
+fn similarity(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => -a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>(),
+        Metric::Cosine | Metric::Dot => a.iter().zip(b).map(|(x, y)| x * y).sum(),
     }
 }
 

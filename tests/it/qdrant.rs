@@ -1,0 +1,65 @@
+//! Qdrant's REST API with the official Python `qdrant-client`: the conformance suite of
+//! `tests/qdrant/` (the same scenario against Grape and against the client's local mode,
+//! compared), and the payload of points written through it read back with Grape's SQL.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::harness::{free_port, DevProcess, ServerFlags};
+
+/// `tests/qdrant/` of the repository.
+fn suite_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("qdrant")
+}
+
+/// The python of the venv with `qdrant-client` (made by `tests/qdrant/setup.sh` once).
+fn python() -> String {
+    let out = Command::new("bash").arg(suite_dir().join("setup.sh")).output().expect("run tests/qdrant/setup.sh");
+    assert!(out.status.success(), "tests/qdrant/setup.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().expect("setup.sh prints the venv's python").trim().to_string()
+}
+
+/// `grape dev` serving the Qdrant API on a free port; returns it and the API's URL.
+fn dev_with_qdrant(dir: &std::path::Path) -> (DevProcess, String) {
+    let port = free_port();
+    let flags = ServerFlags { args: vec!["--qdrant-listen".into(), format!("127.0.0.1:{port}")], env: Vec::new() };
+    (DevProcess::start_with(dir, flags), format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn qdrant_client_gets_the_answers_of_its_local_mode_over_rest() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let (_grape, url) = dev_with_qdrant(dir.path());
+    let out = Command::new(&py).arg(suite_dir().join("conformance.py")).args(["--url", &url]).output().expect("run conformance.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "the conformance suite failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn points_written_by_a_qdrant_client_are_rows_for_sql() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let (grape, url) = dev_with_qdrant(dir.path());
+    let script = r#"
+import sys
+from qdrant_client import QdrantClient, models as m
+c = QdrantClient(url=sys.argv[1], timeout=30, check_compatibility=False)
+c.create_collection("shop", vectors_config=m.VectorParams(size=3, distance=m.Distance.DOT))
+c.upsert("shop", points=[m.PointStruct(id=i, vector=[i, 1, 0], payload={"color": ["red", "blue"][i % 2], "n": i}) for i in range(10)])
+print(c.count("shop", count_filter=m.Filter(must=[m.FieldCondition(key="color", match=m.MatchValue(value="red"))])).count)
+"#;
+    let out = Command::new(&py).args(["-c", script, &url]).output().expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+    let rows = grape.json(&[
+        "sql",
+        r#"SELECT id, payload FROM shop WHERE payload_match(payload, '{"key": "n", "range": {"gte": 8}}') ORDER BY id"#,
+    ]);
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["id"], "8");
+    let payload: serde_json::Value = serde_json::from_str(rows[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload, serde_json::json!({"color": "red", "n": 8}));
+}
