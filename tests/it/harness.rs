@@ -70,8 +70,14 @@ impl DevProcess {
 
     /// Starts `grape compute` against the meta members `meta`, storing segments at `storage`.
     pub fn start_compute(meta: &str, storage: &str, data_dir: &Path) -> DevProcess {
-        let extra = ServerFlags { args: vec!["--meta".into(), meta.into(), "--storage".into(), storage.into()], env: Vec::new() };
-        Self::start_role(&["compute"], data_dir, free_port(), extra)
+        Self::start_compute_with(meta, storage, data_dir, &[])
+    }
+
+    /// [`DevProcess::start_compute`] with extra flags.
+    pub fn start_compute_with(meta: &str, storage: &str, data_dir: &Path, flags: &[String]) -> DevProcess {
+        let mut args = vec!["--meta".into(), meta.into(), "--storage".into(), storage.into()];
+        args.extend_from_slice(flags);
+        Self::start_role(&["compute"], data_dir, free_port(), ServerFlags { args, env: Vec::new() })
     }
 
     /// Starts `grape ROLE…` with the common server flags and waits until it answers `status`.

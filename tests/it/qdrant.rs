@@ -1,11 +1,16 @@
 //! Qdrant's REST API with the official Python `qdrant-client`: the conformance suite of
 //! `tests/qdrant/` (the same scenario against Grape and against the client's local mode,
-//! compared), and the payload of points written through it read back with Grape's SQL.
+//! compared), the payload of points written through it read back with Grape's SQL, and a
+//! client that keeps calling one gateway of a cluster while another compute node is killed.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, DevProcess, ServerFlags};
+use grape_meta::testing::MetaProcesses;
+
+use crate::compute_cluster::compute_nodes;
+use crate::harness::{free_port, grape_bin, DevProcess, ServerFlags};
 
 /// `tests/qdrant/` of the repository.
 fn suite_dir() -> PathBuf {
@@ -62,4 +67,48 @@ print(c.count("shop", count_filter=m.Filter(must=[m.FieldCondition(key="color", 
     assert_eq!(rows[0]["id"], "8");
     let payload: serde_json::Value = serde_json::from_str(rows[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload, serde_json::json!({"color": "red", "n": 8}));
+}
+
+#[test]
+fn a_qdrant_client_sees_no_failed_call_when_a_compute_node_is_killed() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
+    let members = meta.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let node = |name: &str| {
+        let port = free_port();
+        let flags = ["--qdrant-listen".to_string(), format!("127.0.0.1:{port}")];
+        (DevProcess::start_compute_with(&members, &storage, &dir.path().join(name), &flags), format!("http://127.0.0.1:{port}"))
+    };
+    let (_a, a_url) = node("a");
+    let (mut b, _) = node("b");
+    let scenario = suite_dir().join("cluster_scenario.py");
+    let setup = Command::new(&py).arg(&scenario).args(["--url", &a_url, "--phase", "setup"]).output().expect("run the setup");
+    assert!(setup.status.success(), "setup failed: {}", String::from_utf8_lossy(&setup.stderr));
+    // Two replicas on two nodes: each node holds every segment before one of them dies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = compute_nodes(&members);
+        let held: Vec<u64> = nodes.iter().map(|n| n["segments"].as_u64().unwrap_or(0)).collect();
+        let loading: u64 = nodes.iter().map(|n| n["segments_loading"].as_u64().unwrap_or(0)).sum();
+        if held.len() == 2 && held[0] > 0 && held[0] == held[1] && loading == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the segments are not on both nodes: {nodes:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let load = Command::new(&py)
+        .arg(&scenario)
+        .args(["--url", &a_url, "--phase", "load", "--seconds", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the load");
+    std::thread::sleep(Duration::from_secs(4));
+    b.kill();
+    let out = load.wait_with_output().expect("wait for the load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "calls failed while a node died:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
