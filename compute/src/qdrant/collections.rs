@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::compile::PAYLOAD_COLUMN;
 use super::reply::{Outcome, QdrantError};
+use super::settings::INDEX_PREFIX;
 use super::QdrantApi;
 use crate::limits::RequestClass::Write;
 use crate::segment::ID_COLUMN;
@@ -95,7 +96,12 @@ impl QdrantApi {
     pub async fn delete_collection(&self, name: &str) -> Outcome {
         let gateway = &self.gateway;
         match gateway.guarded(Write, gateway.drop_collection(name)).await.map_err(QdrantError::from) {
-            Ok(()) => Ok(json!(true)),
+            Ok(()) => {
+                self.drop_aliases_of(name).await?;
+                let indexes = self.config_under(&format!("{INDEX_PREFIX}{name}/"));
+                self.put_config(indexes.into_iter().map(|(field, _)| (format!("{INDEX_PREFIX}{name}/{field}"), String::new())).collect()).await?;
+                Ok(json!(true))
+            }
             Err(QdrantError::NotFound(_)) => Ok(json!(false)),
             Err(e) => Err(e),
         }
@@ -115,6 +121,7 @@ impl QdrantApi {
 
     /// `GET /collections/{name}`: Qdrant's collection info, from Grape's.
     pub async fn get_collection(&self, name: &str) -> Outcome {
+        let name = &self.resolve(name);
         let info = self.gateway.describe_collection(name).await.map_err(|e| self.not_found_as_qdrant(name, e))?;
         let quantization = match info.quantization.as_str() {
             "sq8" => json!({ "scalar": { "type": "int8", "always_ram": true } }),
@@ -145,7 +152,7 @@ impl QdrantApi {
                 "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
                 "quantization_config": quantization,
             },
-            "payload_schema": {},
+            "payload_schema": self.payload_schema(name).await?,
         }))
     }
 
@@ -153,6 +160,7 @@ impl QdrantApi {
     /// `params.replication_factor` changes the replicas; Qdrant's other settings are accepted
     /// and ignored.
     pub async fn update_collection(&self, name: &str, body: Value) -> Outcome {
+        let name = &self.resolve(name);
         self.collection(name)?;
         let gateway = &self.gateway;
         if let Some(config) = body.get("quantization_config").filter(|c| !c.is_null()) {
@@ -169,6 +177,7 @@ impl QdrantApi {
     /// The catalog entry of a collection made through this API (utf8 ids and a JSON payload),
     /// or the error Qdrant gives for a missing collection.
     pub fn collection(&self, name: &str) -> Result<Collection, QdrantError> {
+        let name = &self.resolve(name);
         let catalog = self.gateway.meta.applied_catalog();
         let collection = catalog.collections.get(name).ok_or_else(|| not_found(name))?.clone();
         let schema = collection.spec.schema.as_ref();

@@ -7,22 +7,27 @@
 //!
 //! # Layout
 //! - [`server`]: the HTTP routes and serving them.
-//! - [`collections`], [`points`], [`query`]: the endpoints, over the [`Gateway`].
+//! - [`collections`], [`points`], [`query`]: the endpoints, over the [`Gateway`];
+//!   [`aliases`] and [`payload_index`] (indexes declared, facets, `order_by`), which keep what
+//!   the catalog does not hold in the versioned config ([`settings`]).
 //! - [`reply`]: Qdrant's response envelope and error shape.
 //! - [`json_path`]: payload key paths and the values they reach.
 //! - [`condition`]: Qdrant's filter language, parsed and evaluated on one payload.
 //! - [`compile`]: filters compiled to DataFusion expressions, and the `payload_match` function.
 //! - [`ids`]: point ids and their form in the `id` column.
 
+pub mod aliases;
 pub mod collections;
 pub mod compile;
 pub mod condition;
 pub mod ids;
 pub mod json_path;
+pub mod payload_index;
 pub mod points;
 pub mod query;
 pub mod reply;
 pub mod server;
+pub mod settings;
 
 use std::sync::Arc;
 

@@ -205,6 +205,7 @@ pub enum PayloadEdit {
 impl QdrantApi {
     /// `PUT /collections/{name}/points`.
     pub async fn upsert(&self, name: &str, body: UpsertBody) -> Outcome {
+        let name = &self.resolve(name);
         let collection = self.collection(name)?;
         let raw = match (body.points, body.batch) {
             (Some(points), None) => points.iter().map(|p| (p.get("id"), p.get("vector"), p.get("payload"))).map(owned).collect(),
@@ -235,6 +236,7 @@ impl QdrantApi {
     /// `POST /collections/{name}/points` and `GET …/points/{id}`: the points with these ids,
     /// in the order asked, missing ones left out.
     pub async fn retrieve(&self, name: &str, ids: &[Value], with_payload: &PayloadSelector, with_vector: bool) -> Result<Vec<Value>, QdrantError> {
+        let name = &self.resolve(name);
         self.collection(name)?;
         let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
         let rows = self.read_points(name, Some(&ids), None, with_vector).await?;
@@ -246,6 +248,7 @@ impl QdrantApi {
 
     /// Reads points by ids or by page.
     pub async fn read_points(&self, name: &str, ids: Option<&[PointId]>, page: Option<Page>, with_vector: bool) -> Result<Rows, QdrantError> {
+        let name = &self.resolve(name);
         let mut columns = vec![ID_COLUMN.to_string(), PAYLOAD_COLUMN.to_string()];
         if with_vector {
             columns.push(VECTOR_COLUMN.to_string());
@@ -261,6 +264,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points/delete`.
     pub async fn delete_points(&self, name: &str, selection: Selection) -> Outcome {
+        let name = &self.resolve(name);
         let collection = self.collection(name)?;
         let mut req = v1::DeleteRequest { collection: name.to_string(), ..Default::default() };
         match (&selection.points, &selection.filter) {
@@ -280,6 +284,7 @@ impl QdrantApi {
 
     /// The payload edits: reads the selected points and upserts them with the edited payload.
     pub async fn edit_payload(&self, name: &str, edit: PayloadEdit, body: PayloadBody) -> Outcome {
+        let name = &self.resolve(name);
         let collection = self.collection(name)?;
         let rows = match (&body.selection.points, &body.selection.filter) {
             (Some(ids), None) => {
@@ -328,13 +333,14 @@ impl QdrantApi {
     /// `POST /collections/{name}/points/scroll`: a page of points in id order and the id
     /// the next page starts at.
     pub async fn scroll(&self, name: &str, body: &Value) -> Outcome {
+        let name = &self.resolve(name);
         self.collection(name)?;
         let (limit, _) = super::query::limit_offset(&json!({ "limit": body.get("limit") }))?;
         if limit > MAX_PAGE {
             return Err(QdrantError::wrong_input(format!("limit is {limit}; a page holds at most {MAX_PAGE} points")));
         }
-        if body.get("order_by").is_some_and(|o| !o.is_null()) {
-            return Err(QdrantError::wrong_input("scroll with order_by is not supported by Grape yet"));
+        if let Some(order_by) = body.get("order_by").filter(|o| !o.is_null()) {
+            return self.scroll_ordered(name, body, order_by).await;
         }
         let from = body.get("offset").filter(|v| !v.is_null()).map(parse_id).transpose()?.map(|id| id.key());
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
@@ -348,6 +354,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points/count`: exact.
     pub async fn count(&self, name: &str, body: &Value) -> Outcome {
+        let name = &self.resolve(name);
         self.collection(name)?;
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let gateway = &self.gateway;

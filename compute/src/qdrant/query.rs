@@ -63,6 +63,7 @@ enum Wanted {
 impl QdrantApi {
     /// `POST /collections/{name}/points/query`: `{"points": [ScoredPoint]}`.
     pub async fn query(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let name = &self.resolve(name);
         Ok(json!({ "points": self.query_points(name, body).await? }))
     }
 
@@ -101,6 +102,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points/query/batch`: one result per search.
     pub async fn query_batch(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let name = &self.resolve(name);
         let mut out = Vec::new();
         for search in searches(body)? {
             out.push(self.query(name, search).await?);
@@ -110,6 +112,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points/search` (the older API): a list of scored points.
     pub async fn search(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let name = &self.resolve(name);
         let collection = self.collection(name)?;
         let raw = body.get("vector").ok_or_else(|| QdrantError::wrong_input("a search needs a `vector`"))?;
         // A named vector is `{"name": …, "vector": [...]}`.
@@ -127,6 +130,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points/recommend` (the older API).
     pub async fn recommend(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
+        let name = &self.resolve(name);
         let collection = self.collection(name)?;
         check_using(body.get("using"))?;
         let Wanted::Nearest(target, exclude) = self.recommend_vector(name, collection.spec.metric, body).await? else {
@@ -138,6 +142,7 @@ impl QdrantApi {
 
     /// The batch forms of `search` and `recommend`.
     pub async fn search_batch(&self, name: &str, body: &Value, recommend: bool) -> Result<Value, QdrantError> {
+        let name = &self.resolve(name);
         let mut out = Vec::new();
         for search in searches(body)? {
             out.push(if recommend { self.recommend(name, search).await? } else { self.search(name, search).await? });

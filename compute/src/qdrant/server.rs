@@ -25,10 +25,14 @@ pub fn router(api: QdrantApi) -> Router {
         .route("/readyz", get(readyz))
         .route("/cluster", get(cluster))
         .route("/collections", get(list_collections))
-        .route("/aliases", get(no_aliases))
+        .route("/aliases", get(all_aliases))
+        .route("/collections/aliases", post(update_aliases))
         .route("/collections/{name}", get(get_collection).put(create_collection).patch(update_collection).delete(delete_collection))
         .route("/collections/{name}/exists", get(collection_exists))
-        .route("/collections/{name}/aliases", get(no_aliases))
+        .route("/collections/{name}/aliases", get(collection_aliases))
+        .route("/collections/{name}/index", put(create_index))
+        .route("/collections/{name}/index/{field}", axum::routing::delete(delete_index))
+        .route("/collections/{name}/facet", post(facet))
         .route("/collections/{name}/points", put(upsert).post(retrieve))
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/collections/{name}/points/delete", post(delete_points))
@@ -93,8 +97,28 @@ async fn cluster(State(api): Api) -> Response {
     .await
 }
 
-async fn no_aliases() -> Response {
-    timed(async { Ok(json!({ "aliases": [] })) }).await
+async fn all_aliases(State(api): Api) -> Response {
+    timed(async move { api.list_aliases(None) }).await
+}
+
+async fn collection_aliases(State(api): Api, Path(name): Path<String>) -> Response {
+    timed(async move { api.list_aliases(Some(&name)) }).await
+}
+
+async fn update_aliases(State(api): Api, body: Bytes) -> Response {
+    timed(async move { api.update_aliases(&parse_body(&body)?).await }).await
+}
+
+async fn create_index(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.create_payload_index(&name, &parse_body(&body)?).await }).await
+}
+
+async fn delete_index(State(api): Api, Path((name, field)): Path<(String, String)>) -> Response {
+    timed(async move { api.delete_payload_index(&name, &field).await }).await
+}
+
+async fn facet(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.facet(&name, &parse_body(&body)?).await }).await
 }
 
 async fn list_collections(State(api): Api) -> Response {
