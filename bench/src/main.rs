@@ -62,6 +62,9 @@ enum Scenario {
     /// ANN recall/QPS curves of HNSW (none, sq8, bq) in process and through `grape dev`,
     /// beside hnswlib and faiss.
     Ann(scenarios::ann::Options),
+    /// Upserts and queries through the Python qdrant-client (REST and gRPC) beside Grape's
+    /// own gRPC API, on the same data in the same run.
+    Qdrant(scenarios::qdrant::Options),
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         Scenario::Soak(o) => scenarios::soak::run(o),
         Scenario::Upsert(o) => scenarios::upsert::run(o),
         Scenario::Ann(o) => scenarios::ann::run(o),
+        Scenario::Qdrant(o) => scenarios::qdrant::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

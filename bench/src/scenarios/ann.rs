@@ -192,7 +192,7 @@ fn generate(o: &Options, metric: Metric) -> Data {
 }
 
 /// Per query, the `k` allowed rows closest to it by brute force, closest first.
-fn exact_top_k(base: &VecVectors, queries: &[f32], metric: Metric, k: usize, allowed: impl Fn(usize) -> bool + Sync) -> Vec<Vec<u32>> {
+pub(super) fn exact_top_k(base: &VecVectors, queries: &[f32], metric: Metric, k: usize, allowed: impl Fn(usize) -> bool + Sync) -> Vec<Vec<u32>> {
     let answer = |q: &[f32]| {
         let (scorer, mut top) = (Scorer::new(metric, q), TopK::new(k));
         for row in (0..base.rows()).filter(|&r| allowed(r)) {
@@ -207,7 +207,7 @@ fn exact_top_k(base: &VecVectors, queries: &[f32], metric: Metric, k: usize, all
 }
 
 /// Mean over queries of the fraction of its true rows among the ids found (1 if it has none).
-fn recall(found: &[Vec<u64>], truth: &[Vec<u32>]) -> f64 {
+pub(super) fn recall(found: &[Vec<u64>], truth: &[Vec<u32>]) -> f64 {
     let one = |(f, t): (&Vec<u64>, &Vec<u32>)| match t.len() {
         0 => 1.0,
         n => t.iter().filter(|&&row| f.iter().take(n).any(|&id| id == row as u64)).count() as f64 / n as f64,
@@ -369,7 +369,7 @@ fn grpc(o: &Options, data: &Data, metric: Metric, res: &mut Results) -> Res<()> 
 }
 
 /// A client of `endpoint` that takes messages as large as the server does (256 MiB).
-async fn connect(endpoint: &str) -> Result<GrapeClient<Channel>, String> {
+pub(super) async fn connect(endpoint: &str) -> Result<GrapeClient<Channel>, String> {
     let client = GrapeClient::connect(endpoint.to_string()).await.map_err(|e| format!("connect to {endpoint}: {e}"))?;
     Ok(client.max_encoding_message_size(256 << 20).max_decoding_message_size(256 << 20))
 }
@@ -395,7 +395,7 @@ fn grpc_measure(
 }
 
 /// The `id` column of a search answer.
-fn hit_ids(ipc: &[u8]) -> Result<Vec<u64>, String> {
+pub(super) fn hit_ids(ipc: &[u8]) -> Result<Vec<u64>, String> {
     let (_, batches) = decode_ipc(ipc).map_err(|e| e.to_string())?;
     let mut ids = Vec::new();
     for batch in &batches {
@@ -443,7 +443,7 @@ async fn ingest(client: &mut GrapeClient<Channel>, name: &str, ipc: Vec<u8>) -> 
 
 /// Polls `describe` until every segment of `name` is indexed; fails when one of its build
 /// jobs is dead or cancelled, or after [`BUILD_TIMEOUT`].
-async fn wait_indexed(client: &mut GrapeClient<Channel>, name: &str) -> Result<v1::CollectionInfo, String> {
+pub(super) async fn wait_indexed(client: &mut GrapeClient<Channel>, name: &str) -> Result<v1::CollectionInfo, String> {
     let deadline = Instant::now() + BUILD_TIMEOUT;
     loop {
         let info = client.describe_collection(v1::DescribeCollectionRequest { name: name.into() }).await;

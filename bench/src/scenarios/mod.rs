@@ -6,6 +6,7 @@ pub mod cold_load;
 pub mod exact_search;
 pub mod meta;
 pub mod processes;
+pub mod qdrant;
 pub mod rpc;
 pub mod soak;
 pub mod upsert;

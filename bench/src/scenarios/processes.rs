@@ -93,11 +93,17 @@ impl DevServer {
     /// Starts `grape dev` (garbage collection off, so it does not disturb what is measured)
     /// and waits until it listens.
     pub fn start(grape: Option<&Path>) -> Result<DevServer, Box<dyn std::error::Error>> {
+        Self::start_with(grape, &["--qdrant-listen".into(), "off".into()])
+    }
+
+    /// [`DevServer::start`] with extra flags of `grape dev`.
+    pub fn start_with(grape: Option<&Path>, flags: &[String]) -> Result<DevServer, Box<dyn std::error::Error>> {
         let bin = super::grape_binary(grape)?;
         let dir = tempfile::tempdir()?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let child = Command::new(&bin)
             .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--gc-interval-secs", "0"])
+            .args(flags)
             .arg("--data-dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -125,8 +131,13 @@ impl Drop for DevServer {
     }
 }
 
+/// A port of loopback that nothing listens on now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Waits up to a minute until something listens on `port` of loopback.
-fn wait_listening(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+pub fn wait_listening(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {

@@ -16,6 +16,10 @@ use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, Upsert
 use super::reply::{parse_body, respond, QdrantError};
 use super::{QdrantApi, QDRANT_VERSION};
 
+/// Largest request body, in bytes: Qdrant's default `max_request_size_mb` (a larger one is
+/// answered 413).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
 /// The routes of the API over `api`.
 pub fn router(api: QdrantApi) -> Router {
     Router::new()
@@ -48,6 +52,7 @@ pub fn router(api: QdrantApi) -> Router {
         .route("/collections/{name}/points/recommend", post(recommend))
         .route("/collections/{name}/points/recommend/batch", post(recommend_batch))
         .fallback(|| async { respond(Instant::now(), Err(QdrantError::NotFound("Not found: no such endpoint".into()))) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
 

@@ -1,0 +1,237 @@
+//! `qdrant`: what the Qdrant API costs. One `grape dev` serves the same clustered data three
+//! ways: upserted in batches through Grape's own gRPC API (`Insert`, a Rust client), and
+//! through the official Python `qdrant-client` over REST and over gRPC. After compaction and
+//! index builds settle, one client asks the same queries through each path at the default
+//! search parameters; the table shows points/s, QPS and recall@k side by side, and the Qdrant
+//! paths' QPS as a fraction of Grape's own.
+//!
+//! The Qdrant paths include the Python client's own cost per call: this is the figure a Qdrant
+//! user sees, not the server layer alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use clap::Args;
+use grape_compute::datagen::gaussian_mixture;
+use grape_compute::index::VecVectors;
+use grape_compute::ingest::{encode_ipc, vector_type};
+use grape_meta::catalog::Metric;
+use grape_proto::v1::{self, grape_client::GrapeClient};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tonic::transport::Channel;
+
+use super::ann::{connect, exact_top_k, hit_ids, recall, wait_indexed};
+use super::processes::{free_port, DevServer};
+use crate::report::{report, Row};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Options of the scenario.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Points upserted through each path.
+    #[arg(long, default_value_t = 100_000)]
+    rows: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// Gaussian clusters of the data.
+    #[arg(long, default_value_t = 64)]
+    clusters: usize,
+    /// Queries (drawn from the same mixture, another seed).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// Hits per query (recall@k).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Points per upsert call.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Repeat the queries until a pass lasts this long (seconds).
+    #[arg(long, default_value_t = 3.0)]
+    min_secs: f64,
+    /// Skip the gRPC path of the Qdrant API.
+    #[arg(long)]
+    skip_grpc: bool,
+    /// The `grape` binary (default: beside this benchmark's binary).
+    #[arg(long)]
+    grape: Option<PathBuf>,
+    /// Where to write the JSON result (the data goes beside it, in `<stem>-data/`).
+    #[arg(long, default_value = "bench/results/qdrant.json")]
+    out: PathBuf,
+}
+
+/// Runs the scenario.
+pub fn run(o: Options) -> Res<()> {
+    let base = gaussian_mixture(o.rows, o.dim, o.clusters, 1);
+    let queries = gaussian_mixture(o.queries, o.dim, o.clusters, 2);
+    let truth = exact_top_k(&VecVectors::new(base.clone(), o.dim), &queries, Metric::L2, o.k, |_| true);
+    let data = write_data(&o, &base, &queries)?;
+    let python = qdrant_python()?;
+    let (rest, grpc) = (free_port()?, free_port()?);
+    let mut flags = vec!["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}")];
+    if !o.skip_grpc {
+        flags.extend(["--qdrant-grpc-listen".to_string(), format!("127.0.0.1:{grpc}")]);
+    }
+    let server = DevServer::start_with(o.grape.as_deref(), &flags)?;
+    // Index every segment of a settled collection, however small the run.
+    server.cli(&["config", "set", "index/min_rows", "1000"])?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut client = runtime.block_on(connect(&server.endpoint))?;
+    let peer = Peer { python, url: format!("http://127.0.0.1:{rest}"), grpc, data, dim: o.dim };
+    let mut rows = Vec::new();
+    let mut transports = vec!["rest"];
+    if !o.skip_grpc {
+        transports.push("grpc");
+    }
+
+    eprintln!("grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
+    let rate = runtime.block_on(insert_native(&mut client, &o, &base))?;
+    rows.push(Row::new("upsert, grape gRPC (Rust client)", rate, "points/s"));
+    for t in &transports {
+        eprintln!("qdrant-client {t}: upserting …");
+        let out = peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()])?;
+        rows.push(Row::new(format!("upsert, qdrant-client {t}"), out["points_per_s"].as_f64().unwrap_or(0.0), "points/s"));
+    }
+    // The gRPC copy only measured upserts; it would build indexes beside the queries.
+    if !o.skip_grpc {
+        server.cli(&["collection", "drop", "qd_grpc"])?;
+    }
+    for name in ["native", "qd_rest"] {
+        eprintln!("{name}: compacting and waiting for the indexes …");
+        runtime.block_on(settle(&mut client, name))?;
+    }
+
+    let started = Instant::now();
+    let (ids, native_qps) = runtime.block_on(query_native(&mut client, &o, &queries))?;
+    let native_recall = recall(&ids, &truth);
+    eprintln!("grape gRPC: {native_qps:.0} QPS at recall {native_recall:.3} ({:.1} s)", started.elapsed().as_secs_f64());
+    rows.push(Row::new("query, grape gRPC (Rust client): QPS", native_qps, "queries/s"));
+    rows.push(Row::new(format!("query, grape gRPC: recall@{}", o.k), native_recall, "fraction"));
+    for t in &transports {
+        let out = peer.run(t, "qd_rest", &["--phase", "query", "--k", &o.k.to_string(), "--min-secs", &o.min_secs.to_string()])?;
+        let ids: Vec<Vec<u64>> = serde_json::from_value(out["ids"].clone())?;
+        let qps = out["qps"].as_f64().unwrap_or(0.0);
+        eprintln!("qdrant-client {t}: {qps:.0} QPS at recall {:.3}", recall(&ids, &truth));
+        rows.push(Row::new(format!("query, qdrant-client {t}: QPS"), qps, "queries/s"));
+        rows.push(Row::new(format!("query, qdrant-client {t}: recall@{}", o.k), recall(&ids, &truth), "fraction"));
+        rows.push(Row::new(format!("query, qdrant-client {t}: QPS / grape gRPC"), qps / native_qps.max(1e-9), "fraction"));
+    }
+    let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
+    let params = json!({ "rows": o.rows, "dim": o.dim, "queries": o.queries, "k": o.k, "batch": o.batch, "clients": 1, "profile": profile, "metric": "l2 (Euclid)" });
+    report("Qdrant API: upserts and queries through qdrant-client beside Grape's gRPC (grape dev, 1 client)", params, &rows, &o.out)?;
+    Ok(())
+}
+
+/// Writes `base.f32` and `queries.f32` beside `--out`; returns their directory.
+fn write_data(o: &Options, base: &[f32], queries: &[f32]) -> Res<PathBuf> {
+    let stem = o.out.file_stem().map_or("qdrant".into(), |s| s.to_string_lossy().into_owned());
+    let dir = o.out.with_file_name(format!("{stem}-data"));
+    std::fs::create_dir_all(&dir)?;
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    std::fs::write(dir.join("base.f32"), bytes(base))?;
+    std::fs::write(dir.join("queries.f32"), bytes(queries))?;
+    Ok(dir)
+}
+
+/// The python of the venv with `qdrant-client` (`tests/qdrant/setup.sh` makes it).
+fn qdrant_python() -> Res<String> {
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/qdrant/setup.sh");
+    let out = Command::new("bash").arg(setup).output()?;
+    if !out.status.success() {
+        return Err(format!("tests/qdrant/setup.sh failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("python3").trim().to_string())
+}
+
+/// The Python side (`bench/peers/qdrant_client_bench.py`).
+struct Peer {
+    python: String,
+    url: String,
+    grpc: u16,
+    data: PathBuf,
+    dim: usize,
+}
+
+impl Peer {
+    /// Runs the script over `transport` on `collection` with `args`; returns its JSON answer.
+    fn run(&self, transport: &str, collection: &str, args: &[&str]) -> Res<Value> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/qdrant_client_bench.py");
+        let out = Command::new(&self.python)
+            .arg(script)
+            .args(["--url", &self.url, "--grpc-port", &self.grpc.to_string(), "--transport", transport])
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--dim", &self.dim.to_string(), "--collection", collection])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("qdrant_client_bench.py {transport} {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+/// Creates `native` and inserts the base rows in batches through `Insert`; returns points/s.
+async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32]) -> Result<f64, String> {
+    let create = v1::CreateCollectionRequest { name: "native".into(), dim: o.dim as u32, metric: "l2".into(), ..Default::default() };
+    client.create_collection(create).await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for start in (0..o.rows).step_by(o.batch) {
+        let n = o.batch.min(o.rows - start);
+        let values = Float32Array::from(base[start * o.dim..(start + n) * o.dim].to_vec());
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let vectors = FixedSizeListArray::try_new(item, o.dim as i32, Arc::new(values), None).map_err(|e| e.to_string())?;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::UInt64, false), Field::new("vector", vector_type(o.dim as u32), false)]));
+        let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(start as u64..(start + n) as u64)), Arc::new(vectors)];
+        let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
+        let ipc = encode_ipc(&batch.schema(), &[batch]).map_err(|e| e.to_string())?;
+        client.insert(v1::InsertRequest { collection: "native".into(), arrow_ipc: ipc }).await.map_err(|e| e.to_string())?;
+    }
+    Ok(o.rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Compacts `name`, waits for its compaction jobs, then for every segment's index.
+async fn settle(client: &mut GrapeClient<Channel>, name: &str) -> Result<(), String> {
+    client.compact(v1::CompactRequest { collection: name.into(), shard: None }).await.map_err(|e| format!("compact {name}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    loop {
+        let jobs = client.list_jobs(v1::ListJobsRequest::default()).await.map_err(|e| format!("jobs: {e}"))?.into_inner().jobs;
+        let busy = jobs.iter().any(|j| j.kind == "compact" && j.collection == name && matches!(j.state.as_str(), "pending" | "running"));
+        if !busy {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name}: compaction still running after 30 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_indexed(client, name).await.map(|_| ())
+}
+
+/// Asks every query of `native` once for its hits, then repeats passes until `min_secs` have
+/// gone by; returns the hits and the QPS.
+async fn query_native(client: &mut GrapeClient<Channel>, o: &Options, queries: &[f32]) -> Result<(Vec<Vec<u64>>, f64), String> {
+    let request = |i: usize| v1::SearchRequest {
+        collection: "native".into(),
+        vector: queries[i * o.dim..(i + 1) * o.dim].to_vec(),
+        k: o.k as u32,
+        ..Default::default()
+    };
+    let mut ids = Vec::with_capacity(o.queries);
+    for i in 0..o.queries {
+        ids.push(hit_ids(&client.search(request(i)).await.map_err(|e| e.to_string())?.into_inner().arrow_ipc)?);
+    }
+    let (started, mut answered) = (Instant::now(), 0);
+    while answered == 0 || started.elapsed().as_secs_f64() < o.min_secs {
+        for i in 0..o.queries {
+            client.search(request(i)).await.map_err(|e| e.to_string())?;
+        }
+        answered += o.queries;
+    }
+    Ok((ids, answered as f64 / started.elapsed().as_secs_f64()))
+}
