@@ -7,9 +7,11 @@
 //!
 //! # Layout
 //! - [`server`]: the HTTP routes and serving them.
+//! - [`grpc`]: Qdrant's gRPC API, each RPC converted to and from its REST counterpart.
 //! - [`collections`], [`points`], [`query`]: the endpoints, over the [`Gateway`];
 //!   [`aliases`] and [`payload_index`] (indexes declared, facets, `order_by`), which keep what
-//!   the catalog does not hold in the versioned config ([`settings`]).
+//!   the catalog does not hold in the versioned config ([`settings`]); [`fusion`]: prefetch
+//!   and the fusion or re-ranking of its results.
 //! - [`reply`]: Qdrant's response envelope and error shape.
 //! - [`json_path`]: payload key paths and the values they reach.
 //! - [`condition`]: Qdrant's filter language, parsed and evaluated on one payload.
@@ -20,6 +22,8 @@ pub mod aliases;
 pub mod collections;
 pub mod compile;
 pub mod condition;
+pub mod fusion;
+pub mod grpc;
 pub mod ids;
 pub mod json_path;
 pub mod payload_index;

@@ -68,12 +68,12 @@ impl QdrantApi {
     }
 
     /// The scored points of one query request.
-    async fn query_points(&self, name: &str, body: &Value) -> Result<Vec<Value>, QdrantError> {
+    pub(super) async fn query_points(&self, name: &str, body: &Value) -> Result<Vec<Value>, QdrantError> {
         let collection = self.collection(name)?;
-        if body.get("prefetch").is_some_and(|p| !p.is_null()) {
-            return Err(QdrantError::wrong_input("prefetch is not supported by Grape yet"));
-        }
         check_using(body.get("using"))?;
+        if let Some(prefetch) = body.get("prefetch").filter(|p| !p.is_null()) {
+            return self.query_with_prefetch(name, body, prefetch).await;
+        }
         let (limit, offset) = limit_offset(body)?;
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
