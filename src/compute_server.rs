@@ -46,6 +46,10 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
         let addr = node.serve_qdrant(listen).await?;
         eprintln!("grape compute {id}: Qdrant REST API on http://{addr}");
     }
+    if let Some(listen) = &args.qdrant_grpc_listen {
+        let addr = node.serve_qdrant_grpc(listen).await?;
+        eprintln!("grape compute {id}: Qdrant gRPC API on {addr}");
+    }
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
     let advertised = advertised_addr(args.advertise.as_deref(), node.addr())?;
     tokio::spawn(heartbeats(meta, node.gateway().clone(), id, advertised.clone(), memory, node.stopped()));

@@ -55,6 +55,11 @@ impl DevServer {
         self.node.serve_qdrant(listen).await
     }
 
+    /// Serves Qdrant's gRPC API on `listen` (see [`NodeServer::serve_qdrant_grpc`]).
+    pub async fn serve_qdrant_grpc(&self, listen: &str) -> Result<std::net::SocketAddr, CliError> {
+        self.node.serve_qdrant_grpc(listen).await
+    }
+
     /// Stops serving, waits for in-flight requests, and shuts meta down.
     pub async fn shutdown(self) -> Result<(), CliError> {
         self.node.stop().await?;

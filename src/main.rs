@@ -78,6 +78,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 let addr = server.serve_qdrant(&args.qdrant_listen).await?;
                 eprintln!("grape dev: Qdrant REST API on http://{addr}");
             }
+            if args.qdrant_grpc_listen != "off" {
+                let addr = server.serve_qdrant_grpc(&args.qdrant_grpc_listen).await?;
+                eprintln!("grape dev: Qdrant gRPC API on {addr}");
+            }
             server.run_until_signal().await
         }
         Command::Collection(cmd) => cli::collection::run(&mut connect(&cli.endpoint).await?, format, cmd).await,

@@ -108,13 +108,26 @@ impl NodeServer {
     /// Serves Qdrant's REST API over this node's gateway on `listen` until the node stops;
     /// returns the address it listens on.
     pub async fn serve_qdrant(&self, listen: &str) -> Result<SocketAddr, CliError> {
-        let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("qdrant-listen {listen}"), source })?;
-        let addr = listener.local_addr().map_err(|source| CliError::File { path: format!("qdrant-listen {listen}"), source })?;
+        let (listener, addr) = bind(listen, "qdrant-listen").await?;
         let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
         let stopped = until_stopped(&self.stop);
         tokio::spawn(async move {
             if let Err(e) = grape_compute::qdrant::serve(listener, api, stopped).await {
                 tracing::error!("the Qdrant API on {addr} stopped: {e}");
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Serves Qdrant's gRPC API over this node's gateway on `listen` until the node stops;
+    /// returns the address it listens on.
+    pub async fn serve_qdrant_grpc(&self, listen: &str) -> Result<SocketAddr, CliError> {
+        let (listener, addr) = bind(listen, "qdrant-grpc-listen").await?;
+        let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
+        let stopped = until_stopped(&self.stop);
+        tokio::spawn(async move {
+            if let Err(e) = grape_compute::qdrant::grpc::serve(listener, api, stopped).await {
+                tracing::error!("the Qdrant gRPC API on {addr} stopped: {e}");
             }
         });
         Ok(addr)
@@ -151,6 +164,14 @@ pub enum MetaEndpoint {
     Served(MetaService),
     /// It forwards to the meta group (`grape compute`).
     Forwarded(MetaForwarder),
+}
+
+/// Binds `listen` for the server of flag `--FLAG`; returns the listener and its address.
+async fn bind(listen: &str, flag: &str) -> Result<(TcpListener, SocketAddr), CliError> {
+    let error = |source| CliError::File { path: format!("{flag} {listen}"), source };
+    let listener = TcpListener::bind(listen).await.map_err(error)?;
+    let addr = listener.local_addr().map_err(error)?;
+    Ok((listener, addr))
 }
 
 /// How long a stopping node lets in-flight requests finish.

@@ -10,9 +10,15 @@
 //!   of the meta group (writes, catalog reads, watch, status, config, membership).
 //! - `grape/compute/v1/compute.proto` → [`compute::v1`]: the leaf service a gateway asks of
 //!   the compute nodes that hold a query's segments (search, scan). Internal, node to node.
+//! - `qdrant/*.proto` → [`qdrant`]: Qdrant's published gRPC API (package `qdrant`), copied
+//!   from Qdrant under the Apache License 2.0, whose server side every gateway serves for
+//!   existing Qdrant clients.
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
 
 pub mod net;
+
+/// The protobuf well-known types (`google.protobuf.Timestamp`) the [`qdrant`] messages use.
+pub use prost_types;
 
 /// The public API, package `grape.v1`.
 #[allow(missing_docs, clippy::all)]
@@ -47,4 +53,12 @@ pub mod compute {
     pub mod v1 {
         tonic::include_proto!("grape.compute.v1");
     }
+}
+
+/// Qdrant's public gRPC API, package `qdrant`: the `Qdrant` (health check), `Collections`
+/// and `Points` services and their messages, from Qdrant's own `.proto` files (server side
+/// only). Grape serves it so that Qdrant's clients work unchanged with `prefer_grpc`.
+#[allow(missing_docs, clippy::all)]
+pub mod qdrant {
+    tonic::include_proto!("qdrant");
 }

@@ -123,6 +123,10 @@ pub struct DevArgs {
     /// Address to serve Qdrant's REST API on, for existing Qdrant clients (`off`: none).
     #[arg(long, default_value = "127.0.0.1:6333")]
     pub qdrant_listen: String,
+    /// Address to serve Qdrant's gRPC API on, for Qdrant clients with `prefer_grpc` (`off`:
+    /// none).
+    #[arg(long, default_value = "127.0.0.1:6334")]
+    pub qdrant_grpc_listen: String,
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -171,6 +175,10 @@ pub struct ComputeArgs {
     /// Address to serve Qdrant's REST API on, for existing Qdrant clients (default: none).
     #[arg(long)]
     pub qdrant_listen: Option<String>,
+    /// Address to serve Qdrant's gRPC API on, for Qdrant clients with `prefer_grpc` (default:
+    /// none).
+    #[arg(long)]
+    pub qdrant_grpc_listen: Option<String>,
     /// Address other nodes and clients reach this node at, `HOST:PORT` (default: the address
     /// it listens on; required when that is unspecified, such as 0.0.0.0).
     #[arg(long)]

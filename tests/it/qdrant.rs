@@ -24,43 +24,57 @@ fn python() -> String {
     String::from_utf8_lossy(&out.stdout).lines().last().expect("setup.sh prints the venv's python").trim().to_string()
 }
 
-/// `grape dev` serving the Qdrant API on a free port; returns it and the API's URL.
-fn dev_with_qdrant(dir: &std::path::Path) -> (DevProcess, String) {
+/// `grape dev` serving the Qdrant REST API on a free port, with `extra` flags; returns it and
+/// the API's URL.
+fn dev_with_qdrant(dir: &std::path::Path, extra: Vec<String>) -> (DevProcess, String) {
     let port = free_port();
-    let flags = ServerFlags { args: vec!["--qdrant-listen".into(), format!("127.0.0.1:{port}")], env: Vec::new() };
-    (DevProcess::start_with(dir, flags), format!("http://127.0.0.1:{port}"))
+    let mut args = vec!["--qdrant-listen".into(), format!("127.0.0.1:{port}")];
+    args.extend(extra);
+    (DevProcess::start_with(dir, ServerFlags { args, env: Vec::new() }), format!("http://127.0.0.1:{port}"))
 }
 
-#[test]
-fn qdrant_client_gets_the_answers_of_its_local_mode_over_rest() {
-    let py = python();
-    let dir = tempfile::tempdir().unwrap();
-    let (_grape, url) = dev_with_qdrant(dir.path());
-    let out = Command::new(&py).arg(suite_dir().join("conformance.py")).args(["--url", &url]).output().expect("run conformance.py");
+/// Runs the conformance suite with `args` and asserts that it passes.
+fn run_suite(args: &[&str]) {
+    let out = Command::new(python()).arg(suite_dir().join("conformance.py")).args(args).output().expect("run conformance.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "the conformance suite failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
+fn qdrant_client_gets_the_answers_of_its_local_mode_over_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_grape, url) = dev_with_qdrant(dir.path(), Vec::new());
+    run_suite(&["--url", &url]);
+}
+
+#[test]
+fn qdrant_client_gets_the_answers_of_its_local_mode_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let grpc_port = free_port();
+    let (_grape, url) = dev_with_qdrant(dir.path(), vec!["--qdrant-grpc-listen".into(), format!("127.0.0.1:{grpc_port}")]);
+    run_suite(&["--url", &url, "--prefer-grpc", "--grpc-port", &grpc_port.to_string()]);
+}
+
+#[test]
 fn points_written_by_a_qdrant_client_are_rows_for_sql() {
     let py = python();
     let dir = tempfile::tempdir().unwrap();
-    let (grape, url) = dev_with_qdrant(dir.path());
+    let (grape, url) = dev_with_qdrant(dir.path(), Vec::new());
     let script = r#"
 import sys
 from qdrant_client import QdrantClient, models as m
 c = QdrantClient(url=sys.argv[1], timeout=30, check_compatibility=False)
-c.create_collection("shop", vectors_config=m.VectorParams(size=3, distance=m.Distance.DOT))
-c.upsert("shop", points=[m.PointStruct(id=i, vector=[i, 1, 0], payload={"color": ["red", "blue"][i % 2], "n": i}) for i in range(10)])
-print(c.count("shop", count_filter=m.Filter(must=[m.FieldCondition(key="color", match=m.MatchValue(value="red"))])).count)
+c.create_collection("shop-v1.test", vectors_config=m.VectorParams(size=3, distance=m.Distance.DOT))
+c.upsert("shop-v1.test", points=[m.PointStruct(id=i, vector=[i, 1, 0], payload={"color": ["red", "blue"][i % 2], "n": i}) for i in range(10)])
+print(c.count("shop-v1.test", count_filter=m.Filter(must=[m.FieldCondition(key="color", match=m.MatchValue(value="red"))])).count)
 "#;
     let out = Command::new(&py).args(["-c", script, &url]).output().expect("run python");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
     let rows = grape.json(&[
         "sql",
-        r#"SELECT id, payload FROM shop WHERE payload_match(payload, '{"key": "n", "range": {"gte": 8}}') ORDER BY id"#,
+        r#"SELECT id, payload FROM "shop-v1.test" WHERE payload_match(payload, '{"key": "n", "range": {"gte": 8}}') ORDER BY id"#,
     ]);
     let rows = rows.as_array().expect("rows");
     assert_eq!(rows.len(), 2, "{rows:?}");

@@ -1368,6 +1368,14 @@ def step_query_prefetch(c):
         return out
 
 
+def step_collection_name_chars(c):
+    rng = rng_for("collection_name_chars")
+    with fresh(c, "conf_my-docs.v2", 4, EUC) as n:
+        upsert(c, n, [M.PointStruct(id=i, vector=vec(rng, 4), payload={"i": i}) for i in range(5)])
+        return {"count": c.count(n).count, "hits": hits(c.query_points(n, query=vec(rng, 4), limit=3).points),
+                "listed": n in [x.name for x in c.get_collections().collections]}
+
+
 def step_aliases(c):
     rng = rng_for("aliases")
     with fresh(c, "conf_alias_a", 8, COS) as a, fresh(c, "conf_alias_b", 8, COS) as b:

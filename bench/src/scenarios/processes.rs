@@ -93,7 +93,7 @@ impl DevServer {
     /// Starts `grape dev` (garbage collection off, so it does not disturb what is measured)
     /// and waits until it listens.
     pub fn start(grape: Option<&Path>) -> Result<DevServer, Box<dyn std::error::Error>> {
-        Self::start_with(grape, &["--qdrant-listen".into(), "off".into()])
+        Self::start_with(grape, &["--qdrant-listen".into(), "off".into(), "--qdrant-grpc-listen".into(), "off".into()])
     }
 
     /// [`DevServer::start`] with extra flags of `grape dev`.

@@ -74,9 +74,7 @@ pub fn run(o: Options) -> Res<()> {
     let python = qdrant_python()?;
     let (rest, grpc) = (free_port()?, free_port()?);
     let mut flags = vec!["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}")];
-    if !o.skip_grpc {
-        flags.extend(["--qdrant-grpc-listen".to_string(), format!("127.0.0.1:{grpc}")]);
-    }
+    flags.extend(["--qdrant-grpc-listen".to_string(), if o.skip_grpc { "off".to_string() } else { format!("127.0.0.1:{grpc}") }]);
     let server = DevServer::start_with(o.grape.as_deref(), &flags)?;
     // Index every segment of a settled collection, however small the run.
     server.cli(&["config", "set", "index/min_rows", "1000"])?;

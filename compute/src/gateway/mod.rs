@@ -193,16 +193,18 @@ impl Gateway {
     }
 }
 
-/// Checks a collection name: a letter, then letters, digits or `_`, at most 64 characters.
+/// Checks a collection name: a letter, then letters, digits, `_`, `-` or `.`, at most 64
+/// characters (SQL needs a name with `-` or `.` in double quotes: `SELECT * FROM "my-docs"`).
 pub fn validate_name(name: &str) -> Result<(), ComputeError> {
     let mut chars = name.chars();
-    let ok =
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && name.len() <= 64;
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name.len() <= 64;
     if ok {
         Ok(())
     } else {
         Err(ComputeError::InvalidArgument(format!(
-            "invalid collection name \"{name}\": use a letter, then letters, digits or _ (at most 64)"
+            "invalid collection name \"{name}\": use a letter, then letters, digits, _, - or . (at most 64)"
         )))
     }
 }
