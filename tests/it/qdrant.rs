@@ -90,39 +90,53 @@ fn a_qdrant_client_sees_no_failed_call_when_a_compute_node_is_killed() {
     let meta = MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
     let members = meta.addrs().join(",");
     let storage = format!("file://{}", dir.path().join("objects").display());
-    let node = |name: &str| {
-        let port = free_port();
-        let flags = ["--qdrant-listen".to_string(), format!("127.0.0.1:{port}")];
-        (DevProcess::start_compute_with(&members, &storage, &dir.path().join(name), &flags), format!("http://127.0.0.1:{port}"))
-    };
-    let (_a, a_url) = node("a");
-    let (mut b, _) = node("b");
+    let (rest, grpc) = (free_port(), free_port());
+    let flags = ["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}"), "--qdrant-grpc-listen".to_string(), format!("127.0.0.1:{grpc}")];
+    let _a = DevProcess::start_compute_with(&members, &storage, &dir.path().join("a"), &flags);
+    let mut b = DevProcess::start_compute_with(&members, &storage, &dir.path().join("b"), &[]);
+    let url = format!("http://127.0.0.1:{rest}");
     let scenario = suite_dir().join("cluster_scenario.py");
-    let setup = Command::new(&py).arg(&scenario).args(["--url", &a_url, "--phase", "setup"]).output().expect("run the setup");
-    assert!(setup.status.success(), "setup failed: {}", String::from_utf8_lossy(&setup.stderr));
-    // Two replicas on two nodes: each node holds every segment before one of them dies.
+    // Once over REST, once over gRPC, each time killing the other node midway (and starting
+    // it again between the two).
+    for transport in ["rest", "grpc"] {
+        let mut args = vec!["--url".to_string(), url.clone(), "--collection".to_string(), format!("conf_cluster_{transport}")];
+        if transport == "grpc" {
+            args.extend(["--grpc-port".to_string(), grpc.to_string()]);
+        }
+        let setup = Command::new(&py).arg(&scenario).args(&args).args(["--phase", "setup"]).output().expect("run the setup");
+        assert!(setup.status.success(), "setup over {transport} failed: {}", String::from_utf8_lossy(&setup.stderr));
+        wait_until_both_hold_everything(&members);
+        let load = Command::new(&py)
+            .arg(&scenario)
+            .args(&args)
+            .args(["--phase", "load", "--seconds", "12"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the load");
+        std::thread::sleep(Duration::from_secs(4));
+        b.kill();
+        let out = load.wait_with_output().expect("wait for the load");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("over {transport}: {stdout}");
+        assert!(out.status.success(), "calls over {transport} failed while a node died:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        b = b.restart_after_kill();
+    }
+}
+
+/// Two replicas on two nodes: waits until each node holds every segment, none loading.
+fn wait_until_both_hold_everything(members: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let nodes = compute_nodes(&members);
-        let held: Vec<u64> = nodes.iter().map(|n| n["segments"].as_u64().unwrap_or(0)).collect();
-        let loading: u64 = nodes.iter().map(|n| n["segments_loading"].as_u64().unwrap_or(0)).sum();
-        if held.len() == 2 && held[0] > 0 && held[0] == held[1] && loading == 0 {
-            break;
+        let nodes = compute_nodes(members);
+        let live: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["state"] == "live").collect();
+        let held: Vec<u64> = live.iter().map(|n| n["segments"].as_u64().unwrap_or(0)).collect();
+        let busy: u64 = live.iter().map(|n| n["segments_loading"].as_u64().unwrap_or(0)).sum();
+        let assigned: Vec<u64> = live.iter().map(|n| n["assigned_segments"].as_u64().unwrap_or(0)).collect();
+        if held.len() == 2 && held[0] > 0 && held[0] == held[1] && held == assigned && busy == 0 {
+            return;
         }
         assert!(Instant::now() < deadline, "the segments are not on both nodes: {nodes:#?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let load = Command::new(&py)
-        .arg(&scenario)
-        .args(["--url", &a_url, "--phase", "load", "--seconds", "12"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the load");
-    std::thread::sleep(Duration::from_secs(4));
-    b.kill();
-    let out = load.wait_with_output().expect("wait for the load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(out.status.success(), "calls failed while a node died:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Qdrant clients against a Grape cluster while a compute node dies.
 
-    python cluster_scenario.py --url URL --phase setup
-    python cluster_scenario.py --url URL --phase load --seconds 10
+    python cluster_scenario.py --url URL [--grpc-port N] [--collection NAME] --phase setup
+    python cluster_scenario.py --url URL [--grpc-port N] [--collection NAME] --phase load --seconds 10
 
-`setup` creates `conf_cluster` (2 shards, replication_factor 2) and upserts 1,500 points in
+With `--grpc-port` the client talks gRPC (`prefer_grpc`). `setup` creates the collection
+(default `conf_cluster`; 2 shards, replication_factor 2) and upserts 1,500 points in
 three batches. `load` keeps calling Grape through one gateway for the given time (queries,
 counts, scroll pages, retrieves, upserts and payload edits), doing the same on the client's
 local mode, and compares every answer. The test that runs it SIGKILLs another compute node
@@ -19,7 +20,7 @@ import time
 
 from qdrant_client import QdrantClient, models as m
 
-NAME = "conf_cluster"
+NAME = "conf_cluster"  # set from --collection
 DIM = 16
 BATCHES = 3
 PER_BATCH = 500
@@ -95,12 +96,17 @@ def load(c, seconds):
 
 
 def main():
+    global NAME
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
     ap.add_argument("--phase", choices=["setup", "load"], required=True)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--collection", default=NAME)
+    ap.add_argument("--grpc-port", type=int)
     args = ap.parse_args()
-    c = QdrantClient(url=args.url, timeout=60, check_compatibility=False)
+    NAME = args.collection
+    grpc = args.grpc_port is not None
+    c = QdrantClient(url=args.url, grpc_port=args.grpc_port or 6334, prefer_grpc=grpc, timeout=60, check_compatibility=False)
     if args.phase == "setup":
         setup(c)
         return 0
