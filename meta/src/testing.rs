@@ -189,8 +189,19 @@ impl Drop for MetaProcesses {
 }
 
 /// A free TCP port on 127.0.0.1.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free TCP port on 127.0.0.1 that this process has not handed out before: the kernel may
+/// give the same ephemeral port to two binds in a row once the first socket is closed, and two
+/// members (or two tests running in parallel) on one port make a group that never forms.
+pub fn free_port() -> std::io::Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 /// What a run of [`linearizability_workload`] recorded.

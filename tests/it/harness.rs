@@ -1,7 +1,6 @@
 //! Starting and stopping real `grape` processes, running client commands, and test data.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,9 +15,10 @@ pub fn grape_bin() -> &'static str {
     env!("CARGO_BIN_EXE_grape")
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never one handed out before in this test process (shared with
+/// the meta processes' ports, see [`grape_meta::testing::free_port`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    grape_meta::testing::free_port().expect("a free port")
 }
 
 /// A `grape dev` or `grape compute` process; killed when dropped.
