@@ -84,7 +84,8 @@ impl Gateway {
     }
 
     /// Rows of `collection` at `min_version` or later, with `columns`: those with the given
-    /// keys (`Ok(None)` lookups are by page otherwise). Used by APIs that address rows by key.
+    /// `keys`, else one `page` in key order, else all. Used by APIs that address rows by key
+    /// (the Qdrant API's retrieve, scroll and count).
     pub async fn read_rows(
         &self,
         collection: &str,
