@@ -406,12 +406,7 @@ fn batch_points(batch: &Value) -> Result<Vec<(Value, Value, Value)>, QdrantError
 /// Checks one point of an upsert.
 fn new_point(collection: &Collection, id: Value, vector: Value, payload: Value) -> Result<NewPoint, QdrantError> {
     let id = parse_id(&id)?;
-    let vector = vector_of(&vector)?;
-    let spec = &collection.spec;
-    validate_vector(&spec.name, spec.dim, &vector).map_err(|_| {
-        QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len()))
-    })?;
-    let vector = if spec.metric == Metric::Cosine { normalised(vector) } else { vector };
+    let vector = checked_vector(&collection.spec, vector_of(&vector)?, true)?;
     let payload = match payload {
         Value::Null => None,
         Value::Object(map) => Some(map),
@@ -435,6 +430,16 @@ pub fn vector_of(value: &Value) -> Result<Vec<f32>, QdrantError> {
         Value::Null => Err(QdrantError::wrong_input("a point needs a vector")),
         other => Err(QdrantError::BadRequest(format!("Format error in JSON body: a vector is a list of numbers, got {other}"))),
     }
+}
+
+/// A vector of a request checked against the collection (Qdrant's message for a wrong
+/// length; Grape's for NaN or infinities) and, with `normalise`, normalised for cosine.
+pub fn checked_vector(spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>, normalise: bool) -> Result<Vec<f32>, QdrantError> {
+    if vector.len() != spec.dim as usize {
+        return Err(QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len())));
+    }
+    validate_vector(&spec.name, spec.dim, &vector)?;
+    Ok(if normalise && spec.metric == Metric::Cosine { normalised(vector) } else { vector })
 }
 
 /// `v / |v|` (a zero vector stays zero), as Qdrant stores vectors of cosine collections.

@@ -10,7 +10,7 @@ use grape_proto::v1;
 use serde_json::{json, Value};
 
 use super::ids::PointId;
-use super::points::{filter_sql, normalised, parse_id, vector_of, wants_vectors, PayloadSelector, Rows};
+use super::points::{checked_vector, filter_sql, normalised, parse_id, vector_of, wants_vectors, PayloadSelector, Rows};
 use super::reply::QdrantError;
 use super::QdrantApi;
 use crate::gateway::Page;
@@ -123,7 +123,7 @@ impl QdrantApi {
             }
             None => raw,
         };
-        let vector = self.checked_vector(&collection.spec, vector_of(raw)?, true)?;
+        let vector = checked_vector(&collection.spec, vector_of(raw)?, true)?;
         let query = self.nearest_of(body, Target::Vector(vector), Vec::new())?;
         Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
     }
@@ -171,7 +171,7 @@ impl QdrantApi {
     async fn resolve_query(&self, name: &str, metric: Metric, q: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
         match q {
-            Value::Array(_) => Ok(Wanted::Nearest(Target::Vector(self.checked_vector(&spec, vector_of(q)?, true)?), Vec::new())),
+            Value::Array(_) => Ok(Wanted::Nearest(Target::Vector(checked_vector(&spec, vector_of(q)?, true)?), Vec::new())),
             Value::Number(_) | Value::String(_) => {
                 let id = parse_id(q)?;
                 let vector = self.point_vectors(name, std::slice::from_ref(&id)).await?.remove(0);
@@ -208,7 +208,7 @@ impl QdrantApi {
                 match example {
                     Value::Number(_) | Value::String(_) => ids.push(parse_id(example)?),
                     // Given vectors are averaged as they are (stored ones are normalised already).
-                    v => vectors.push(self.checked_vector(&spec, vector_of(v)?, false)?),
+                    v => vectors.push(checked_vector(&spec, vector_of(v)?, false)?),
                 }
             }
             exclude.extend(ids.iter().cloned());
@@ -246,14 +246,6 @@ impl QdrantApi {
         ids.iter()
             .map(|id| found.get(id).map(|v| (*v).clone()).ok_or_else(|| QdrantError::NotFound(format!("Not found: No point with id {} found", id.key()))))
             .collect()
-    }
-
-    /// A query vector checked against the collection (with `normalise`, normalised for cosine).
-    fn checked_vector(&self, spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>, normalise: bool) -> Result<Vec<f32>, QdrantError> {
-        crate::search::validate_vector(&spec.name, spec.dim, &vector).map_err(|_| {
-            QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len()))
-        })?;
-        Ok(if normalise && spec.metric == Metric::Cosine { normalised(vector) } else { vector })
     }
 
     /// Runs a nearest-neighbour search and shapes its hits as Qdrant's scored points.
