@@ -14,6 +14,7 @@ use std::time::Duration;
 use grape_compute::remote_meta::WatchedMeta;
 use grape_compute::router::Role;
 use grape_compute::Gateway;
+use grape_proto::auth::Keys;
 use grape_proto::meta::v1 as pb;
 use rand::Rng;
 
@@ -24,7 +25,7 @@ use crate::meta_forward::MetaForwarder;
 use crate::node::{open_storage, wait_for_signal, MetaEndpoint, NodeServer};
 
 /// Runs the node until Ctrl-C or SIGTERM.
-pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError> {
+pub async fn run(args: ComputeArgs, config: &ConfigFile, keys: Keys) -> Result<(), CliError> {
     // Refuse an unreachable advertised address before connecting to anything.
     if let Ok(listen) = args.listen.parse::<SocketAddr>() {
         advertised_addr(args.advertise.as_deref(), listen)?;
@@ -40,7 +41,7 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile) -> Result<(), CliError>
     };
     let forwarder = MetaEndpoint::Forwarded(MetaForwarder::new(&addrs)?);
     let node =
-        NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), forwarder)
+        NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), forwarder, keys)
             .await?;
     if let Some(listen) = &args.qdrant_listen {
         let addr = node.serve_qdrant(listen).await?;

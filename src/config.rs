@@ -23,6 +23,11 @@
 //! [limits]                          # what one node accepts; see the README
 //! sql_concurrency = 8
 //! sql_memory_bytes = 2147483648
+//!
+//! [security]                        # like --api-key, --read-only-api-key, --cluster-secret
+//! api_key = "…"
+//! read_only_api_key = "…"
+//! cluster_secret = "…"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -42,6 +47,9 @@ pub struct ConfigFile {
     /// memory, request deadline); see `grape_compute::limits::Limits` for every key.
     #[serde(default)]
     pub limits: grape_compute::limits::Limits,
+    /// `[security]`: API keys and the cluster secret (see `grape_proto::auth`).
+    #[serde(default)]
+    pub security: crate::security::SecuritySection,
 }
 
 /// `[storage]`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
+use grape_proto::auth::Keys;
 
 use crate::cli::StorageSettings;
 use crate::error::CliError;
@@ -24,7 +25,7 @@ pub struct DevServer {
 
 impl DevServer {
     /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`, with
-    /// `limits` on requests.
+    /// `limits` on requests, admitting the callers `keys` allow.
     ///
     /// Fails before serving anything if the storage is unusable (missing bucket, rejected
     /// credentials, unreachable endpoint), with a message that says which.
@@ -34,6 +35,7 @@ impl DevServer {
         storage: &StorageSettings,
         gc: &GcSettings,
         limits: Limits,
+        keys: Keys,
     ) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
         let (storage, _) = open_storage(data_dir, storage).await?;
@@ -41,7 +43,7 @@ impl DevServer {
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
         let served = MetaEndpoint::Served(MetaService::new(meta.clone()));
-        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served).await?;
+        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served, keys).await?;
         Ok(DevServer { meta, node })
     }
 

@@ -9,6 +9,7 @@
 //! - `compute_server.rs`: `grape compute`, a stateless compute node of a cluster;
 //! - `node.rs`: a node's gateway and engine over any meta, shared by `dev` and `compute`;
 //! - `demo.rs`: the main job on the embedded default;
+//! - `security.rs`: API keys and the cluster secret of a server;
 //! - `error.rs`: what a command can fail with.
 
 mod cli;
@@ -20,6 +21,7 @@ mod error;
 mod meta_forward;
 mod meta_server;
 mod node;
+mod security;
 
 use clap::Parser;
 
@@ -64,6 +66,10 @@ const THREAD_STACK_BYTES: usize = 8 << 20;
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.output;
+    let api_key = cli.api_key.as_deref();
+    if !matches!(cli.command, Command::Demo(_) | Command::Dev(_) | Command::Meta(_) | Command::Compute(_)) {
+        security::present_client_key(api_key);
+    }
     match cli.command {
         Command::Demo(args) => {
             let storage = args.storage.resolve(&ConfigFile::load_optional(cli.config.as_deref())?.storage);
@@ -72,7 +78,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => {
             let config = ConfigFile::load_optional(cli.config.as_deref())?;
             let storage = args.storage.resolve(&config.storage);
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits).await?;
+            let keys = args.security.keys(api_key, &config.security)?;
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits, keys).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             if args.qdrant_listen != "off" {
                 let addr = server.serve_qdrant(&args.qdrant_listen).await?;
@@ -92,8 +99,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Get(args) => cli::query::get(&mut connect(&cli.endpoint).await?, format, args).await,
         Command::Status => cli::meta::status(&cli.endpoint, format).await,
         Command::Jobs(cmd) => cli::jobs::run(&mut connect(&cli.endpoint).await?, format, cmd).await,
-        Command::Meta(args) => meta_server::run(args).await,
-        Command::Compute(args) => compute_server::run(args, &ConfigFile::load_optional(cli.config.as_deref())?).await,
+        Command::Meta(args) => {
+            let keys = args.security.keys(api_key, &ConfigFile::load_optional(cli.config.as_deref())?.security)?;
+            meta_server::run(args, keys).await
+        }
+        Command::Compute(args) => {
+            let config = ConfigFile::load_optional(cli.config.as_deref())?;
+            let keys = args.security.keys(api_key, &config.security)?;
+            compute_server::run(args, &config, keys).await
+        }
         Command::Cluster(cmd) => cli::meta::cluster(&cli.endpoint, format, cmd).await,
         Command::Config(cmd) => cli::meta::config(&cli.endpoint, format, cmd).await,
         Command::Gc(args) => cli::query::gc(&mut connect(&cli.endpoint).await?, format, args.grace_secs).await,

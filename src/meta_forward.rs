@@ -26,7 +26,8 @@ use tower_service::Service;
 use crate::error::CliError;
 
 /// The methods of `grape.meta.v1.Meta` a compute node forwards.
-pub const FORWARDED: [&str; 7] = ["Status", "ConfigGet", "ConfigPut", "ConfigList", "ConfigHistory", "AddMember", "RemoveMember"];
+pub const FORWARDED: [&str; 8] =
+    ["Status", "ConfigGet", "ConfigPut", "ConfigList", "ConfigHistory", "AddMember", "RemoveMember", "DrainNode"];
 
 /// Forwards the meta service's requests to the meta group (see the module doc).
 #[derive(Clone)]
@@ -69,7 +70,7 @@ impl Service<http::Request<Body>> for MetaForwarder {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
         let method = path.strip_prefix('/').and_then(|p| p.strip_prefix(Self::NAME)).and_then(|p| p.strip_prefix('/')).unwrap_or(path);
         if !FORWARDED.contains(&method) {
@@ -78,6 +79,8 @@ impl Service<http::Request<Body>> for MetaForwarder {
             ));
             return Box::pin(std::future::ready(Ok(refused.into_http())));
         }
+        // This node's auth layer has checked the caller; the members trust the node.
+        grape_proto::auth::add_credentials(request.headers_mut());
         let mut channel = self.channel.clone();
         let members = self.members.clone();
         Box::pin(async move {

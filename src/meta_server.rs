@@ -11,6 +11,7 @@ use grape_meta::network::raft_service;
 use grape_meta::node::Start;
 use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
+use grape_proto::auth::{AuthLayer, Keys};
 use tokio::net::TcpListener;
 
 use crate::cli::MetaArgs;
@@ -33,8 +34,8 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, CliError> {
         .collect()
 }
 
-/// Runs the member until Ctrl-C or SIGTERM.
-pub async fn run(args: MetaArgs) -> Result<(), CliError> {
+/// Runs the member until Ctrl-C or SIGTERM, admitting the callers `keys` allow.
+pub async fn run(args: MetaArgs, keys: Keys) -> Result<(), CliError> {
     let mut peers = parse_peers(&args.peers)?;
     peers.entry(args.id).or_insert_with(|| args.listen.clone());
     let listener =
@@ -48,6 +49,8 @@ pub async fn run(args: MetaArgs) -> Result<(), CliError> {
     tokio::spawn(service.watch_compute_nodes(timeout, until_stopped(&stop)));
     tokio::spawn(service.watch_jobs(until_stopped(&stop)));
     let served = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(keys))
+        .add_service(tonic_health::server::health_reporter().1)
         .add_service(raft_service(node.raft().clone()))
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(grape_proto::net::incoming(listener), wait_for_signal())

@@ -13,6 +13,7 @@ use grape_compute::meta_client::MetaClient;
 use grape_compute::router::Role;
 use grape_compute::{Engine, Gateway};
 use grape_meta::service::MetaService;
+use grape_proto::auth::{AuthLayer, Keys};
 use grape_storage::{SegmentCache, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -49,13 +50,15 @@ pub struct NodeServer {
     stop: watch::Sender<bool>,
     /// The gRPC server task.
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Who may call this node's servers.
+    keys: Keys,
 }
 
 impl NodeServer {
     /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`, enforcing
     /// `limits`. The port serves the public API, the leaf service other nodes' gateways ask,
     /// and the meta service: `meta_service` itself (`grape dev`), or forwarded to the meta
-    /// group (`grape compute`).
+    /// group (`grape compute`). Every port of the node admits the callers `keys` allow.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         meta: Arc<dyn MetaClient>,
@@ -66,6 +69,7 @@ impl NodeServer {
         gc: &GcSettings,
         limits: Limits,
         meta_service: MetaEndpoint,
+        keys: Keys,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
         let leaf = LeafService::new(engine.clone(), meta.clone());
@@ -87,12 +91,14 @@ impl NodeServer {
             MetaEndpoint::Forwarded(forwarder) => (None, Some(forwarder)),
         };
         let router = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(keys.clone()))
+            .add_service(tonic_health::server::health_reporter().1)
             .add_service(GrapeService(gateway.clone()).into_server())
             .add_service(leaf.into_server())
             .add_optional_service(served)
             .add_optional_service(forwarded);
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(grape_proto::net::incoming(listener), until_stopped(&stop)));
-        Ok(NodeServer { addr, gateway, stop, serving })
+        Ok(NodeServer { addr, gateway, stop, serving, keys })
     }
 
     /// The endpoint clients connect to.
@@ -110,9 +116,9 @@ impl NodeServer {
     pub async fn serve_qdrant(&self, listen: &str) -> Result<SocketAddr, CliError> {
         let (listener, addr) = bind(listen, "qdrant-listen").await?;
         let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
-        let stopped = until_stopped(&self.stop);
+        let (keys, stopped) = (self.keys.clone(), until_stopped(&self.stop));
         tokio::spawn(async move {
-            if let Err(e) = grape_compute::qdrant::serve(listener, api, stopped).await {
+            if let Err(e) = grape_compute::qdrant::serve(listener, api, keys, stopped).await {
                 tracing::error!("the Qdrant API on {addr} stopped: {e}");
             }
         });
@@ -124,9 +130,9 @@ impl NodeServer {
     pub async fn serve_qdrant_grpc(&self, listen: &str) -> Result<SocketAddr, CliError> {
         let (listener, addr) = bind(listen, "qdrant-grpc-listen").await?;
         let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
-        let stopped = until_stopped(&self.stop);
+        let (keys, stopped) = (self.keys.clone(), until_stopped(&self.stop));
         tokio::spawn(async move {
-            if let Err(e) = grape_compute::qdrant::grpc::serve(listener, api, stopped).await {
+            if let Err(e) = grape_compute::qdrant::grpc::serve(listener, api, keys, stopped).await {
                 tracing::error!("the Qdrant gRPC API on {addr} stopped: {e}");
             }
         });

@@ -27,24 +27,37 @@ pub struct MetaProcesses {
     ports: Vec<u16>,
     children: Vec<Option<Child>>,
     rt: tokio::runtime::Runtime,
+    /// Arguments every member gets (e.g. `--cluster-secret S`).
+    common: Vec<String>,
 }
 
 impl MetaProcesses {
     /// Starts `n` members of a new group with the `grape` binary at `bin`, and waits until
     /// they agree on a leader.
     pub fn start(bin: &Path, n: usize) -> std::io::Result<MetaProcesses> {
-        let group = MetaProcesses::spawn(bin, n)?;
-        group.wait_for_leader(Duration::from_secs(30)).map_err(std::io::Error::other)?;
-        Ok(group)
+        MetaProcesses::start_with(bin, n, &[])
     }
 
     /// Starts `n` members of a new group and returns at once, before they have a leader (as
     /// a compose file starts a cluster).
     pub fn spawn(bin: &Path, n: usize) -> std::io::Result<MetaProcesses> {
+        MetaProcesses::spawn_with(bin, n, &[])
+    }
+
+    /// [`MetaProcesses::start`] with `common` arguments for every member.
+    pub fn start_with(bin: &Path, n: usize, common: &[&str]) -> std::io::Result<MetaProcesses> {
+        let group = MetaProcesses::spawn_with(bin, n, common)?;
+        group.wait_for_leader(Duration::from_secs(30)).map_err(std::io::Error::other)?;
+        Ok(group)
+    }
+
+    /// [`MetaProcesses::spawn`] with `common` arguments for every member.
+    pub fn spawn_with(bin: &Path, n: usize, common: &[&str]) -> std::io::Result<MetaProcesses> {
         let ports = (0..n).map(|_| free_port()).collect::<std::io::Result<Vec<_>>>()?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let children = (0..n).map(|_| None).collect();
-        let mut group = MetaProcesses { bin: bin.to_path_buf(), dir: tempfile::tempdir()?, ports, children, rt };
+        let common = common.iter().map(|a| a.to_string()).collect();
+        let mut group = MetaProcesses { bin: bin.to_path_buf(), dir: tempfile::tempdir()?, ports, children, rt, common };
         for id in group.ids() {
             group.start_member(id)?;
         }
@@ -88,6 +101,7 @@ impl MetaProcesses {
         let child = Command::new(&self.bin)
             .args(["meta", "--id", &id.to_string(), "--listen", &self.addr(id), "--peers", &self.peers(), "--data-dir"])
             .arg(self.data_dir(id))
+            .args(&self.common)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

@@ -14,7 +14,9 @@
 //!   from Qdrant under the Apache License 2.0, whose server side every gateway serves for
 //!   existing Qdrant clients.
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
+//! - [`auth`]: API keys and the cluster secret, checked on every server and sent by every client.
 
+pub mod auth;
 pub mod net;
 
 /// The protobuf well-known types (`google.protobuf.Timestamp`) the [`qdrant`] messages use.

@@ -2,14 +2,16 @@
 
 use grape_compute::gateway::MAX_MESSAGE_BYTES;
 use grape_proto::v1::grape_client::GrapeClient;
+use grape_proto::auth::{authed, AuthedChannel};
 use tonic::transport::Channel;
 
 use crate::error::CliError;
 
 /// A client of the public API.
-pub type Client = GrapeClient<Channel>;
+pub type Client = GrapeClient<AuthedChannel>;
 
-/// Connects to `endpoint` (`http://host:port`; a bare `host:port` is accepted too).
+/// Connects to `endpoint` (`http://host:port`; a bare `host:port` is accepted too). Calls
+/// carry the API key given with `--api-key` or `GRAPE_API_KEY`.
 pub async fn connect(endpoint: &str) -> Result<Client, CliError> {
     let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
     let channel = Channel::from_shared(url.clone())
@@ -17,5 +19,5 @@ pub async fn connect(endpoint: &str) -> Result<Client, CliError> {
         .connect()
         .await
         .map_err(|source| CliError::Connect { endpoint: url, source })?;
-    Ok(GrapeClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(GrapeClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }

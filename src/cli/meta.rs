@@ -4,7 +4,7 @@
 
 use grape_meta::service::remote::Retry;
 use grape_meta::service::RemoteMeta;
-use grape_meta::{Command, CommandResult};
+use grape_meta::CommandResult;
 use grape_proto::meta::v1 as pb;
 use grape_proto::v1;
 use serde_json::{json, Map, Value};
@@ -200,7 +200,7 @@ async fn drain(meta: &RemoteMeta, format: OutputFormat, id: u64, timeout_secs: u
     if !nodes.iter().any(|n| n.id != id && n.state == "live") {
         return Err(CliError::Usage(format!("no other live compute node could take the segments of node {id}; start one first")));
     }
-    match meta.write(&Command::DrainNode { id }).await? {
+    match meta.drain_node(id).await? {
         CommandResult::Applied { .. } => {}
         CommandResult::NotFound(_) => {
             return Err(CliError::Usage(format!("compute node {id} is not live; `grape status` lists the nodes")))

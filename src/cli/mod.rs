@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{env_or, StorageSection};
+pub use crate::security::SecurityArgs;
 
 /// Grape: vector search and SQL over object storage.
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ pub struct Cli {
     /// take precedence over it.
     #[arg(long, global = true, env = "GRAPE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// API key: the client commands send it; a server (`dev`, `meta`, `compute`) requires it
+    /// of every client, and it may change anything (see also `--read-only-api-key`).
+    #[arg(long, global = true, env = "GRAPE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// How to print results: `table` for people, `json` for programs (one JSON document).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -133,6 +138,9 @@ pub struct DevArgs {
     /// Garbage collection of orphan objects.
     #[command(flatten)]
     pub gc: GcJobArgs,
+    /// Read-only key and cluster secret.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// Arguments of `grape meta`.
@@ -161,6 +169,9 @@ pub struct MetaArgs {
     /// leader, and its segments go elsewhere.
     #[arg(long, default_value_t = 2000)]
     pub heartbeat_timeout_ms: u64,
+    /// Read-only key and cluster secret.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// Arguments of `grape compute`.
@@ -200,6 +211,9 @@ pub struct ComputeArgs {
     /// Garbage collection of orphan objects.
     #[command(flatten)]
     pub gc: GcJobArgs,
+    /// Read-only key and cluster secret.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `grape cluster …`.

@@ -75,9 +75,14 @@ impl DevProcess {
 
     /// [`DevProcess::start_compute`] with extra flags.
     pub fn start_compute_with(meta: &str, storage: &str, data_dir: &Path, flags: &[String]) -> DevProcess {
+        Self::start_compute_env(meta, storage, data_dir, ServerFlags { args: flags.to_vec(), env: Vec::new() })
+    }
+
+    /// [`DevProcess::start_compute`] with extra flags and environment.
+    pub fn start_compute_env(meta: &str, storage: &str, data_dir: &Path, extra: ServerFlags) -> DevProcess {
         let mut args = vec!["--meta".into(), meta.into(), "--storage".into(), storage.into()];
-        args.extend_from_slice(flags);
-        Self::start_role(&["compute"], data_dir, free_port(), ServerFlags { args, env: Vec::new() })
+        args.extend(extra.args);
+        Self::start_role(&["compute"], data_dir, free_port(), ServerFlags { args, env: extra.env })
     }
 
     /// Starts `grape ROLE…` with the common server flags and waits until it answers `status`.
@@ -149,7 +154,9 @@ impl DevProcess {
 
     /// Runs a client command against this process.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(grape_bin()).arg("--endpoint").arg(&self.endpoint).args(args).output().expect("run grape")
+        // The server's environment (S3 credentials, GRAPE_API_KEY) serves the client too.
+        let env = self.extra.env.iter().map(|(k, v)| (k, v));
+        Command::new(grape_bin()).arg("--endpoint").arg(&self.endpoint).args(args).envs(env).output().expect("run grape")
     }
 
     /// Runs a client command that must succeed, with `--output json`, and parses its output.

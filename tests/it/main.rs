@@ -1,8 +1,9 @@
 //! End-to-end tests of the `grape` binary: real processes on 127.0.0.1, real files, real
 //! kills. One test binary, one module per scenario.
 
-mod bad_input;
 mod ann;
+mod auth;
+mod bad_input;
 mod compute_cluster;
 mod embedded;
 mod failover;

@@ -18,7 +18,7 @@ fn suite_dir() -> PathBuf {
 }
 
 /// The python of the venv with `qdrant-client` (made by `tests/qdrant/setup.sh` once).
-fn python() -> String {
+pub(crate) fn python() -> String {
     let out = Command::new("bash").arg(suite_dir().join("setup.sh")).output().expect("run tests/qdrant/setup.sh");
     assert!(out.status.success(), "tests/qdrant/setup.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().last().expect("setup.sh prints the venv's python").trim().to_string()

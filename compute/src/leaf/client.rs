@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
+use grape_proto::auth::{authed, AuthedChannel};
 use grape_proto::compute::v1::{self as pb, leaf_client::LeafClient};
 use tonic::transport::{Channel, Endpoint};
 
@@ -27,7 +28,7 @@ pub struct LeafClients {
 
 impl LeafClients {
     /// A client for the node at `addr` (`host:port`).
-    fn client(&self, addr: &str) -> Result<LeafClient<Channel>, ComputeError> {
+    fn client(&self, addr: &str) -> Result<LeafClient<AuthedChannel>, ComputeError> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
@@ -42,7 +43,7 @@ impl LeafClients {
                 c
             }
         };
-        Ok(LeafClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(LeafClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     /// Searches segments on the node at `addr`.

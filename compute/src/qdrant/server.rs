@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::{json, Value};
+use grape_proto::auth::{Access, AuthError, Keys};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody};
@@ -56,13 +58,56 @@ pub fn router(api: QdrantApi) -> Router {
         .with_state(api)
 }
 
-/// Serves the API of `api` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, api: QdrantApi, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+/// Serves the API of `api` on `listener` until `shutdown` resolves, to callers `keys` admit.
+pub async fn serve(
+    listener: TcpListener,
+    api: QdrantApi,
+    keys: Keys,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown).await
+    let app = router(api).layer(axum::middleware::from_fn_with_state(Arc::new(keys), check_key));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Refuses a request whose API key does not allow it (401 without a valid key, 403 for a
+/// change with the read-only key), as Qdrant does.
+async fn check_key(State(keys): State<Arc<Keys>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let needed = rest_access(request.method(), request.uri().path());
+    match keys.check(needed, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            let code = match refused {
+                AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                AuthError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            };
+            respond(Instant::now(), Err(QdrantError::Other(code, refused.to_string())))
+        }
+    }
+}
+
+/// What a REST request needs: health probes are open, reads (GET, and the POST endpoints
+/// that only read: retrieve, search, query, scroll, count, recommend, facet…) need a key, and
+/// everything else needs the read-write key.
+pub fn rest_access(method: &axum::http::Method, path: &str) -> Access {
+    const READS: [&str; 6] = ["points/search", "points/query", "points/recommend", "points/discover", "points/scroll", "points/count"];
+    if ["/healthz", "/livez", "/readyz"].contains(&path) {
+        return Access::Open;
+    }
+    if method == axum::http::Method::GET {
+        return Access::Read;
+    }
+    // What follows `/collections/NAME/`: `points` alone is a retrieve when POSTed.
+    let within = path.strip_prefix("/collections/").and_then(|p| p.split_once('/')).map_or("", |(_, rest)| rest);
+    let reads = within == "points" || within == "facet" || READS.iter().any(|r| within.starts_with(r));
+    if method == axum::http::Method::POST && reads {
+        Access::Read
+    } else {
+        Access::Write
+    }
 }
 
 type Api = State<QdrantApi>;
@@ -229,4 +274,30 @@ async fn recommend(State(api): Api, Path(name): Path<String>, body: Bytes) -> Re
 
 async fn recommend_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
     timed(async move { api.search_batch(&name, &parse_body(&body)?, true).await }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn rest_requests_that_only_read_need_only_the_read_only_key() {
+        assert_eq!(rest_access(&Method::GET, "/healthz"), Access::Open);
+        assert_eq!(rest_access(&Method::GET, "/collections/c"), Access::Read);
+        for read in ["points", "points/search", "points/search/batch", "points/query", "points/scroll", "points/count", "facet"] {
+            assert_eq!(rest_access(&Method::POST, &format!("/collections/c/{read}")), Access::Read, "{read}");
+        }
+        for (method, write) in [
+            (Method::PUT, "/collections/c/points"),
+            (Method::POST, "/collections/c/points/delete"),
+            (Method::POST, "/collections/c/points/payload"),
+            (Method::PUT, "/collections/c"),
+            (Method::DELETE, "/collections/c"),
+            (Method::POST, "/collections/aliases"),
+            (Method::PUT, "/collections/c/index"),
+        ] {
+            assert_eq!(rest_access(&method, write), Access::Write, "{method} {write}");
+        }
+    }
 }

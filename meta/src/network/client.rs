@@ -1,6 +1,6 @@
 //! Outgoing Raft RPCs: openraft's [`RaftNetworkFactory`] and [`RaftNetwork`] over tonic.
 //!
-//! [`TonicNetwork`] keeps one lazily connected [`Channel`] per peer address. openraft asks it for
+//! [`TonicNetwork`] keeps one lazily connected [`tonic::transport::Channel`] per peer address. openraft asks it for
 //! a new client for every replication stream and every election, and they all share the peer's
 //! channel (one HTTP/2 connection, which tonic re-establishes on the next call after it broke).
 //!
@@ -26,7 +26,8 @@ use grape_proto::raft::v1::RaftReply;
 use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RemoteError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use grape_proto::auth::{authed, AuthedChannel};
+use tonic::transport::Endpoint;
 use tonic::{Code, Request, Response, Status};
 
 use super::codec::{decode_reply, encode_request, encode_snapshot_chunk};
@@ -61,7 +62,7 @@ pub struct InvalidPeerAddress {
 }
 
 /// The client of a peer's Raft service, or why there is none.
-type PeerService = Result<RaftServiceClient<Channel>, InvalidPeerAddress>;
+type PeerService = Result<RaftServiceClient<AuthedChannel>, InvalidPeerAddress>;
 
 /// openraft's network factory: hands out [`PeerClient`]s that share one channel per peer.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ fn connect_lazy(target: NodeId, addr: &str) -> PeerService {
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidPeerAddress { target, addr: addr.to_string(), reason: e.to_string() })?;
     let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
-    Ok(RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(RaftServiceClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 impl RaftNetworkFactory<TypeConfig> for TonicNetwork {
@@ -127,7 +128,7 @@ impl PeerClient {
     where
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>, Duration) -> Fut,
+        F: FnOnce(RaftServiceClient<AuthedChannel>, Duration) -> Fut,
         Fut: Future<Output = Result<Response<RaftReply>, Status>>,
     {
         let service = self.service.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;

@@ -75,6 +75,8 @@ impl Leader {
 
 fn mark_forwarded(mut request: Request<()>) -> Result<Request<()>, Status> {
     request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    // The member checked the caller; the leader trusts the member.
+    grape_proto::auth::add_credentials_to_metadata(request.metadata_mut());
     Ok(request)
 }
 

@@ -100,6 +100,19 @@ impl MetaService {
         status
     }
 
+    /// Applies `cmd` through this member, or, if it is not the leader, sends the request to the
+    /// leader with `forward`; answers the command's result.
+    async fn write_or_forward<T, F, Fut>(&self, request: &Request<T>, cmd: Command, forward: F) -> Reply<pb::WriteResponse>
+    where
+        F: FnOnce(forward::ForwardingClient) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<pb::WriteResponse>, Status>>,
+    {
+        match self.node.write(cmd).await {
+            Ok(result) => Ok(Response::new(pb::WriteResponse { result_json: convert::to_json(&result)? })),
+            Err(e) => Ok(Response::new(self.leader.forward(request, e, forward).await?)),
+        }
+    }
+
     /// The catalog, linearizable (through the leader) or as applied here.
     async fn catalog<T>(&self, request: &Request<T>, linearizable: bool) -> Result<Catalog, Status> {
         if !linearizable {
@@ -126,13 +139,13 @@ impl Meta for MetaService {
     async fn write(&self, request: Request<pb::WriteRequest>) -> Reply<pb::WriteResponse> {
         let cmd: Command = serde_json::from_str(&request.get_ref().command_json)
             .map_err(|e| Status::invalid_argument(format!("not a meta command: {e}")))?;
-        match self.node.write(cmd).await {
-            Ok(result) => Ok(Response::new(pb::WriteResponse { result_json: convert::to_json(&result)? })),
-            Err(e) => {
-                let req = request.get_ref().clone();
-                Ok(Response::new(self.leader.forward(&request, e, |mut c| async move { c.write(req).await }).await?))
-            }
-        }
+        let req = request.get_ref().clone();
+        self.write_or_forward(&request, cmd, |mut c| async move { c.write(req).await }).await
+    }
+
+    async fn drain_node(&self, request: Request<pb::DrainNodeRequest>) -> Reply<pb::WriteResponse> {
+        let req = *request.get_ref();
+        self.write_or_forward(&request, Command::DrainNode { id: req.node_id }, |mut c| async move { c.drain_node(req).await }).await
     }
 
     async fn read_catalog(&self, request: Request<pb::ReadCatalogRequest>) -> Reply<pb::ReadCatalogResponse> {

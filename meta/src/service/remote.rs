@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use grape_proto::meta::v1 as pb;
 use grape_proto::meta::v1::meta_client::MetaClient;
-use tonic::transport::{Channel, Endpoint};
+use grape_proto::auth::{authed, AuthedChannel};
+use tonic::transport::Endpoint;
 use tonic::{Code, Response, Status};
 
 use super::forward::NOT_APPLIED_HEADER;
@@ -38,7 +39,7 @@ pub enum Retry {
 /// A client of the meta group.
 #[derive(Debug)]
 pub struct RemoteMeta {
-    clients: Vec<(String, MetaClient<Channel>)>,
+    clients: Vec<(String, MetaClient<AuthedChannel>)>,
     /// Index of the member to try first: the last one that answered.
     preferred: AtomicUsize,
     deadline: Duration,
@@ -61,7 +62,7 @@ impl RemoteMeta {
                     .timeout(ATTEMPT_TIMEOUT)
                     .connect_lazy();
                 let client =
-                    MetaClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
+                    MetaClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
                 Ok((url, client))
             })
             .collect::<Result<Vec<_>, Status>>()?;
@@ -77,7 +78,7 @@ impl RemoteMeta {
     /// Sends a request built by `call`, trying members in turn as `retry` allows.
     pub async fn call<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T, Status>
     where
-        F: Fn(MetaClient<Channel>) -> Fut,
+        F: Fn(MetaClient<AuthedChannel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let started = Instant::now();
@@ -111,6 +112,11 @@ impl RemoteMeta {
             }
         }
     }
+}
+
+/// The command result a write answered.
+fn command_result(reply: &pb::WriteResponse) -> Result<crate::CommandResult, Status> {
+    serde_json::from_str(&reply.result_json).map_err(|e| Status::data_loss(format!("command result from meta: {e}")))
 }
 
 /// DEADLINE_EXCEEDED for a member that did not answer in time.
@@ -191,7 +197,15 @@ impl RemoteMeta {
                 async move { c.write(req).await }
             })
             .await?;
-        serde_json::from_str(&reply.result_json).map_err(|e| Status::data_loss(format!("command result from meta: {e}")))
+        command_result(&reply)
+    }
+
+    /// Drains compute node `id` (see `Command::DrainNode`) through the typed operator method.
+    pub async fn drain_node(&self, id: u64) -> Result<crate::CommandResult, Status> {
+        let reply = self
+            .call(Retry::IfNotApplied, |mut c| async move { c.drain_node(pb::DrainNodeRequest { node_id: id }).await })
+            .await?;
+        command_result(&reply)
     }
 
     /// The config keys starting with `prefix`, linearizable or as the answering member has them.

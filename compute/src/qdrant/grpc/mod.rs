@@ -43,6 +43,7 @@ pub struct QdrantGrpc(pub QdrantApi);
 pub async fn serve(
     listener: TcpListener,
     api: QdrantApi,
+    keys: grape_proto::auth::Keys,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let service = QdrantGrpc(api);
@@ -53,6 +54,8 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
+        .layer(grape_proto::auth::AuthLayer::new(keys))
+        .add_service(tonic_health::server::health_reporter().1)
         .add_service(pb::qdrant_server::QdrantServer::new(service))
         .add_service(collections)
         .add_service(points)
