@@ -51,6 +51,11 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile, keys: Keys) -> Result<(
         let addr = node.serve_qdrant_grpc(listen).await?;
         eprintln!("grape compute {id}: Qdrant gRPC API on {addr}");
     }
+    if let Some(listen) = &args.metrics_listen {
+        let observed = crate::observe::Observed { role: "compute", member: None, meta_addrs: addrs.clone(), gateway: Some(node.gateway().clone()) };
+        let addr = crate::observe::serve(listen, observed, node.stopped()).await?;
+        eprintln!("grape compute {id}: metrics and status page on http://{addr}");
+    }
     let memory = args.memory_limit.unwrap_or_else(machine_memory);
     let advertised = advertised_addr(args.advertise.as_deref(), node.addr())?;
     tokio::spawn(heartbeats(meta, node.gateway().clone(), id, advertised.clone(), memory, node.stopped()));

@@ -62,6 +62,19 @@ impl DevServer {
         self.node.serve_qdrant_grpc(listen).await
     }
 
+    /// Serves the operators' HTTP port (metrics, health, the status page) on `listen`; returns
+    /// the address it listens on.
+    pub async fn serve_metrics(&self, listen: &str) -> Result<std::net::SocketAddr, CliError> {
+        tokio::spawn(grape_meta::metrics::count_elections(self.meta.clone(), self.node.stopped()));
+        let observed = crate::observe::Observed {
+            role: "dev",
+            member: Some(self.meta.clone()),
+            meta_addrs: vec![self.node.addr().to_string()],
+            gateway: Some(self.node.gateway().clone()),
+        };
+        crate::observe::serve(listen, observed, self.node.stopped()).await
+    }
+
     /// Stops serving, waits for in-flight requests, and shuts meta down.
     pub async fn shutdown(self) -> Result<(), CliError> {
         self.node.stop().await?;

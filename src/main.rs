@@ -10,6 +10,7 @@
 //! - `node.rs`: a node's gateway and engine over any meta, shared by `dev` and `compute`;
 //! - `demo.rs`: the main job on the embedded default;
 //! - `security.rs`: API keys and the cluster secret of a server;
+//! - `observe/`: the operators' HTTP port (metrics, health, readiness, the status page);
 //! - `error.rs`: what a command can fail with.
 
 mod cli;
@@ -21,6 +22,7 @@ mod error;
 mod meta_forward;
 mod meta_server;
 mod node;
+mod observe;
 mod security;
 
 use clap::Parser;
@@ -88,6 +90,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if args.qdrant_grpc_listen != "off" {
                 let addr = server.serve_qdrant_grpc(&args.qdrant_grpc_listen).await?;
                 eprintln!("grape dev: Qdrant gRPC API on {addr}");
+            }
+            if args.metrics_listen != "off" {
+                let addr = server.serve_metrics(&args.metrics_listen).await?;
+                eprintln!("grape dev: metrics and status page on http://{addr}");
             }
             server.run_until_signal().await
         }

@@ -11,7 +11,7 @@ use grape_meta::network::raft_service;
 use grape_meta::node::Start;
 use grape_meta::service::MetaService;
 use grape_meta::MetaNode;
-use grape_proto::auth::{AuthLayer, Keys};
+use grape_proto::auth::Keys;
 use tokio::net::TcpListener;
 
 use crate::cli::MetaArgs;
@@ -48,8 +48,13 @@ pub async fn run(args: MetaArgs, keys: Keys) -> Result<(), CliError> {
     let timeout = Duration::from_millis(args.heartbeat_timeout_ms.max(100));
     tokio::spawn(service.watch_compute_nodes(timeout, until_stopped(&stop)));
     tokio::spawn(service.watch_jobs(until_stopped(&stop)));
-    let served = tonic::transport::Server::builder()
-        .layer(AuthLayer::new(keys))
+    tokio::spawn(grape_meta::metrics::count_elections(node.clone(), until_stopped(&stop)));
+    if let Some(listen) = &args.metrics_listen {
+        let observed = crate::observe::Observed { role: "meta", member: Some(node.clone()), meta_addrs: vec![args.listen.clone()], gateway: None };
+        let addr = crate::observe::serve(listen, observed, until_stopped(&stop)).await?;
+        eprintln!("grape meta {}: metrics and status page on http://{addr}", args.id);
+    }
+    let served = grape_proto::net::server(keys)
         .add_service(tonic_health::server::health_reporter().1)
         .add_service(raft_service(node.raft().clone()))
         .add_service(service.into_server())

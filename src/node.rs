@@ -13,7 +13,7 @@ use grape_compute::meta_client::MetaClient;
 use grape_compute::router::Role;
 use grape_compute::{Engine, Gateway};
 use grape_meta::service::MetaService;
-use grape_proto::auth::{AuthLayer, Keys};
+use grape_proto::auth::Keys;
 use grape_storage::{SegmentCache, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -90,8 +90,7 @@ impl NodeServer {
             }
             MetaEndpoint::Forwarded(forwarder) => (None, Some(forwarder)),
         };
-        let router = tonic::transport::Server::builder()
-            .layer(AuthLayer::new(keys.clone()))
+        let router = grape_proto::net::server(keys.clone())
             .add_service(tonic_health::server::health_reporter().1)
             .add_service(GrapeService(gateway.clone()).into_server())
             .add_service(leaf.into_server())

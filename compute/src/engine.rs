@@ -265,7 +265,15 @@ impl Engine {
             .await;
     }
 
+    /// Loads one segment (and its index), counting it ([`crate::metrics`]).
     async fn load(&self, meta: SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
+        let (started, bytes) = (Instant::now(), meta.size_bytes);
+        let loaded = self.load_segment(meta, schema).await;
+        crate::metrics::segment_loaded(started, bytes, loaded.is_ok());
+        loaded
+    }
+
+    async fn load_segment(&self, meta: SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
         let batches = self.storage.read_segment(&meta).await?;
         let segment = tokio::task::spawn_blocking(move || LoadedSegment::new(meta, schema, &batches))
             .await
@@ -317,7 +325,9 @@ impl Engine {
     /// Forgets retired segments whose grace period has ended.
     pub fn purge_retired(&self) {
         let mut held = self.write();
+        let before = held.retired.len();
         held.retired.retain(|_, (at, _)| at.elapsed() < RETIRE_GRACE);
+        crate::metrics::SEGMENT_EVICTIONS.inc_by((before - held.retired.len()) as u64);
     }
 
     /// The states to report in a heartbeat.

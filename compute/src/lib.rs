@@ -27,6 +27,7 @@
 //!   server-side ingests and garbage collection, committing fenced by the attempt.
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
+//! - [`metrics`]: Prometheus counters of segment loads, evictions and job attempts.
 //! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
 //! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
 //! - [`qdrant`]: Qdrant's REST API over the gateway, for existing Qdrant clients.
@@ -50,6 +51,7 @@ pub mod leaf;
 pub mod limits;
 pub mod liveness;
 pub mod meta_client;
+pub mod metrics;
 pub mod qdrant;
 pub mod remote_meta;
 pub mod router;

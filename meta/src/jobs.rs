@@ -74,6 +74,9 @@ pub enum JobSpec {
 }
 
 impl JobSpec {
+    /// Every kind's name, as [`JobSpec::kind`] gives them.
+    pub const KINDS: [&'static str; 4] = ["compact", "ingest", "build_index", "gc"];
+
     /// The kind's name: `compact`, `ingest`, `build_index` or `gc`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -39,6 +39,7 @@
 //!   bounded loads), a pure function of the segments and the live nodes.
 //! - [`compaction_policy`]: when the leader enqueues a shard's compaction, and its settings.
 //! - [`jobs`]: the job queue (leases, attempts, fencing of a job's commit).
+//! - [`metrics`]: Prometheus gauges and counters of the Raft state, elections, snapshots and the catalog.
 //! - [`error`]: [`MetaError`].
 //! - [`linearizability`]: a checker for recorded histories of the versioned config, used by
 //!   the fault tests and benchmarks.
@@ -54,6 +55,7 @@ pub mod error;
 pub mod index_policy;
 pub mod jobs;
 pub mod linearizability;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod nodes;

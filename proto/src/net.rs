@@ -14,3 +14,13 @@ use tonic::transport::server::TcpIncoming;
 pub fn incoming(listener: impl Into<TcpIncoming>) -> TcpIncoming {
     listener.into().with_nodelay(Some(true))
 }
+
+/// The layers every Grape gRPC server has: metrics outermost (so refusals are counted), then
+/// the key check.
+pub type Layers = tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Stack<crate::rpc_metrics::RpcMetricsLayer, tower_layer::Identity>>;
+
+/// A tonic server builder with Grape's layers: every request is counted and timed
+/// ([`crate::rpc_metrics`]) and checked against `keys` ([`crate::auth`]).
+pub fn server(keys: crate::auth::Keys) -> tonic::transport::Server<Layers> {
+    tonic::transport::Server::builder().layer(crate::rpc_metrics::RpcMetricsLayer).layer(crate::auth::AuthLayer::new(keys))
+}

@@ -132,6 +132,10 @@ pub struct DevArgs {
     /// none).
     #[arg(long, default_value = "127.0.0.1:6334")]
     pub qdrant_grpc_listen: String,
+    /// Address of the HTTP port for operators: Prometheus `/metrics`, `/healthz`, `/readyz`
+    /// and the status page at `/` (`off`: none).
+    #[arg(long, default_value = "127.0.0.1:9800")]
+    pub metrics_listen: String,
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -169,6 +173,10 @@ pub struct MetaArgs {
     /// leader, and its segments go elsewhere.
     #[arg(long, default_value_t = 2000)]
     pub heartbeat_timeout_ms: u64,
+    /// Address of the HTTP port for operators: Prometheus `/metrics`, `/healthz`, `/readyz`
+    /// and the status page at `/` (default: none).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Read-only key and cluster secret.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -190,6 +198,10 @@ pub struct ComputeArgs {
     /// none).
     #[arg(long)]
     pub qdrant_grpc_listen: Option<String>,
+    /// Address of the HTTP port for operators: Prometheus `/metrics`, `/healthz`, `/readyz`
+    /// and the status page at `/` (default: none).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Address other nodes and clients reach this node at, `HOST:PORT` (default: the address
     /// it listens on; required when that is unspecified, such as 0.0.0.0).
     #[arg(long)]

@@ -81,12 +81,14 @@ impl SegmentCache {
         match tokio::fs::read(&file).await {
             Ok(bytes) if bytes.len() as u64 == size => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                crate::metered::CACHE_HITS.inc();
                 // Mark as recently used; a failure only makes eviction less precise.
                 let _ = std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(SystemTime::now()));
                 Some(Bytes::from(bytes))
             }
             _ => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
+                crate::metered::CACHE_MISSES.inc();
                 None
             }
         }

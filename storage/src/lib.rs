@@ -42,6 +42,7 @@
 //!   the fuzz target in `fuzz/` and its bounded run in the tests.
 //! - [`stats`]: per-column min/max/null statistics.
 //! - [`cache`]: the local on-disk cache of segment objects for compute nodes.
+//! - [`metered`]: Prometheus counters of object-store requests and cache hits.
 //! - [`storage`]: [`Storage`], the handle the other crates use.
 
 #![warn(missing_docs)]
@@ -51,6 +52,7 @@ pub mod error;
 pub mod format;
 pub mod fuzzing;
 pub mod keys;
+pub mod metered;
 pub mod s3;
 pub mod segment;
 pub mod stats;

@@ -87,10 +87,10 @@ impl Storage {
     }
 
     /// Wraps an existing store; `root` is the prefix all paths are relative to and `url` is only
-    /// reported back by [`Storage::url`].
+    /// reported back by [`Storage::url`]. Its requests are counted ([`crate::metered`]).
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: impl Into<String>) -> Storage {
         Storage {
-            store,
+            store: crate::metered::MeteredStore::wrap(store),
             root,
             url: url.into(),
             cache: None,

@@ -87,10 +87,11 @@ impl DevProcess {
 
     /// Starts `grape ROLE…` with the common server flags and waits until it answers `status`.
     fn start_role(role: &[&str], data_dir: &Path, port: u16, extra: ServerFlags) -> DevProcess {
-        // `grape dev` serves the Qdrant APIs on 6333 (REST) and 6334 (gRPC) by default: tests
-        // that want them name a port.
+        // `grape dev` serves the Qdrant APIs on 6333 (REST) and 6334 (gRPC) and the metrics
+        // port on 9800 by default: tests that want them name a port.
         let off = |flag: &'static str| (role == ["dev"] && !extra.args.iter().any(|a| a == flag)).then_some([flag, "off"]);
-        let qdrant_off: Vec<&str> = ["--qdrant-listen", "--qdrant-grpc-listen"].into_iter().filter_map(off).flatten().collect();
+        let qdrant_off: Vec<&str> =
+            ["--qdrant-listen", "--qdrant-grpc-listen", "--metrics-listen"].into_iter().filter_map(off).flatten().collect();
         let child = Command::new(grape_bin())
             .args(role)
             .arg("--data-dir")

@@ -138,6 +138,21 @@ impl Gateway {
         &self.engine
     }
 
+    /// The meta service this gateway follows and writes through.
+    pub fn meta(&self) -> &Arc<dyn MetaClient> {
+        &self.meta
+    }
+
+    /// Requests running and waiting for a slot now.
+    pub fn load(&self) -> (u64, u64) {
+        self.admission.load()
+    }
+
+    /// Bytes SQL queries hold in this node's pool now.
+    pub fn sql_memory_used(&self) -> u64 {
+        self.sql_memory.used()
+    }
+
     /// Brings the engine in step with the catalog meta has applied: holds the segments this
     /// node should hold (all, or its assigned ones in a cluster), and returns once the
     /// segments this call started loading are loaded.

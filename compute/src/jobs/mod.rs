@@ -118,9 +118,11 @@ impl Gateway {
         let pause = settings::millis(&self.meta.applied_catalog(), settings::JOBS_PAUSE_MS).unwrap_or_default();
         let attempt = Attempt { fence, progress: Mutex::new(Progress::default()), pause };
         tracing::info!(job = job.id, attempt = job.attempt, kind = job.spec.kind(), "running job");
+        let (kind, started) = (job.spec.kind(), std::time::Instant::now());
         let outcome = tokio::select! {
             lost = self.keep_lease(&attempt, lease) => {
                 tracing::warn!(job = job.id, attempt = job.attempt, reason = %lost, "job attempt lost its lease; its work is dropped");
+                crate::metrics::job_ended(kind, started, "lost");
                 return;
             }
             done = self.work(&job.spec, &attempt) => done,
@@ -128,11 +130,16 @@ impl Gateway {
         let outcome = match outcome {
             Ok(Done::Committed) => {
                 tracing::info!(job = job.id, attempt = job.attempt, "job committed");
+                crate::metrics::job_ended(kind, started, "committed");
                 return;
             }
-            Ok(Done::Report(summary)) => JobOutcome::Succeeded(summary),
+            Ok(Done::Report(summary)) => {
+                crate::metrics::job_ended(kind, started, "succeeded");
+                JobOutcome::Succeeded(summary)
+            }
             Err(e) => {
                 tracing::warn!(job = job.id, attempt = job.attempt, error = %e, "job attempt failed");
+                crate::metrics::job_ended(kind, started, "failed");
                 JobOutcome::Failed(e.to_string())
             }
         };

@@ -205,6 +205,7 @@ fn read_data(db: &Database) -> Result<Option<Vec<u8>>, std::io::Error> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        crate::metrics::SNAPSHOT_BUILDS.inc();
         let (meta, data) = {
             let st = self.read();
             let payload = SnapshotPayload {
@@ -282,6 +283,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        crate::metrics::SNAPSHOT_INSTALLS.inc();
         let data = snapshot.into_inner();
         let payload = SnapshotPayload::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.persist(meta, data).await.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;

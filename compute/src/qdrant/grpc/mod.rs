@@ -53,8 +53,7 @@ pub async fn serve(
     let points = pb::points_server::PointsServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
-        .layer(grape_proto::auth::AuthLayer::new(keys))
+    grape_proto::net::server(keys)
         .add_service(tonic_health::server::health_reporter().1)
         .add_service(pb::qdrant_server::QdrantServer::new(service))
         .add_service(collections)
