@@ -321,13 +321,18 @@ pub fn add_credentials_to_metadata(metadata: &mut MetadataMap) {
     }
 }
 
-/// The interceptor that adds this process's credentials to each outgoing call.
+/// The interceptor that adds this process's credentials, and the id of the request being
+/// served ([`crate::trace`]), to each outgoing call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outgoing;
 
 impl Interceptor for Outgoing {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         add_credentials_to_metadata(request.metadata_mut());
+        // The request this call serves, so the callee's log names the same id.
+        if let Some(id) = crate::trace::current_request_id().and_then(|id| id.parse::<AsciiMetadataValue>().ok()) {
+            request.metadata_mut().insert(crate::trace::REQUEST_ID_HEADER, id);
+        }
         Ok(request)
     }
 }

@@ -8,6 +8,7 @@
 //! way our servers turn a listener into connections, with the option set.
 
 use tonic::transport::server::TcpIncoming;
+use tower_layer::{Identity, Stack};
 
 /// The connections accepted on `listener` (a `tokio::net::TcpListener`), each with
 /// `TCP_NODELAY` set: pass it to `Server::serve_with_incoming[_shutdown]`.
@@ -16,11 +17,15 @@ pub fn incoming(listener: impl Into<TcpIncoming>) -> TcpIncoming {
 }
 
 /// The layers every Grape gRPC server has: metrics outermost (so refusals are counted), then
-/// the key check.
-pub type Layers = tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Stack<crate::rpc_metrics::RpcMetricsLayer, tower_layer::Identity>>;
+/// the request's span, then the key check.
+pub type Layers = Stack<crate::auth::AuthLayer, Stack<crate::trace::TraceLayer, Stack<crate::rpc_metrics::RpcMetricsLayer, Identity>>>;
 
 /// A tonic server builder with Grape's layers: every request is counted and timed
-/// ([`crate::rpc_metrics`]) and checked against `keys` ([`crate::auth`]).
+/// ([`crate::rpc_metrics`]), traced ([`crate::trace`]) and checked against `keys`
+/// ([`crate::auth`]).
 pub fn server(keys: crate::auth::Keys) -> tonic::transport::Server<Layers> {
-    tonic::transport::Server::builder().layer(crate::rpc_metrics::RpcMetricsLayer).layer(crate::auth::AuthLayer::new(keys))
+    tonic::transport::Server::builder()
+        .layer(crate::rpc_metrics::RpcMetricsLayer)
+        .layer(crate::trace::TraceLayer)
+        .layer(crate::auth::AuthLayer::new(keys))
 }

@@ -381,6 +381,7 @@ impl Storage {
 
     /// Reads a whole immutable object (a segment, an index artifact) that should have `size`
     /// bytes: through the local cache when this storage has one, else as [`Storage::get_sized`].
+    #[tracing::instrument(name = "storage.read", skip(self), level = "debug")]
     pub async fn read_object(&self, path: &str, size: u64) -> Result<Bytes, StorageError> {
         let bytes = match &self.cache {
             Some(cache) => self.get_cached(cache, path).await?,

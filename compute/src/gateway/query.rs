@@ -19,6 +19,7 @@ use crate::sql::run_sql;
 impl Gateway {
     /// Runs a k-nearest-neighbour search over every segment of the collection, wherever each
     /// is held.
+    #[tracing::instrument(name = "search", skip_all, fields(collection = %req.collection, k = req.k))]
     pub async fn search(&self, req: v1::SearchRequest) -> Result<v1::SearchResponse, ComputeError> {
         let collection = self.wait_for_version(&req.collection, req.min_version, CATCH_UP_TIMEOUT).await?;
         let spec = &collection.spec;
@@ -81,6 +82,7 @@ impl Gateway {
     /// Runs one SQL query over all collections; with `allow_partial`, over the segments
     /// that can be reached now (the answer lists those left out). Waits first until this node
     /// has applied `min_versions` (collection → version).
+    #[tracing::instrument(name = "sql", skip_all, fields(query_bytes = query.len()))]
     pub async fn sql(
         &self,
         query: &str,

@@ -87,6 +87,7 @@ type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanBatch, Status>> + Sen
 impl Leaf for LeafService {
     async fn search_segments(&self, request: Request<pb::SearchSegmentsRequest>) -> Result<Response<pb::SearchSegmentsResponse>, Status> {
         let req = request.into_inner();
+        tracing::debug!(collection = %req.collection, segments = req.segment_ids.len(), k = req.k, "leaf search");
         let metric = Metric::parse(&req.metric).ok_or_else(|| Status::invalid_argument(format!("unknown metric \"{}\"", req.metric)))?;
         let (segments, missing) = self.engine.lookup(&req.segment_ids);
         let collection = self.collection_at(&req.collection, req.version).await?;

@@ -52,6 +52,8 @@ impl<T> Drop for AbortOnDrop<T> {
 pub async fn on_sql_threads<T: Send + 'static>(
     work: impl Future<Output = Result<T, ComputeError>> + Send + 'static,
 ) -> Result<T, ComputeError> {
+    // The request's id goes along: the scans this query asks of other nodes carry it.
+    let work = grape_proto::trace::in_request(grape_proto::trace::current_request_id(), work);
     let mut task = AbortOnDrop(sql_runtime()?.spawn(work));
     match (&mut task.0).await {
         Ok(answer) => answer,
