@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let api_key = cli.api_key.as_deref();
     if !matches!(cli.command, Command::Demo(_) | Command::Dev(_) | Command::Meta(_) | Command::Compute(_)) {
         security::present_client_key(api_key);
+        security::use_client_ca(cli.ca_cert.as_deref())?;
     }
     match cli.command {
         Command::Demo(args) => {
@@ -83,6 +84,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let config = ConfigFile::load_optional(cli.config.as_deref())?;
             let storage = args.storage.resolve(&config.storage);
             let keys = args.security.keys(api_key, &config.security)?;
+            args.security.use_tls(&config.security)?;
             let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits, keys).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             if args.qdrant_listen != "off" {
@@ -108,12 +110,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status => cli::meta::status(&cli.endpoint, format).await,
         Command::Jobs(cmd) => cli::jobs::run(&mut connect(&cli.endpoint).await?, format, cmd).await,
         Command::Meta(args) => {
-            let keys = args.security.keys(api_key, &ConfigFile::load_optional(cli.config.as_deref())?.security)?;
+            let config = ConfigFile::load_optional(cli.config.as_deref())?;
+            let keys = args.security.keys(api_key, &config.security)?;
+            args.security.use_tls(&config.security)?;
             meta_server::run(args, keys).await
         }
         Command::Compute(args) => {
             let config = ConfigFile::load_optional(cli.config.as_deref())?;
             let keys = args.security.keys(api_key, &config.security)?;
+            args.security.use_tls(&config.security)?;
             compute_server::run(args, &config, keys).await
         }
         Command::Cluster(cmd) => cli::meta::cluster(&cli.endpoint, format, cmd).await,

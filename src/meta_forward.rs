@@ -15,6 +15,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,10 +34,41 @@ pub const FORWARDED: [&str; 8] =
 /// Forwards the meta service's requests to the meta group (see the module doc).
 #[derive(Clone)]
 pub struct MetaForwarder {
-    /// A channel balanced over the members.
-    channel: Channel,
+    /// The channels requests go through.
+    channels: Channels,
     /// The members, as given (for error messages).
     members: String,
+}
+
+/// Where a forwarded request goes.
+#[derive(Clone)]
+enum Channels {
+    /// One channel balanced over the members (plain connections).
+    Balanced(Channel),
+    /// A channel per member, used in turn: the current one until a request through it fails
+    /// to reach its member, then the next. tonic balances only connections it makes itself,
+    /// so TLS connections cannot be balanced.
+    InTurn(Arc<(Vec<Channel>, AtomicUsize)>),
+}
+
+impl Channels {
+    /// The channel for the next request, and its index for [`Channels::failed`].
+    fn pick(&self) -> (Channel, usize) {
+        match self {
+            Channels::Balanced(channel) => (channel.clone(), 0),
+            Channels::InTurn(members) => {
+                let i = members.1.load(Ordering::Relaxed) % members.0.len();
+                (members.0[i].clone(), i)
+            }
+        }
+    }
+
+    /// Moves on from channel `i` after a request through it could not reach its member.
+    fn failed(&self, i: usize) {
+        if let Channels::InTurn(members) = self {
+            let _ = members.1.compare_exchange(i, (i + 1) % members.0.len(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
 }
 
 impl MetaForwarder {
@@ -51,7 +84,12 @@ impl MetaForwarder {
                     .map_err(|e| CliError::Usage(format!("meta address {addr:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(MetaForwarder { channel: Channel::balance_list(endpoints.into_iter()), members: addrs.join(",") })
+        let channels = if grape_proto::tls::client_tls_enabled() {
+            Channels::InTurn(Arc::new((endpoints.into_iter().map(grape_proto::tls::connect_lazy).collect(), AtomicUsize::new(0))))
+        } else {
+            Channels::Balanced(Channel::balance_list(endpoints.into_iter()))
+        };
+        Ok(MetaForwarder { channels, members: addrs.join(",") })
     }
 }
 
@@ -81,7 +119,8 @@ impl Service<http::Request<Body>> for MetaForwarder {
         }
         // This node's auth layer has checked the caller; the members trust the node.
         grape_proto::auth::add_credentials(request.headers_mut());
-        let mut channel = self.channel.clone();
+        let (mut channel, picked) = self.channels.pick();
+        let channels = self.channels.clone();
         let members = self.members.clone();
         Box::pin(async move {
             let answer = async {
@@ -89,6 +128,7 @@ impl Service<http::Request<Body>> for MetaForwarder {
                 channel.call(request).await
             };
             Ok(answer.await.unwrap_or_else(|e| {
+                channels.failed(picked);
                 tonic::Status::unavailable(format!("the meta group ({members}) cannot be reached from this node: {e}")).into_http()
             }))
         })

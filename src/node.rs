@@ -102,7 +102,8 @@ impl NodeServer {
 
     /// The endpoint clients connect to.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if grape_proto::tls::grpc_acceptor().is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The address the node listens on.

@@ -3,7 +3,10 @@
 //! of precedence). See `grape_proto::auth` for what each allows.
 
 use clap::Args;
+use std::path::{Path, PathBuf};
+
 use grape_proto::auth::{self, Credentials, Keys, Secret};
+use grape_proto::tls;
 use serde::Deserialize;
 
 use crate::error::CliError;
@@ -21,6 +24,16 @@ pub struct SecurityArgs {
     /// and compute node the same one.
     #[arg(long, env = "GRAPE_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// TLS certificate chain (PEM) of every port of this process; with `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) this process trusts when it calls other members over TLS (every
+    /// member of a TLS cluster needs it).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// `[security]` of the config file.
@@ -33,6 +46,12 @@ pub struct SecuritySection {
     pub read_only_api_key: Option<String>,
     /// Like `--cluster-secret`.
     pub cluster_secret: Option<String>,
+    /// Like `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// Like `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// Like `--tls-ca`.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl SecurityArgs {
@@ -56,6 +75,34 @@ impl SecurityArgs {
         auth::present(Credentials { api_key, cluster_secret: keys.cluster_secret.clone() });
         Ok(keys)
     }
+
+    /// Turns on TLS for this server's ports (`--tls-cert`/`--tls-key`, else the file's) and
+    /// for its calls to other members (`--tls-ca`, else the file's).
+    pub fn use_tls(&self, file: &SecuritySection) -> Result<(), CliError> {
+        let cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = self.tls_key.clone().or_else(|| file.tls_key.clone());
+        match (cert, key) {
+            (Some(cert), Some(key)) => tls::use_server_tls(tls::server_config(&tls::TlsFiles { cert, key, ca: None }).map_err(tls_error)?),
+            (None, None) => {}
+            _ => return Err(CliError::Usage("TLS needs both a certificate and its key (--tls-cert and --tls-key)".into())),
+        }
+        if let Some(ca) = self.tls_ca.clone().or_else(|| file.tls_ca.clone()) {
+            tls::use_client_tls(tls::client_config(Some(&ca), None).map_err(tls_error)?);
+        }
+        Ok(())
+    }
+}
+
+fn tls_error(e: tls::TlsError) -> CliError {
+    CliError::Usage(format!("TLS: {e}"))
+}
+
+/// Makes a client command speak TLS to its endpoint, trusting the CA of `--ca-cert`.
+pub fn use_client_ca(ca: Option<&Path>) -> Result<(), CliError> {
+    if let Some(ca) = ca {
+        tls::use_client_tls(tls::client_config(Some(ca), None).map_err(tls_error)?);
+    }
+    Ok(())
 }
 
 /// Sets what a client command presents: its `--api-key`.
@@ -69,13 +116,13 @@ mod tests {
 
     #[test]
     fn flags_outrank_the_file_and_a_read_only_key_needs_a_read_write_one() {
-        let file = SecuritySection { api_key: Some("file".into()), read_only_api_key: Some("ro".into()), cluster_secret: None };
-        let args = SecurityArgs { read_only_api_key: None, cluster_secret: Some("s".into()) };
+        let file = SecuritySection { api_key: Some("file".into()), read_only_api_key: Some("ro".into()), ..Default::default() };
+        let args = SecurityArgs { read_only_api_key: None, cluster_secret: Some("s".into()), tls_cert: None, tls_key: None, tls_ca: None };
         let keys = args.keys(Some("flag"), &file).expect("valid");
         assert_eq!(keys.read_write, Secret::new("flag"));
         assert_eq!(keys.read_only, Secret::new("ro"));
         assert_eq!(keys.cluster_secret, Secret::new("s"));
-        let lone = SecurityArgs { read_only_api_key: Some("ro".into()), cluster_secret: None };
+        let lone = SecurityArgs { read_only_api_key: Some("ro".into()), cluster_secret: None, tls_cert: None, tls_key: None, tls_ca: None };
         assert!(lone.keys(None, &SecuritySection::default()).is_err());
     }
 }

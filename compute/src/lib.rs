@@ -30,6 +30,7 @@
 //! - [`metrics`]: Prometheus counters of segment loads, evictions and job attempts.
 //! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
 //! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
+//! - [`http_listener`]: the listener of the HTTP/1.1 servers (TCP_NODELAY, TLS).
 //! - [`qdrant`]: Qdrant's REST API over the gateway, for existing Qdrant clients.
 //! - [`error`]: errors, and their single mapping to gRPC codes.
 
@@ -44,6 +45,7 @@ pub mod filter;
 pub mod fuzzing;
 pub mod gateway;
 pub mod gc;
+pub mod http_listener;
 pub mod index;
 pub mod ingest;
 pub mod jobs;

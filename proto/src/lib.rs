@@ -16,11 +16,13 @@
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
 //! - [`auth`]: API keys and the cluster secret, checked on every server and sent by every client.
 //! - [`rpc_metrics`]: request counts and latencies of every gRPC server, for Prometheus.
+//! - [`tls`]: TLS (rustls) for every server and channel.
 //! - [`trace`]: a span per request and its id carried between processes.
 
 pub mod auth;
 pub mod net;
 pub mod rpc_metrics;
+pub mod tls;
 pub mod trace;
 
 /// The protobuf well-known types (`google.protobuf.Timestamp`) the [`qdrant`] messages use.

@@ -350,6 +350,34 @@ impl tower_service::Service<Uri> for TlsConnector {
 
 static CLIENT_TLS: OnceLock<TlsConnector> = OnceLock::new();
 
+static SERVER_TLS: OnceLock<Arc<ServerConfig>> = OnceLock::new();
+
+/// Makes every server of this process that accepts through [`crate::net::incoming`] or
+/// [`crate::net::http_incoming`] speak TLS with `config`; set once at start.
+pub fn use_server_tls(config: Arc<ServerConfig>) {
+    let _ = SERVER_TLS.set(config);
+}
+
+/// The acceptor of this process's gRPC servers (ALPN `h2`), if [`use_server_tls`] was called.
+pub fn grpc_acceptor() -> Option<TlsAcceptor> {
+    SERVER_TLS.get().map(|config| TlsAcceptor::from(config.clone()))
+}
+
+/// The acceptor of this process's HTTP/1.1 servers (the Qdrant REST API, the metrics port),
+/// if [`use_server_tls`] was called: the same certificate, ALPN `http/1.1`.
+pub fn http_acceptor() -> Option<TlsAcceptor> {
+    SERVER_TLS.get().map(|config| {
+        let mut http = ServerConfig::clone(config);
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(http))
+    })
+}
+
+/// Whether this process's clients speak TLS ([`use_client_tls`] was called).
+pub fn client_tls_enabled() -> bool {
+    CLIENT_TLS.get().is_some()
+}
+
 /// Makes every channel built with [`connect_lazy`] or [`connect`] use TLS with `config`; set
 /// once at start, later calls are ignored (like [`crate::auth::present`]).
 pub fn use_client_tls(config: Arc<ClientConfig>) {

@@ -36,6 +36,10 @@ pub struct Cli {
     /// of every client, and it may change anything (see also `--read-only-api-key`).
     #[arg(long, global = true, env = "GRAPE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// CA certificate (PEM) to trust: the client commands then speak TLS to `--endpoint`
+    /// (`https://…`).
+    #[arg(long, global = true, env = "GRAPE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// How to print results: `table` for people, `json` for programs (one JSON document).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

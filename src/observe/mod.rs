@@ -128,6 +128,7 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/", get(status_page))
         .with_state(Arc::new(observed));
+    let listener = grape_compute::http_listener::HttpListener::new(listener).map_err(error)?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             tracing::error!("the metrics port {addr} stopped: {e}");

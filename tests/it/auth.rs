@@ -2,7 +2,7 @@
 //! and the read-write key; the internal services refused to a process without the secret; a
 //! cluster whose members share a secret working as before; Qdrant's clients sending their key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use grape_meta::testing::MetaProcesses;
@@ -226,4 +226,103 @@ for grpc in (False, True):
     );
     let out = Command::new(crate::qdrant::python()).arg("-c").arg(script).output().expect("run python");
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1, made with the `openssl` command:
+/// (ca.pem, server.pem, server.key) in `dir`, and a second, unrelated CA (other-ca.pem).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl (install it: .ci/run does)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    for (name, cn) in [("ca", "grape test CA"), ("other-ca", "another CA")] {
+        let (key, cert, subject) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &cert, "-days", "2", "-subj", &subject]);
+        openssl(&args);
+    }
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(&args);
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"), dir.join("other-ca.pem"))
+}
+
+#[test]
+fn tls_on_every_port_of_grape_dev_and_only_the_right_ca_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, other_ca) = make_certificates(dir.path());
+    let (rest, metrics) = (free_port(), free_port());
+    let path = |p: &Path| p.display().to_string();
+    let args = vec![
+        "--tls-cert".into(),
+        path(&cert),
+        "--tls-key".into(),
+        path(&key),
+        "--qdrant-listen".into(),
+        format!("127.0.0.1:{rest}"),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{metrics}"),
+    ];
+    let env = vec![("GRAPE_CA_CERT".to_string(), path(&ca))];
+    let grape = DevProcess::start_with(dir.path().join("data").as_path(), ServerFlags { args, env });
+    let https = grape.endpoint.replace("http://", "https://");
+    let cli = |args: &[&str]| Command::new(grape_bin()).arg("--endpoint").arg(&https).args(args).output().expect("run grape");
+    let out = cli(&["--ca-cert", &path(&ca), "collection", "create", "docs", "--dim", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["--ca-cert", &path(&ca), "--output", "json", "collection", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("docs"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A client that does not speak TLS, or trusts another CA, gets nowhere.
+    assert!(!cli(&["collection", "list"]).status.success(), "plain HTTP/2 to a TLS port");
+    let out = cli(&["--ca-cert", &path(&other_ca), "collection", "list"]);
+    assert!(!out.status.success(), "a certificate from an untrusted CA was accepted");
+
+    // The HTTP ports (Qdrant REST, metrics) speak TLS too.
+    let script = format!(
+        r#"
+import ssl, urllib.request
+ok = ssl.create_default_context(cafile="{ca}")
+for url in ["https://127.0.0.1:{rest}/collections", "https://127.0.0.1:{metrics}/metrics"]:
+    assert urllib.request.urlopen(url, context=ok).status == 200, url
+wrong = ssl.create_default_context(cafile="{other}")
+try:
+    urllib.request.urlopen("https://127.0.0.1:{rest}/collections", context=wrong)
+    raise SystemExit("an untrusted certificate was accepted")
+except urllib.error.URLError:
+    pass
+"#,
+        ca = path(&ca),
+        other = path(&other_ca)
+    );
+    let out = Command::new(crate::qdrant::python()).arg("-c").arg(script).output().expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_cluster_speaks_tls_between_all_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, _) = make_certificates(dir.path());
+    let (ca, cert, key) = (ca.display().to_string(), cert.display().to_string(), key.display().to_string());
+    let tls = ["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca];
+    // Members elect a leader over TLS only (this test process speaks no TLS, so it does not
+    // wait for them itself: the compute node's readiness does).
+    let _group = MetaProcesses::spawn_with(Path::new(grape_bin()), 3, &tls).expect("start grape meta with TLS");
+    let members = _group.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let flags = ServerFlags { args: tls.map(String::from).to_vec(), env: vec![("GRAPE_CA_CERT".into(), ca.clone())] };
+    let a = DevProcess::start_compute_env(&members, &storage, &dir.path().join("a"), flags.clone());
+    let b = DevProcess::start_compute_env(&members, &storage, &dir.path().join("b"), flags);
+    a.json(&["collection", "create", "docs", "--dim", "4", "--shards", "2"]);
+    let file = dir.path().join("rows.parquet");
+    crate::harness::write_parquet(&file, &[grape_compute::datagen::batch(4, 0, 200, 1)]);
+    a.json(&["ingest", "docs", file.to_str().unwrap()]);
+    let version = a.json(&["collection", "describe", "docs"])["version"].as_u64().expect("version").to_string();
+    let hits = b.json(&["search", "docs", "--vector", "[0,0,0,0]", "--k", "7", "--min-version", &version]);
+    assert_eq!(hits.as_array().map(Vec::len), Some(7), "{hits}");
+    let status = b.json(&["status"]);
+    assert!(status.to_string().contains("leader"), "{status}");
 }

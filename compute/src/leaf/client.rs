@@ -38,7 +38,7 @@ impl LeafClients {
                     .connect_timeout(CONNECT_TIMEOUT)
                     .timeout(LEAF_TIMEOUT)
                     .tcp_nodelay(true);
-                let c = endpoint.connect_lazy();
+                let c = grape_proto::tls::connect_lazy(endpoint);
                 channels.insert(addr.to_string(), c.clone());
                 c
             }

@@ -65,10 +65,7 @@ pub async fn serve(
     keys: Keys,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = crate::http_listener::HttpListener::new(listener)?;
     let app = router(api).layer(axum::middleware::from_fn_with_state(Arc::new(keys), check_key));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

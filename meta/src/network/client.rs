@@ -96,7 +96,7 @@ impl TonicNetwork {
 fn connect_lazy(target: NodeId, addr: &str) -> PeerService {
     let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidPeerAddress { target, addr: addr.to_string(), reason: e.to_string() })?;
-    let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+    let channel = grape_proto::tls::connect_lazy(endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true));
     Ok(RaftServiceClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 

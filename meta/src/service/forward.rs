@@ -59,11 +59,11 @@ impl Leader {
             return Ok(c.clone());
         }
         let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-        let channel = Endpoint::from_shared(url)
+        let endpoint = Endpoint::from_shared(url)
             .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(FORWARD_TIMEOUT)
-            .connect_lazy();
+            .timeout(FORWARD_TIMEOUT);
+        let channel = grape_proto::tls::connect_lazy(endpoint);
         let mark: fn(Request<()>) -> Result<Request<()>, Status> = mark_forwarded;
         let client = MetaClient::with_interceptor(channel, mark)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

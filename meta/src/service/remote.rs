@@ -56,11 +56,11 @@ impl RemoteMeta {
             .iter()
             .map(|addr| {
                 let url = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
-                let channel = Endpoint::from_shared(url.clone())
+                let endpoint = Endpoint::from_shared(url.clone())
                     .map_err(|e| Status::invalid_argument(format!("meta address {addr:?}: {e}")))?
                     .connect_timeout(Duration::from_secs(1))
-                    .timeout(ATTEMPT_TIMEOUT)
-                    .connect_lazy();
+                    .timeout(ATTEMPT_TIMEOUT);
+                let channel = grape_proto::tls::connect_lazy(endpoint);
                 let client =
                     MetaClient::new(authed(channel)).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
                 Ok((url, client))
