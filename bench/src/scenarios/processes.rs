@@ -103,6 +103,8 @@ impl DevServer {
         let port = free_port()?;
         let child = Command::new(&bin)
             .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--gc-interval-secs", "0"])
+            // No operators' port (9800 by default) unless a scenario names one; a later flag wins.
+            .args(["--metrics-listen", "off"])
             .args(flags)
             .arg("--data-dir")
             .arg(dir.path())
