@@ -236,6 +236,20 @@ pub enum CommandResult {
 }
 
 impl Command {
+    /// Whether only the meta leader itself proposes this command, from heartbeats and its
+    /// timers (registrations, deaths, segment states, placements, lease expiries): the meta
+    /// service's `Write` refuses it from any caller.
+    pub fn is_leaders_own(&self) -> bool {
+        matches!(
+            self,
+            Command::RegisterNode { .. }
+                | Command::DeclareDead { .. }
+                | Command::SegmentStates { .. }
+                | Command::SetAssignments { .. }
+                | Command::ExpireLeases { .. }
+        )
+    }
+
     /// Stamps the proposing leader's clock into the command (ms since the Unix epoch), so
     /// applying it stays deterministic on every member. Commands without a time are unchanged.
     pub fn stamp(&mut self, now: u64) {

@@ -86,8 +86,8 @@ impl Observed {
 }
 
 /// Why this process is not ready, or `Ok` when it is: a meta member needs a leader; a compute
-/// node needs the meta group to answer, its catalog to follow the group, and no segment still
-/// loading or failed.
+/// node needs the meta group to answer, its catalog to follow the group, and every segment
+/// assigned to it loaded (none loading, none failed).
 pub async fn readiness(observed: &Observed) -> Result<(), String> {
     if let Some(member) = &observed.member {
         if member.status().await.leader_id.is_none() {
@@ -108,6 +108,16 @@ pub async fn readiness(observed: &Observed) -> Result<(), String> {
         }
         if let Some((segment, reason)) = states.failed.first() {
             return Err(format!("{} segments failed to load (first: {segment}: {reason})", states.failed.len()));
+        }
+        let ready: std::collections::HashSet<&str> = states.ready.iter().map(String::as_str).collect();
+        let catalog = gateway.meta().applied_catalog();
+        let waiting = catalog
+            .assignments
+            .iter()
+            .filter(|(segment, nodes)| nodes.contains(&gateway.node_id()) && !ready.contains(segment.as_str()))
+            .count();
+        if waiting > 0 {
+            return Err(format!("{waiting} segments assigned to this node are not loaded yet"));
         }
     }
     Ok(())

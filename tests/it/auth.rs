@@ -174,6 +174,10 @@ fn a_cluster_whose_members_share_a_secret_works_and_refuses_outsiders() {
         let vote = raft::JsonRequest { json: b"{}".to_vec() };
         let refused = raft::raft_service_client::RaftServiceClient::new(member.clone()).vote(vote).await.expect_err("Vote");
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused}");
+        // Not even a member may write the leader's own decisions, such as a node's death.
+        let death = meta::WriteRequest { command_json: r#"{"DeclareDead":{"id":1,"reason":"said so"}}"#.into() };
+        let refused = meta::meta_client::MetaClient::new(member.clone()).write(as_who(Who::Member, death)).await.expect_err("DeclareDead");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused}");
         let node = Channel::from_shared(a.endpoint.clone()).unwrap().connect().await.unwrap();
         let segments = leaf::SearchSegmentsRequest { collection: "docs".into(), vector: vec![0.0; 4], k: 1, ..Default::default() };
         let refused = leaf::leaf_client::LeafClient::new(node).search_segments(segments).await.expect_err("leaf");

@@ -143,6 +143,11 @@ impl Gateway {
         &self.meta
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
     /// Requests running and waiting for a slot now.
     pub fn load(&self) -> (u64, u64) {
         self.admission.load()

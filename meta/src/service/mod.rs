@@ -139,6 +139,12 @@ impl Meta for MetaService {
     async fn write(&self, request: Request<pb::WriteRequest>) -> Reply<pb::WriteResponse> {
         let cmd: Command = serde_json::from_str(&request.get_ref().command_json)
             .map_err(|e| Status::invalid_argument(format!("not a meta command: {e}")))?;
+        if cmd.is_leaders_own() {
+            return Err(Status::permission_denied(
+                "node registrations, deaths, segment states, placements and lease expiries are the meta leader's own \
+                 decisions (from heartbeats and its timers): no caller may write them",
+            ));
+        }
         let req = request.get_ref().clone();
         self.write_or_forward(&request, cmd, |mut c| async move { c.write(req).await }).await
     }
