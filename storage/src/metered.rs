@@ -2,8 +2,11 @@
 //! artifacts, listings, deletes), by operation, with bytes moved and failures, counted by a
 //! wrapper around the store ([`MeteredStore`]); and the local segment cache's hits and misses.
 //!
-//! Retries happen inside `object_store`'s client and are not seen here: a request that
-//! succeeded after retries counts once, as a success.
+//! Retries happen inside `object_store`'s client, under the operation: an operation that
+//! succeeded after retries counts once, as a success. The S3 client's HTTP attempts are counted
+//! beneath it ([`MeteredConnector`]): every attempt by HTTP method, and the attempts that
+//! failed in a way the client retries (no answer, 5xx, 429), which are the retries while the
+//! retry budget lasts.
 
 use std::fmt;
 use std::ops::Range;
@@ -14,8 +17,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
+use object_store::client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector};
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
+    ClientOptions, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
     PutPayload, PutResult, Result,
 };
 use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
@@ -47,6 +51,54 @@ pub static CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("grape_cache_misses_total", "Segment objects the local cache did not have").expect("a new metric name")
 });
+
+/// `grape_object_store_http_attempts_total{method}`.
+pub static HTTP_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("grape_object_store_http_attempts_total", "HTTP requests to S3, retries included, by method", &["method"])
+        .expect("a new metric name")
+});
+
+/// `grape_object_store_http_retryable_failures_total{method}`.
+pub static HTTP_RETRYABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grape_object_store_http_retryable_failures_total",
+        "HTTP requests to S3 that failed in a way the client retries (no answer, 5xx, 429), by method",
+        &["method"]
+    )
+    .expect("a new metric name")
+});
+
+/// The S3 client's HTTP connector: `object_store`'s own (reqwest), with every attempt
+/// counted ([`HTTP_ATTEMPTS`], [`HTTP_RETRYABLE`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MeteredConnector;
+
+impl HttpConnector for MeteredConnector {
+    fn connect(&self, options: &ClientOptions) -> Result<HttpClient> {
+        Ok(HttpClient::new(MeteredHttp(ReqwestConnector::default().connect(options)?)))
+    }
+}
+
+/// An HTTP client whose attempts are counted.
+#[derive(Debug)]
+struct MeteredHttp(HttpClient);
+
+#[async_trait]
+impl HttpService for MeteredHttp {
+    async fn call(&self, request: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
+        let method = request.method().as_str().to_string();
+        HTTP_ATTEMPTS.with_label_values(&[&method]).inc();
+        let answer = self.0.execute(request).await;
+        let retryable = match &answer {
+            Err(_) => true,
+            Ok(response) => response.status().is_server_error() || response.status().as_u16() == 429,
+        };
+        if retryable {
+            HTTP_RETRYABLE.with_label_values(&[&method]).inc();
+        }
+        answer
+    }
+}
 
 /// Counts request `op` and, if it failed, the failure; passes the result on.
 fn counted<T>(op: &str, result: Result<T>) -> Result<T> {

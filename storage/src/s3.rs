@@ -54,7 +54,11 @@ pub fn s3_store(url: &Url, options: &StorageOptions) -> Result<(Arc<dyn ObjectSt
         .with_allow_http(options.allow_http || endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
     let retries = options.retries.unwrap_or(DEFAULT_RETRIES);
     let retry = RetryConfig { backoff: BackoffConfig::default(), max_retries: retries, retry_timeout: timeout * (retries as u32 + 1) };
-    let mut builder = AmazonS3Builder::from_env().with_client_options(client).with_retry(retry).with_bucket_name(bucket);
+    let mut builder = AmazonS3Builder::from_env()
+        .with_client_options(client)
+        .with_retry(retry)
+        .with_bucket_name(bucket)
+        .with_http_connector(crate::metered::MeteredConnector);
     if let Some(endpoint) = &endpoint {
         builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(options.virtual_hosted_style);
     }

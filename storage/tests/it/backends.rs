@@ -67,7 +67,10 @@ async fn s3_server() {
     server.create_bucket("grape").expect("bucket");
     let storage = Storage::from_url_with_options("s3://grape/suite", &server.options()).expect("s3 storage");
     storage.check().await.expect("usable");
+    let attempts = || grape_storage::metered::HTTP_ATTEMPTS.with_label_values(&["GET"]).get();
+    let before = attempts();
     storage_test_suite(&storage).await;
+    assert!(attempts() > before, "the S3 client's HTTP requests are counted");
 }
 
 /// A missing bucket and an unreachable endpoint each name the problem.
@@ -84,7 +87,10 @@ async fn s3_misconfigurations_say_what_is_wrong() {
     options.retries = Some(0);
     options.timeout = Some(std::time::Duration::from_secs(2));
     let unreachable = Storage::from_url_with_options("s3://grape/x", &options).expect("store");
+    let failures = || grape_storage::metered::HTTP_RETRYABLE.with_label_values(&["GET"]).get();
+    let before = failures();
     let err = unreachable.check().await.expect_err("unreachable");
+    assert!(failures() > before, "a request that got no answer is counted as one the client retries");
     assert!(err.to_string().contains("could not be reached"), "{err}");
 }
 
