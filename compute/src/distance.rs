@@ -63,6 +63,13 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum_lanes(a, b, |x, y| x * y)
 }
 
+/// Manhattan (L1) distance. Portable: LLVM vectorises the absolute difference as it does
+/// the other terms.
+#[inline(always)]
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    sum_lanes(a, b, |x, y| (x - y).abs())
+}
+
 /// Euclidean norm of a vector.
 #[inline]
 pub fn norm(a: &[f32]) -> f32 {
@@ -180,6 +187,7 @@ impl Scorer {
         match self.metric {
             Metric::L2 => (self.l2)(query, row),
             Metric::Dot => -(self.dot)(query, row),
+            Metric::Manhattan => l1(query, row),
             Metric::Cosine => {
                 let denom = self.query_norm * row_norm;
                 if denom == 0.0 {

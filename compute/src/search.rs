@@ -263,6 +263,7 @@ mod tests {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
         match metric {
             Metric::L2 => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum(),
+            Metric::Manhattan => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum(),
             Metric::Dot => -dot,
             Metric::Cosine => {
                 let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn every_metric_returns_the_brute_force_top_k_with_filter() {
-        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot, Metric::Manhattan] {
             let v = view(metric, 24);
             let q = datagen::query(24, 9);
             let filter = Filter::compile("tag = 'tech' OR price > 80", v.schema.as_ref().unwrap(), crate::limits::ExprLimits::default()).unwrap();

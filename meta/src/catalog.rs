@@ -24,15 +24,18 @@ pub enum Metric {
     Cosine,
     /// Negative inner product; smaller is closer (higher dot product ranks first).
     Dot,
+    /// Manhattan (L1) distance `Σ |aᵢ − bᵢ|`; smaller is closer.
+    Manhattan,
 }
 
 impl Metric {
-    /// Parses `l2`, `cosine` or `dot` (case-insensitive).
+    /// Parses `l2`, `cosine`, `dot` or `manhattan` (case-insensitive).
     pub fn parse(s: &str) -> Option<Metric> {
         match s.to_ascii_lowercase().as_str() {
             "l2" | "euclidean" => Some(Metric::L2),
             "cosine" => Some(Metric::Cosine),
             "dot" | "ip" => Some(Metric::Dot),
+            "manhattan" | "l1" => Some(Metric::Manhattan),
             _ => None,
         }
     }
@@ -43,7 +46,14 @@ impl Metric {
             Metric::L2 => "l2",
             Metric::Cosine => "cosine",
             Metric::Dot => "dot",
+            Metric::Manhattan => "manhattan",
         }
+    }
+
+    /// Whether the metric is a similarity turned into a distance (cosine, dot), whose scores
+    /// clients read as "higher is closer", rather than a true distance (l2, manhattan).
+    pub fn is_similarity(&self) -> bool {
+        matches!(self, Metric::Cosine | Metric::Dot)
     }
 }
 

@@ -50,7 +50,7 @@ warnings.filterwarnings("ignore", message="Local mode performs exact")
 warnings.filterwarnings("ignore", message="Pydantic serializer warnings")
 # local mode ignores payload indexes (Grape records them); the steps compare what they return
 warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-COS, EUC, DOT = M.Distance.COSINE, M.Distance.EUCLID, M.Distance.DOT
+COS, EUC, DOT, MAN = M.Distance.COSINE, M.Distance.EUCLID, M.Distance.DOT, M.Distance.MANHATTAN
 
 PREFER_GRPC = False  # set from the command line; some REST-only steps skip under gRPC
 REST_URL = {}  # id(client) -> base URL of the REST API, for the endpoints the client lacks
@@ -352,7 +352,7 @@ def collection_info(c, name):
 
 
 def step_collections(c):
-    names = {"conf_col_cosine": (COS, 4), "conf_col_euclid": (EUC, 5), "conf_col_dot": (DOT, 6)}
+    names = {"conf_col_cosine": (COS, 4), "conf_col_euclid": (EUC, 5), "conf_col_dot": (DOT, 6), "conf_col_manhattan": (MAN, 7)}
     rng = rng_for("collections")
     for n in names:
         drop(c, n)
@@ -838,6 +838,7 @@ def query_nearest(dist, tag):
 step_query_nearest_cosine = query_nearest(COS, "cosine")
 step_query_nearest_euclid = query_nearest(EUC, "euclid")
 step_query_nearest_dot = query_nearest(DOT, "dot")
+step_query_nearest_manhattan = query_nearest(MAN, "manhattan")
 
 
 def step_query_by_id(c):
@@ -887,7 +888,7 @@ def step_query_limit_offset(c):
 
 def step_query_score_threshold(c):
     out = {}
-    for dist, thr in ((COS, 0.3), (EUC, 1.9), (DOT, 0.8)):
+    for dist, thr in ((COS, 0.3), (EUC, 1.9), (DOT, 0.8), (MAN, 4.5)):
         rng = rng_for("query_threshold_" + dist.value)
         with fresh(c, "conf_query_thr_" + dist.value.lower(), 8, dist) as n:
             query_collection(c, n, rng)

@@ -67,7 +67,7 @@ pub struct Options {
     /// Thread (client) counts measured.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
-    /// l2, cosine or dot.
+    /// l2, cosine, dot or manhattan.
     #[arg(long, default_value = "l2")]
     metric: String,
     /// Repeat each pass over the queries until it lasts this long (seconds).

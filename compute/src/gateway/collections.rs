@@ -113,7 +113,7 @@ impl Gateway {
             return Err(ComputeError::InvalidArgument(format!("dim must be between 1 and {MAX_DIM}, got {}", req.dim)));
         }
         let metric = if req.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&req.metric) }
-            .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine or dot", req.metric)))?;
+            .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine, dot or manhattan", req.metric)))?;
         let quantization = parse_quantization(&req.quantization)?;
         let schema = if req.fields.is_empty() { None } else { Some(explicit_schema(&req)?) };
         let spec = CollectionSpec {

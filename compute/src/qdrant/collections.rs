@@ -1,8 +1,8 @@
 //! Qdrant's collection endpoints over Grape's catalog: create (vector size and distance,
 //! shards, replicas, quantization), get, list, exists, delete.
 //!
-//! Distances map onto Grape's metrics: `Cosine` → cosine, `Euclid` → l2, `Dot` → dot.
-//! `Manhattan` and named vectors are refused with a clear error until Grape has them.
+//! Distances map onto Grape's metrics: `Cosine` → cosine, `Euclid` → l2, `Dot` → dot,
+//! `Manhattan` → manhattan. Named vectors are refused with a clear error until Grape has them.
 
 use grape_meta::catalog::{Collection, Metric};
 use grape_proto::v1;
@@ -39,7 +39,7 @@ fn metric(distance: &str) -> Result<&'static str, QdrantError> {
         "Cosine" => Ok("cosine"),
         "Euclid" => Ok("l2"),
         "Dot" => Ok("dot"),
-        "Manhattan" => Err(QdrantError::wrong_input("the Manhattan distance is not supported by Grape yet")),
+        "Manhattan" => Ok("manhattan"),
         other => Err(QdrantError::BadRequest(format!("Format error in JSON body: unknown distance `{other}`"))),
     }
 }
@@ -50,6 +50,7 @@ pub fn distance_name(metric: Metric) -> &'static str {
         Metric::Cosine => "Cosine",
         Metric::L2 => "Euclid",
         Metric::Dot => "Dot",
+        Metric::Manhattan => "Manhattan",
     }
 }
 

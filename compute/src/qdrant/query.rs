@@ -3,7 +3,7 @@
 //! its batch form, and the older `search` and `recommend` with theirs.
 //!
 //! Scores are reported as Qdrant does: cosine similarity and dot product (higher first), and
-//! the Euclidean distance (lower first), converted from Grape's distances.
+//! the Euclidean and Manhattan distances (lower first), converted from Grape's distances.
 
 use grape_meta::catalog::Metric;
 use grape_proto::v1;
@@ -282,7 +282,7 @@ impl QdrantApi {
                     .unwrap_or_default()
             })
             .collect();
-        let similarity = metric != Metric::L2;
+        let similarity = metric.is_similarity();
         let mut points = Vec::new();
         for (mut record, distance) in rows.records(&q.payload).into_iter().zip(&scores) {
             let score = qdrant_score(metric, *distance);
@@ -332,10 +332,11 @@ impl QdrantApi {
 }
 
 /// Qdrant's internal similarity (higher is closer): the dot product (of normalised vectors,
-/// for cosine) or minus the squared Euclidean distance.
+/// for cosine), or minus the squared Euclidean or the Manhattan distance.
 fn similarity(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
         Metric::L2 => -a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>(),
+        Metric::Manhattan => -a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>(),
         Metric::Cosine | Metric::Dot => a.iter().zip(b).map(|(x, y)| x * y).sum(),
     }
 }
@@ -346,6 +347,7 @@ fn qdrant_score(metric: Metric, distance: f32) -> f32 {
         Metric::Cosine => 1.0 - distance,
         Metric::Dot => -distance,
         Metric::L2 => distance.max(0.0).sqrt(),
+        Metric::Manhattan => distance,
     }
 }
 

@@ -28,6 +28,7 @@ fn metric_code(m: Metric) -> u8 {
         Metric::L2 => 0,
         Metric::Cosine => 1,
         Metric::Dot => 2,
+        Metric::Manhattan => 3,
     }
 }
 
@@ -157,6 +158,7 @@ pub fn decode(bytes: &[u8]) -> Result<HnswIndex, ArtifactError> {
         0 => Metric::L2,
         1 => Metric::Cosine,
         2 => Metric::Dot,
+        3 => Metric::Manhattan,
         m => return Err(ArtifactError(format!("unknown metric {m}"))),
     };
     let quantization = r.u8()?;

@@ -72,7 +72,7 @@ fn default_parameters_reach_the_recall_goal_for_every_metric_quantization_and_fi
     // Every 2nd, 20th and 1000th row: filters of 50%, 5% and 0.1% selectivity.
     let masks: Vec<BooleanArray> = [2, 20, 1000].iter().map(|n| BooleanArray::from_iter((0..ROWS).map(|r| Some(r % n == 0)))).collect();
     let mut failures = Vec::new();
-    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot, Metric::Manhattan] {
         let graph = super::build::build(&seg, metric, BuildParams::default());
         for quantization in [Quantization::None, Quantization::Sq8, Quantization::Bq] {
             let codes = crate::index::codes::Codes::encode(quantization, metric, &seg);
