@@ -67,7 +67,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let end = Instant::now() + Duration::from_secs(o.minutes * 60);
     let tally: Tally = Arc::default();
     let acknowledged = Arc::new(AtomicU64::new(0));
-    let (samples, readable) = rt.block_on(async {
+    let (samples, engine, readable) = rt.block_on(async {
         let mut c = client(&endpoints[0]).await?;
         let create = v1::CreateCollectionRequest { name: "soak".into(), dim: o.dim, shards: 2, ..Default::default() };
         c.create_collection(create).await?;
@@ -89,20 +89,31 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }));
         }
+        // Resident memory of every process, and what each compute node's engine says it holds
+        // (segments and indexes), to tell the data from everything else.
         let mut samples: Vec<(f64, Vec<u64>)> = Vec::new();
+        let mut engine: Vec<Vec<u64>> = Vec::new();
         let started = Instant::now();
-        while Instant::now() < end {
+        loop {
             samples.push((started.elapsed().as_secs_f64(), pids.iter().map(|(_, pid)| resident_bytes(*pid)).collect()));
+            let mut held = Vec::new();
+            for endpoint in &endpoints {
+                let status = client(endpoint).await?.status(v1::StatusRequest {}).await?.into_inner();
+                held.push(status.memory_bytes + status.index_memory_bytes);
+            }
+            engine.push(held);
+            if Instant::now() >= end {
+                break;
+            }
             tokio::time::sleep(Duration::from_secs(o.sample_secs).min(end.saturating_duration_since(Instant::now()))).await;
         }
-        samples.push((started.elapsed().as_secs_f64(), pids.iter().map(|(_, pid)| resident_bytes(*pid)).collect()));
         for t in tasks {
             t.await?;
         }
         let answer = c.sql(v1::SqlRequest { query: "SELECT count(DISTINCT id) AS n FROM soak".into(), ..Default::default() }).await?;
         let (_, batches) = decode_ipc(&answer.into_inner().arrow_ipc)?;
         let readable = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().map_or(0, |a| a.value(0) as u64);
-        Ok::<_, Box<dyn std::error::Error>>((samples, readable))
+        Ok::<_, Box<dyn std::error::Error>>((samples, engine, readable))
     })?;
     let acknowledged = acknowledged.load(Ordering::Relaxed);
     let mut rows = vec![
@@ -121,8 +132,12 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         rows.push(Row::new(format!("{name} RSS at the end"), last.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
         rows.push(Row::new(format!("{name} RSS peak"), peak as f64 / 1048576.0, "MiB"));
     }
+    for (i, held) in engine.last().cloned().unwrap_or_default().iter().enumerate() {
+        rows.push(Row::new(format!("compute-{i} engine memory at the end (segments, indexes)"), *held as f64 / 1048576.0, "MiB"));
+    }
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    let series: Vec<_> = samples.iter().map(|(t, m)| json!({"t": t, "rss_bytes": m})).collect();
+    let series: Vec<_> =
+        samples.iter().zip(&engine).map(|((t, m), e)| json!({"t": t, "rss_bytes": m, "compute_engine_bytes": e})).collect();
     let params = json!({
         "minutes": o.minutes, "dim": o.dim, "insert_rows": o.insert_rows, "meta_members": 3, "compute_nodes": 2,
         "processes": pids.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), "memory": series, "profile": profile,
