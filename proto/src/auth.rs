@@ -1,7 +1,7 @@
 //! Who may call what: API keys for clients, a shared secret for cluster members.
 //!
 //! Every gRPC server of Grape (the public port of `grape dev` and `grape compute`, a meta
-//! member's port, the Qdrant gRPC port) is built with an [`AuthLayer`] over its [`Keys`], and
+//! member's port, the Qdrant gRPC port) checks its [`Keys`] in `crate::net::server`'s layer, and
 //! every RPC is classified by its path into the [`Access`] it needs ([`method_access`]):
 //!
 //! - [`Access::Open`]: health checks, always answered.
@@ -20,10 +20,7 @@
 //! interceptor. Keys are compared in constant time and never appear in messages or logs.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::OnceLock;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -223,57 +220,6 @@ pub fn method_access(path: &str) -> Access {
             _ => Access::Write,
         },
         _ => Access::Write,
-    }
-}
-
-/// A tower layer that checks every request of a tonic server against [`Keys`] (see the
-/// module doc); add it with `Server::builder().layer(AuthLayer::new(keys))`.
-#[derive(Debug, Clone)]
-pub struct AuthLayer {
-    keys: Arc<Keys>,
-}
-
-impl AuthLayer {
-    /// A layer enforcing `keys`.
-    pub fn new(keys: Keys) -> AuthLayer {
-        AuthLayer { keys: Arc::new(keys) }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = Authorized<S>;
-
-    fn layer(&self, inner: S) -> Authorized<S> {
-        Authorized { inner, keys: self.keys.clone() }
-    }
-}
-
-/// A service whose requests [`AuthLayer`] checks before `S` sees them.
-#[derive(Debug, Clone)]
-pub struct Authorized<S> {
-    inner: S,
-    keys: Arc<Keys>,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for Authorized<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.keys.check(method_access(request.uri().path()), request.headers()) {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(refused) => Box::pin(std::future::ready(Ok(refused.status().into_http()))),
-        }
     }
 }
 

@@ -8,15 +8,19 @@
 //! way our servers turn a listener into connections, with the option set, and with TLS when
 //! the process has a certificate ([`crate::tls::use_server_tls`]).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower_layer::{Identity, Stack};
+use tracing::Instrument;
 
 use crate::tls::{TlsConn, TlsIncoming};
 
@@ -122,16 +126,75 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// The layers every Grape gRPC server has: metrics outermost (so refusals are counted), then
-/// the request's span, then the key check.
-pub type Layers = Stack<crate::auth::AuthLayer, Stack<crate::trace::TraceLayer, Stack<crate::rpc_metrics::RpcMetricsLayer, Identity>>>;
+/// The layers every Grape gRPC server has: [`ServerLayer`].
+pub type Layers = Stack<ServerLayer, Identity>;
 
-/// A tonic server builder with Grape's layers: every request is counted and timed
-/// ([`crate::rpc_metrics`]), traced ([`crate::trace`]) and checked against `keys`
-/// ([`crate::auth`]).
+/// A tonic server builder with Grape's layer: every request is traced ([`crate::trace`]),
+/// checked against `keys` ([`crate::auth`]), and counted and timed ([`crate::rpc_metrics`]),
+/// refusals included.
 pub fn server(keys: crate::auth::Keys) -> tonic::transport::Server<Layers> {
-    tonic::transport::Server::builder()
-        .layer(crate::rpc_metrics::RpcMetricsLayer)
-        .layer(crate::trace::TraceLayer)
-        .layer(crate::auth::AuthLayer::new(keys))
+    tonic::transport::Server::builder().layer(ServerLayer { keys: Arc::new(keys) })
+}
+
+/// The one tower layer of Grape's gRPC servers (see [`server`]): one boxed future per request
+/// for the trace span, the key check and the metrics together.
+#[derive(Debug, Clone)]
+pub struct ServerLayer {
+    keys: Arc<crate::auth::Keys>,
+}
+
+impl<S> tower_layer::Layer<S> for ServerLayer {
+    type Service = Served<S>;
+
+    fn layer(&self, inner: S) -> Served<S> {
+        Served { inner, keys: self.keys.clone() }
+    }
+}
+
+/// A service whose requests [`ServerLayer`] traces, checks and counts.
+#[derive(Debug, Clone)]
+pub struct Served<S> {
+    inner: S,
+    keys: Arc<crate::auth::Keys>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for Served<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path();
+        let (service, method) = crate::rpc_metrics::service_and_method(path);
+        let id = crate::trace::sent_request_id(request.headers()).unwrap_or_else(crate::trace::new_request_id);
+        let span = tracing::info_span!("rpc", method = %path, request_id = %id);
+        let answer = match self.keys.check(crate::auth::method_access(path), request.headers()) {
+            Ok(()) => Ok(span.in_scope(|| self.inner.call(request))),
+            Err(refused) => Err(refused.status().into_http()),
+        };
+        Box::pin(
+            crate::trace::REQUEST_ID
+                .scope(id, async move {
+                    let answer = match answer {
+                        Ok(call) => call.await,
+                        Err(refusal) => Ok(refusal),
+                    };
+                    let code = answer.as_ref().map_or("UNAVAILABLE", crate::rpc_metrics::code_of);
+                    crate::rpc_metrics::record(&service, &method, code, started);
+                    tracing::debug!(code, micros = started.elapsed().as_micros() as u64, "answered");
+                    answer
+                })
+                .instrument(span),
+        )
+    }
 }

@@ -1,16 +1,12 @@
 //! Prometheus metrics of every gRPC server: requests by service, method and status code, and
-//! their latency. Add [`RpcMetricsLayer`] to a tonic server before its [`crate::auth`] layer,
-//! so refused calls are counted too.
+//! their latency, recorded by `crate::net::server`'s layer (refused calls included).
 //!
 //! The code of a call is its `grpc-status` when the answer carries it in its headers (every
 //! error tonic answers, and every refusal), else `OK`: a successful unary answer has its status
 //! in the trailers, which the layer does not wait for. The latency is the time to the answer's
 //! headers (for a stream: to its start).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
@@ -56,7 +52,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 
 /// The (service, method) of a gRPC path `/package.Service/Method`; unknown shapes become
 /// `("unknown", "unknown")` so a client cannot grow the label set without bound.
-fn service_and_method(path: &str) -> (String, String) {
+pub(crate) fn service_and_method(path: &str) -> (String, String) {
     match path.trim_start_matches('/').split_once('/') {
         Some((service, method))
             if service.len() <= 64 && method.len() <= 64 && !method.contains('/') && is_name(service) && is_name(method) =>
@@ -71,58 +67,20 @@ fn is_name(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
 }
 
-/// A tower layer counting and timing every request of a tonic server.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcMetricsLayer;
-
-impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
-    type Service = Measured<S>;
-
-    fn layer(&self, inner: S) -> Measured<S> {
-        Measured { inner }
-    }
+/// The code of an answer: its `grpc-status` header when it has one (errors), else `OK`.
+pub(crate) fn code_of<R>(answer: &http::Response<R>) -> &'static str {
+    answer
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or("OK", |c| code_name(tonic::Code::from_i32(c)))
 }
 
-/// A service whose requests [`RpcMetricsLayer`] counts.
-#[derive(Debug, Clone)]
-pub struct Measured<S> {
-    inner: S,
-}
-
-impl<S, B, R> tower_service::Service<http::Request<B>> for Measured<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
-        let started = Instant::now();
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let answer = answer.await;
-            let code = match &answer {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or("OK", |c| code_name(tonic::Code::from_i32(c))),
-                Err(_) => "UNAVAILABLE",
-            };
-            RPC_SECONDS.with_label_values(&[&service, &method]).observe(started.elapsed().as_secs_f64());
-            RPC_REQUESTS.with_label_values(&[&service, &method, code]).inc();
-            answer
-        })
-    }
+/// Counts one answered request and its latency.
+pub(crate) fn record(service: &str, method: &str, code: &str, started: Instant) {
+    RPC_SECONDS.with_label_values(&[service, method]).observe(started.elapsed().as_secs_f64());
+    RPC_REQUESTS.with_label_values(&[service, method, code]).inc();
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! One trace per request across processes: every gRPC server opens a span per request
-//! (`rpc{method, request_id}`), and every call a process makes while serving that request
+//! (`rpc{method, request_id}`, in `crate::net::server`'s layer), and every call a process makes while serving that request
 //! carries its request id (`x-request-id`), so the spans of the gateway, the leaves it asks and
 //! the storage reads beneath them share one id in every process's log. `GRAPE_LOG` sets what
 //! is logged (`GRAPE_LOG=debug` shows each request's answer and time).
@@ -8,18 +8,13 @@
 //! server makes one.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Instant;
-
-use tracing::Instrument;
 
 /// Header carrying the request id between processes.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    pub(crate) static REQUEST_ID: String;
 }
 
 /// The id of the request the current task serves, if any.
@@ -37,7 +32,7 @@ pub async fn in_request<F: Future>(id: Option<String>, work: F) -> F::Output {
 }
 
 /// A new request id: this process's start time and a counter, in hex.
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static EPOCH: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
@@ -46,59 +41,9 @@ fn new_request_id() -> String {
 }
 
 /// The request id a caller sent, if it is a sane one.
-fn sent_request_id(headers: &http::HeaderMap) -> Option<String> {
+pub(crate) fn sent_request_id(headers: &http::HeaderMap) -> Option<String> {
     let id = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
     (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())).then(|| id.to_string())
-}
-
-/// A tower layer opening a span per request of a tonic server (see the module doc).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
-
-impl<S> tower_layer::Layer<S> for TraceLayer {
-    type Service = Traced<S>;
-
-    fn layer(&self, inner: S) -> Traced<S> {
-        Traced { inner }
-    }
-}
-
-/// A service whose requests [`TraceLayer`] traces.
-#[derive(Debug, Clone)]
-pub struct Traced<S> {
-    inner: S,
-}
-
-impl<S, B, R> tower_service::Service<http::Request<B>> for Traced<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let id = sent_request_id(request.headers()).unwrap_or_else(new_request_id);
-        let span = tracing::info_span!("rpc", method = %request.uri().path(), request_id = %id);
-        let answer = span.in_scope(|| self.inner.call(request));
-        let started = Instant::now();
-        Box::pin(
-            REQUEST_ID
-                .scope(id, async move {
-                    let answer = answer.await;
-                    let status = answer.as_ref().ok().and_then(|r| r.headers().get("grpc-status")).and_then(|v| v.to_str().ok());
-                    tracing::debug!(grpc_status = status.unwrap_or("0"), micros = started.elapsed().as_micros() as u64, "answered");
-                    answer
-                })
-                .instrument(span),
-        )
-    }
 }
 
 #[cfg(test)]
