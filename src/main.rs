@@ -11,8 +11,10 @@
 //! - `demo.rs`: the main job on the embedded default;
 //! - `security.rs`: API keys and the cluster secret of a server;
 //! - `observe/`: the operators' HTTP port (metrics, health, readiness, the status page);
-//! - `error.rs`: what a command can fail with.
+//! - `error.rs`: what a command can fail with;
+//! - `allocator.rs`: the process's allocator (jemalloc).
 
+mod allocator;
 mod cli;
 mod compute_server;
 mod config;

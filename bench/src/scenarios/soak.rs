@@ -44,15 +44,18 @@ pub struct Options {
     out: PathBuf,
 }
 
-/// Answers by workload and gRPC code.
-type Tally = Arc<Mutex<BTreeMap<(String, String), u64>>>;
+/// Answers by workload and gRPC code: how many, and the first error's message (to tell why
+/// a good request was refused).
+type Tally = Arc<Mutex<BTreeMap<(String, String), (u64, String)>>>;
 
 fn count(tally: &Tally, workload: &str, answer: &Result<(), tonic::Status>) {
-    let code = match answer {
-        Ok(()) => "OK".to_string(),
-        Err(s) => format!("{:?}", s.code()),
+    let (code, message) = match answer {
+        Ok(()) => ("OK".to_string(), ""),
+        Err(s) => (format!("{:?}", s.code()), s.message()),
     };
-    *tally.lock().unwrap_or_else(|e| e.into_inner()).entry((workload.to_string(), code)).or_default() += 1;
+    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = tally.entry((workload.to_string(), code)).or_insert_with(|| (0, message.chars().take(300).collect()));
+    entry.0 += 1;
 }
 
 /// Runs the scenario.
@@ -120,8 +123,18 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         Row::new("rows acknowledged", acknowledged as f64, "rows"),
         Row::new("distinct ids readable at the end", readable as f64, "rows"),
     ];
-    for ((workload, code), n) in tally.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    let tally = tally.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for ((workload, code), (n, _)) in &tally {
         rows.push(Row::new(format!("{workload}: {code}"), *n as f64, "answers"));
+    }
+    // Why good requests failed, if any did: the first message of each code.
+    let first_errors: BTreeMap<String, &String> = tally
+        .iter()
+        .filter(|((workload, code), _)| workload != "bad" && code != "OK")
+        .map(|((workload, code), (_, message))| (format!("{workload}: {code}"), message))
+        .collect();
+    for (answer, message) in &first_errors {
+        eprintln!("first {answer}: {message}");
     }
     // Memory after the first minute (caches filled) against the end.
     let warm = samples.iter().find(|(t, _)| *t >= 60.0).or(samples.first()).map(|(_, m)| m.clone()).unwrap_or_default();
@@ -141,6 +154,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let params = json!({
         "minutes": o.minutes, "dim": o.dim, "insert_rows": o.insert_rows, "meta_members": 3, "compute_nodes": 2,
         "processes": pids.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), "memory": series, "profile": profile,
+        "first_errors": first_errors,
     });
     report("soak", params, &rows, &o.out)?;
     if readable < acknowledged {
