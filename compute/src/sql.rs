@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
+use futures::TryStreamExt;
 use grape_meta::catalog::Catalog;
 
 use crate::error::ComputeError;
@@ -41,9 +44,13 @@ pub async fn run_sql(
     crate::qdrant::register_functions(&ctx);
     let missed: Option<MissedSegments> = allow_partial.then(MissedSegments::default);
     for collection in catalog.collections.values() {
-        let Some(schema) = &collection.spec.schema else { continue };
-        let table = CollectionTable::new(Arc::new(schema.clone()), collection.clone(), router.clone(), missed.clone());
-        ctx.register_table(collection.spec.name.as_str(), Arc::new(table))?;
+        let table: Arc<dyn TableProvider> = match &collection.spec.schema {
+            Some(schema) => Arc::new(CollectionTable::new(Arc::new(schema.clone()), collection.clone(), router.clone(), missed.clone())),
+            // Its columns come with its first insert; until then it is a table without rows
+            // (and without columns), not an unknown table.
+            None => Arc::new(EmptyTable::new(Arc::new(Schema::empty()))),
+        };
+        ctx.register_table(collection.spec.name.as_str(), table)?;
     }
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let state = ctx.state();
@@ -63,7 +70,15 @@ pub async fn run_sql(
     let task = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await.map_err(planning_error)?;
     check_join_sizes(&physical, max_join_pairs)?;
-    let batches = datafusion::physical_plan::collect(physical, task).await?;
+    let mut stream = datafusion::physical_plan::execute_stream(physical, task)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        batches.push(batch);
+        // Work done after the input is read (a sort's merge, a join's probe) answers every
+        // poll at once and never yields by itself; spending the task's budget per batch
+        // makes it yield now and then, so a query past its deadline stops between batches.
+        tokio::task::consume_budget().await;
+    }
     let mut missing = missed.map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))).unwrap_or_default();
     missing.sort();
     missing.dedup();

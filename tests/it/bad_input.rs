@@ -44,6 +44,11 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     write_parquet(&good_file, &[good.clone()]);
     grape.json(&["collection", "create", "docs", "--dim", "16"]);
     grape.json(&["ingest", "docs", good_file.to_str().unwrap()]);
+    // A collection without rows yet is a table without rows (its columns come with its first
+    // insert), not an unknown table.
+    grape.json(&["collection", "create", "fresh", "--dim", "4"]);
+    assert_eq!(grape.count("fresh"), 0);
+    assert_mentions(&grape.fails(&["sql", "SELECT price FROM fresh"]), &["INVALID_ARGUMENT", "price"]);
     let before = grape.json(&["collection", "describe", "docs"]);
 
     // Duplicate collection, invalid parameters.

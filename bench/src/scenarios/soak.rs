@@ -44,6 +44,9 @@ pub struct Options {
     out: PathBuf,
 }
 
+/// Seconds the scenario waits after the traffic before it samples memory once more.
+const IDLE_SECS: u64 = 30;
+
 /// Answers by workload and gRPC code: how many, and the first error's message (to tell why
 /// a good request was refused).
 type Tally = Arc<Mutex<BTreeMap<(String, String), (u64, String)>>>;
@@ -70,7 +73,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let end = Instant::now() + Duration::from_secs(o.minutes * 60);
     let tally: Tally = Arc::default();
     let acknowledged = Arc::new(AtomicU64::new(0));
-    let (samples, engine, readable) = rt.block_on(async {
+    let (samples, engine, idle, readable) = rt.block_on(async {
         let mut c = client(&endpoints[0]).await?;
         let create = v1::CreateCollectionRequest { name: "soak".into(), dim: o.dim, shards: 2, ..Default::default() };
         c.create_collection(create).await?;
@@ -113,10 +116,14 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         for t in tasks {
             t.await?;
         }
+        // Memory once the traffic has stopped: what a node keeps, without the working memory
+        // of the requests and jobs it was running (jemalloc returns freed pages after ~10 s).
+        tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+        let idle: Vec<u64> = pids.iter().map(|(_, pid)| resident_bytes(*pid)).collect();
         let answer = c.sql(v1::SqlRequest { query: "SELECT count(DISTINCT id) AS n FROM soak".into(), ..Default::default() }).await?;
         let (_, batches) = decode_ipc(&answer.into_inner().arrow_ipc)?;
         let readable = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().map_or(0, |a| a.value(0) as u64);
-        Ok::<_, Box<dyn std::error::Error>>((samples, engine, readable))
+        Ok::<_, Box<dyn std::error::Error>>((samples, engine, idle, readable))
     })?;
     let acknowledged = acknowledged.load(Ordering::Relaxed);
     let mut rows = vec![
@@ -144,6 +151,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         rows.push(Row::new(format!("{name} RSS after 1 min"), warm.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
         rows.push(Row::new(format!("{name} RSS at the end"), last.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
         rows.push(Row::new(format!("{name} RSS peak"), peak as f64 / 1048576.0, "MiB"));
+        rows.push(Row::new(format!("{name} RSS {IDLE_SECS} s after the traffic"), idle.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
     }
     for (i, held) in engine.last().cloned().unwrap_or_default().iter().enumerate() {
         rows.push(Row::new(format!("compute-{i} engine memory at the end (segments, indexes)"), *held as f64 / 1048576.0, "MiB"));
@@ -154,6 +162,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let params = json!({
         "minutes": o.minutes, "dim": o.dim, "insert_rows": o.insert_rows, "meta_members": 3, "compute_nodes": 2,
         "processes": pids.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), "memory": series, "profile": profile,
+        "idle_rss_bytes": idle,
         "first_errors": first_errors,
     });
     report("soak", params, &rows, &o.out)?;
