@@ -77,6 +77,8 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let mut c = client(&endpoints[0]).await?;
         let create = v1::CreateCollectionRequest { name: "soak".into(), dim: o.dim, shards: 2, ..Default::default() };
         c.create_collection(create).await?;
+        // The first insert gives the collection its columns, which the SQL workload names.
+        insert(&mut c, o.dim, o.insert_rows, 0, &acknowledged).await?;
         let mut tasks = Vec::new();
         for (i, workload) in ["search", "search", "sql", "insert", "bad"].into_iter().enumerate() {
             let mut c = client(&endpoints[i % endpoints.len()]).await?;
