@@ -7,6 +7,8 @@
 //! time (its background threads do it even when the node is idle), so resident memory
 //! follows what the node holds.
 
-/// Every allocation of the `grape` binary goes through jemalloc.
+/// Every allocation of the `grape` binary goes through jemalloc (unless it is built with the
+/// `system-allocator` feature, for heap profilers that hook glibc's malloc).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -118,8 +118,11 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         for t in tasks {
             t.await?;
         }
-        // Memory once the traffic has stopped: what a node keeps, without the working memory
-        // of the requests and jobs it was running (jemalloc returns freed pages after ~10 s).
+        // Memory once the traffic has stopped and the jobs it queued (compactions, index
+        // builds) are done: what a node keeps, without the working memory of requests and
+        // jobs (jemalloc returns freed pages after ~10 s).
+        let settled = jobs_done(&mut c, Duration::from_secs(600)).await?;
+        eprintln!("jobs done {:.0} s after the traffic", settled.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
         let idle: Vec<u64> = pids.iter().map(|(_, pid)| resident_bytes(*pid)).collect();
         let answer = c.sql(v1::SqlRequest { query: "SELECT count(DISTINCT id) AS n FROM soak".into(), ..Default::default() }).await?;
@@ -153,7 +156,7 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         rows.push(Row::new(format!("{name} RSS after 1 min"), warm.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
         rows.push(Row::new(format!("{name} RSS at the end"), last.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
         rows.push(Row::new(format!("{name} RSS peak"), peak as f64 / 1048576.0, "MiB"));
-        rows.push(Row::new(format!("{name} RSS {IDLE_SECS} s after the traffic"), idle.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
+        rows.push(Row::new(format!("{name} RSS {IDLE_SECS} s after the traffic and its jobs"), idle.get(i).copied().unwrap_or(0) as f64 / 1048576.0, "MiB"));
     }
     for (i, held) in engine.last().cloned().unwrap_or_default().iter().enumerate() {
         rows.push(Row::new(format!("compute-{i} engine memory at the end (segments, indexes)"), *held as f64 / 1048576.0, "MiB"));
@@ -172,6 +175,22 @@ pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{} acknowledged rows are not readable", acknowledged - readable).into());
     }
     Ok(())
+}
+
+/// Waits until no job is pending or running (at most `limit`); returns how long it took.
+async fn jobs_done(c: &mut GrapeClient<Channel>, limit: Duration) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    loop {
+        let mut busy = false;
+        for state in ["pending", "running"] {
+            let jobs = c.list_jobs(v1::ListJobsRequest { state: state.into(), limit: 1 }).await?.into_inner().jobs;
+            busy |= !jobs.is_empty();
+        }
+        if !busy || started.elapsed() >= limit {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn client(endpoint: &str) -> Result<GrapeClient<Channel>, Box<dyn std::error::Error>> {
