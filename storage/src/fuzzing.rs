@@ -90,4 +90,15 @@ mod tests {
         }
         assert!(corrupt > 100, "only {corrupt} damaged segments were refused");
     }
+
+    #[tokio::test]
+    async fn damages_cargo_fuzz_found_are_corrupt_errors() {
+        let file = sample_segment().await.unwrap();
+        // An empty file (Lance panicked), and a footer declaring 4 billion global buffers
+        // (Lance's reader allocated 63 GB for them and the process aborted).
+        for damage in [&[0x00][..], &[0xba, 0x37, 0x00, 0xed]] {
+            let e = read_damaged_segment(&file, damage).await.unwrap_err();
+            assert_eq!(e.kind(), StorageErrorKind::Corrupt, "{damage:?}: {e}");
+        }
+    }
 }

@@ -92,7 +92,39 @@ pub async fn decode_lance(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, 
     }
 }
 
+/// Bytes at the end of a Lance file: three u64 offsets, two u32 counts, two u16 versions and
+/// the magic `LANC`.
+const LANCE_FOOTER_LEN: usize = 40;
+
+/// Checks that the footer of a Lance file describes tables that fit in the file, before
+/// Lance reads it: Lance sizes allocations by the footer's counts, so a damaged count (a
+/// fuzzer found 4 billion global buffers) aborted the process on a failed 63 GB allocation,
+/// and an empty file made it panic.
+fn check_footer(bytes: &[u8], name: &str) -> Result<(), StorageError> {
+    let corrupt = |what: String| Err(StorageErrorKind::Corrupt.with_context(format!("{name} is not a readable Lance file: {what}")));
+    let len = bytes.len() as u64;
+    let Some(footer) = bytes.len().checked_sub(LANCE_FOOTER_LEN).map(|at| &bytes[at..]) else {
+        return corrupt(format!("{len} bytes is shorter than a Lance footer"));
+    };
+    if &footer[36..] != b"LANC" {
+        return corrupt("no Lance magic at its end".into());
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(footer[at..at + 8].try_into().unwrap_or_default());
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes(footer[at..at + 4].try_into().unwrap_or_default()));
+    let (column_meta, column_offsets, global_offsets) = (u64_at(0), u64_at(8), u64_at(16));
+    let (global_buffers, columns) = (u32_at(24), u32_at(28));
+    let body = len - LANCE_FOOTER_LEN as u64;
+    if column_meta > body || column_offsets > body || global_offsets > body {
+        return corrupt(format!("its footer points past the file's {len} bytes"));
+    }
+    if global_buffers * 16 > body - global_offsets || columns * 16 > body - column_offsets {
+        return corrupt(format!("its footer declares {global_buffers} buffers and {columns} columns, more than {len} bytes hold"));
+    }
+    Ok(())
+}
+
 async fn decode_task(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, StorageError> {
+    check_footer(&bytes, name)?;
     let corrupt =
         |e: lance_core::Error| StorageErrorKind::Corrupt.with_context(format!("{name} is not a readable Lance file")).with_source(e);
     let size = bytes.len() as u64;
