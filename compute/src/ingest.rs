@@ -39,7 +39,7 @@ pub fn decode_ipc(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Compute
         }
         Ok((schema, batches))
     };
-    crate::decoder_panics::catch_decoder_panic(decode)
+    grape_storage::decoder_panics::catch_decoder_panic(decode)
         .unwrap_or_else(|why| Err(invalid(format!("rows are not a valid Arrow IPC stream (the decoder failed on them: {why})"))))
 }
 

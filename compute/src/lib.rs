@@ -28,7 +28,6 @@
 //! - [`meta_client`]: the one trait through which compute talks to meta; [`remote_meta`]: its
 //!   implementation for a separate meta group (remote writes, a watched local catalog).
 //! - [`metrics`]: Prometheus counters of segment loads, evictions and job attempts.
-//! - [`decoder_panics`]: a decoder's panic on client bytes as an error, quietly.
 //! - [`fuzzing`]: entry points of the fuzz targets in `fuzz/` (damaged inserts).
 //! - [`http_listener`]: the listener of the HTTP/1.1 servers (TCP_NODELAY, TLS).
 //! - [`qdrant`]: Qdrant's REST API over the gateway, for existing Qdrant clients.
@@ -37,7 +36,6 @@
 #![warn(missing_docs)]
 
 pub mod datagen;
-pub mod decoder_panics;
 pub mod distance;
 pub mod engine;
 pub mod error;

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let bytes = if mode % 2 == 0 { rest.to_vec() } else { grape_storage::fuzzing::damaged(sample(), rest) };
     // Arrow's panics inside the decoder are caught and answered INVALID_ARGUMENT, as on a
-    // node (grape_compute::decoder_panics keeps libFuzzer's hook out of them); any other
+    // node (grape_storage::decoder_panics keeps libFuzzer's hook out of them); any other
     // panic aborts and is a finding.
     let _ = grape_compute::fuzzing::decode_insert(&bytes);
 });

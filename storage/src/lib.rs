@@ -40,6 +40,7 @@
 //! - [`format`]: plain serde records kept in manifests ([`SegmentMeta`], [`ColumnStats`]).
 //! - [`segment`]: Lance encoding and decoding of segments; [`fuzzing`]: damaged segments, for
 //!   the fuzz target in `fuzz/` and its bounded run in the tests.
+//! - [`decoder_panics`]: a third-party decoder's panic on untrusted bytes as an error, quietly.
 //! - [`stats`]: per-column min/max/null statistics.
 //! - [`cache`]: the local on-disk cache of segment objects for compute nodes.
 //! - [`metered`]: Prometheus counters of object-store requests and cache hits.
@@ -48,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod decoder_panics;
 pub mod error;
 pub mod format;
 pub mod fuzzing;

@@ -26,6 +26,7 @@ use lance_io::ReadBatchParams;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::decoder_panics::catch_decoder_panic;
 use crate::error::{StorageError, StorageErrorKind};
 
 /// The Lance file version segments are written in. Pinned, so upgrading Lance never changes
@@ -82,11 +83,22 @@ fn check_schema(batches: &[RecordBatch]) -> Result<SchemaRef, StorageError> {
 /// Decodes a whole Lance file. `name` only labels errors; every decoding failure is
 /// [`StorageErrorKind::Corrupt`].
 ///
-/// Decoding runs on its own task, so that a decoder panic on hostile bytes also becomes a
-/// `Corrupt` error instead of taking the caller down.
+/// Decoding runs on a blocking thread with a current-thread runtime of its own, so that every
+/// task Lance spawns runs on that thread, under [`catch_decoder_panic`]: a Lance panic on a
+/// damaged file becomes a `Corrupt` error, logged quietly, instead of taking the caller down.
 pub async fn decode_lance(bytes: Bytes, name: &str) -> Result<Vec<RecordBatch>, StorageError> {
     let owned_name = name.to_string();
-    match tokio::spawn(async move { decode_task(bytes, &owned_name).await }).await {
+    let decode = move || -> Result<Vec<RecordBatch>, StorageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::from(e).add_context(format!("start a runtime to decode {owned_name}")))?;
+        let decoding = std::panic::AssertUnwindSafe(|| runtime.block_on(decode_task(bytes, &owned_name)));
+        catch_decoder_panic(decoding).unwrap_or_else(|why| {
+            Err(StorageErrorKind::Corrupt.with_context(format!("{owned_name} is not a readable Lance file (Lance failed on it: {why})")))
+        })
+    };
+    match tokio::task::spawn_blocking(decode).await {
         Ok(result) => result,
         Err(e) => Err(StorageErrorKind::Corrupt.with_context(format!("decoding {name} failed")).with_source(e)),
     }

@@ -1,8 +1,14 @@
-//! Catching the panics of third-party decoders (arrow's IPC reader) on bytes from clients.
+//! Catching the panics of third-party decoders on untrusted bytes: arrow's IPC reader on a
+//! client's insert, Lance's reader on a damaged segment.
 //!
-//! Such a panic is the client's bad input, answered `INVALID_ARGUMENT`: it is logged at debug
-//! level, not printed with a backtrace as a crash would be (a fuzzer sends thousands). Panics
-//! anywhere else still go to the hook that was installed before.
+//! Such a panic is bad input (answered `INVALID_ARGUMENT`, or a `Corrupt` segment): it is
+//! logged at debug level, not printed with a backtrace as a crash would be (a fuzzer sends
+//! thousands, and libFuzzer's own hook would abort on it). Panics anywhere else still go to
+//! the hook that was installed before.
+//!
+//! The flag that marks a panic as expected is per thread, so a decoder that spawns tasks must
+//! run them on the thread that called [`catch_decoder_panic`] (a current-thread runtime
+//! there, as [`crate::segment::decode_lance`] does).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, UnwindSafe};
