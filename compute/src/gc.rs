@@ -35,14 +35,15 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
-/// Every object a manifest of `catalog` names: segments, their keys files, delete logs.
+/// Every object a manifest of `catalog` names: segments, their keys files, the indexes of
+/// each of their vector fields, delete logs.
 pub fn referenced_paths(catalog: &Catalog) -> HashSet<&str> {
     let mut paths = HashSet::new();
     for shard in catalog.collections.values().flat_map(|c| &c.shards) {
         for segment in &shard.segments {
             paths.insert(segment.path.as_str());
             paths.extend(segment.keys_path.as_deref());
-            paths.extend(segment.index.as_ref().map(|i| i.path.as_str()));
+            paths.extend(segment.all_indexes().map(|(_, i)| i.path.as_str()));
         }
         paths.extend(shard.delete_logs.iter().map(|d| d.path.as_str()));
     }
@@ -82,6 +83,27 @@ mod tests {
     use crate::datagen;
     use grape_meta::catalog::{Collection, CollectionSpec, Metric, ShardManifest};
 
+    #[test]
+    fn the_indexes_of_every_vector_field_are_referenced() {
+        let index = |path: &str| grape_storage::format::IndexMeta {
+            path: path.into(),
+            kind: "hnsw".into(),
+            quantization: "none".into(),
+            size_bytes: 1,
+            memory_per_row: 1,
+        };
+        let mut segment = grape_storage::SegmentMeta { path: "s.lance".into(), ..Default::default() };
+        segment.set_index("vector", index("s.vector.hnsw"));
+        segment.set_index("text", index("s.v1.hnsw"));
+        let manifest = ShardManifest { segments: vec![segment], ..Default::default() };
+        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
+        let mut catalog = Catalog::default();
+        catalog.collections.insert("docs".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
+        let mut paths: Vec<_> = referenced_paths(&catalog).into_iter().collect();
+        paths.sort();
+        assert_eq!(paths, ["s.lance", "s.v1.hnsw", "s.vector.hnsw"]);
+    }
+
     #[tokio::test]
     async fn deletes_only_old_unreferenced_segments() {
         let storage = Storage::from_url("memory://").unwrap();
@@ -89,7 +111,7 @@ mod tests {
         let kept = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         let orphan = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         storage.put_if_absent("other/file", bytes::Bytes::from_static(b"x")).await.unwrap();
-        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default() };
+        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
         let ids: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::UInt64Array::from(vec![3]));
         let log = storage.write_delete_log("collections/docs-1", 0, &ids).await.unwrap();
         let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()], ..Default::default() };

@@ -33,7 +33,7 @@ pub fn view(metric: Metric, dim: u32) -> CollectionView {
                 columns: grape_storage::column_stats(std::slice::from_ref(&batch)),
                 keys_path: None,
                 seq: 0,
-                index: None,
+                ..Default::default()
             };
             Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch]).unwrap())
         })

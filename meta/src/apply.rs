@@ -5,7 +5,7 @@
 //! (`AlreadyExists`, `NotFound`, `Conflict`) are results, not errors: they are decided once, in
 //! log order, and leave the catalog unchanged.
 
-use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest};
+use crate::catalog::{Catalog, Collection, CollectionSpec, ShardManifest, DEFAULT_VECTOR};
 use crate::command::{Command, CommandResult};
 use crate::config::PutOutcome;
 use crate::jobs::{Job, JobFence, JobQueue};
@@ -52,9 +52,10 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
         Command::CompactShard { collection, collection_id, shard, inputs, outputs, seq, job } => {
             compact_shard(catalog, CompactionCommit { collection, collection_id: *collection_id, shard: *shard, inputs, outputs, seq: *seq, job })
         }
-        Command::AttachIndex { collection, collection_id, shard, segment, index, job } => {
-            attach_index(catalog, IndexAttachment { collection, collection_id: *collection_id, shard: *shard, segment, index, job })
-        }
+        Command::AttachIndex { collection, collection_id, shard, segment, index, job, vector } => attach_index(
+            catalog,
+            IndexAttachment { collection, collection_id: *collection_id, shard: *shard, segment, vector, index, job },
+        ),
         Command::EnqueueJob { spec, max_attempts, min_interval_ms, now_ms } => {
             if let Some(name) = spec.collection() {
                 if !catalog.collections.contains_key(name) {
@@ -94,11 +95,11 @@ pub fn apply(catalog: &mut Catalog, cmd: &Command) -> CommandResult {
             true => CommandResult::Applied { version: 0 },
             false => CommandResult::NotFound(format!("live compute node {id}")),
         },
-        Command::SetQuantization { name, quantization } => match catalog.collections.get_mut(name) {
-            Some(coll) => {
-                coll.spec.quantization = *quantization;
-                CommandResult::Applied { version: coll.version }
-            }
+        Command::SetQuantization { name, quantization, vector } => match catalog.collections.get_mut(name) {
+            Some(coll) => match coll.spec.set_quantization(Some(vector), *quantization) {
+                true => CommandResult::Applied { version: coll.version },
+                false => CommandResult::NotFound(format!("vector field \"{vector}\" of collection {name}")),
+            },
             None => CommandResult::NotFound(name.clone()),
         },
         Command::SetReplicas { name, replicas } => match catalog.collections.get_mut(name) {
@@ -204,6 +205,8 @@ struct IndexAttachment<'a> {
     collection_id: u64,
     shard: u32,
     segment: &'a str,
+    /// The vector field; empty for `vector`.
+    vector: &'a str,
     index: &'a IndexMeta,
     job: &'a JobFence,
 }
@@ -221,10 +224,13 @@ fn attach_index(catalog: &mut Catalog, a: IndexAttachment<'_>) -> CommandResult 
     let Some(segment) = manifest.segments.iter_mut().find(|s| s.id == a.segment) else {
         return CommandResult::Conflict(format!("segment {} of shard {} is no longer in the manifest", a.segment, a.shard));
     };
-    segment.index = Some(a.index.clone());
+    let field = if a.vector.is_empty() { DEFAULT_VECTOR } else { a.vector };
+    segment.set_index(field, a.index.clone());
     manifest.version = version;
     coll.version = version;
-    let summary = format!("{} index of segment {} ({} bytes) attached at version {version}", a.index.quantization, a.segment, a.index.size_bytes);
+    let of_field = if a.vector.is_empty() { String::new() } else { format!(" of vector {field}") };
+    let summary =
+        format!("{} index{of_field} of segment {} ({} bytes) attached at version {version}", a.index.quantization, a.segment, a.index.size_bytes);
     catalog.jobs.succeed(a.job, &summary);
     CommandResult::Applied { version }
 }
@@ -297,7 +303,7 @@ mod tests {
     use crate::catalog::Metric;
 
     fn spec(name: &str, shards: u32) -> CollectionSpec {
-        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None, quantization: Default::default() }
+        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] }
     }
 
     fn seg(id: &str, shard: u32, rows: u64) -> SegmentMeta {
@@ -416,5 +422,35 @@ mod tests {
         };
         assert!(matches!(apply(&mut c, &cmd), CommandResult::Conflict(_)));
         assert_eq!(c, before);
+    }
+
+    #[test]
+    fn an_index_attaches_to_its_vector_field_and_legacy_commands_still_apply() {
+        let mut c = Catalog::default();
+        create(&mut c, "c", 1);
+        let id = c.collections["c"].id;
+        commit(&mut c, "c", id, vec![seg("s", 0, 10)]);
+        let index = |path: &str| IndexMeta { path: path.into(), kind: "hnsw".into(), quantization: "none".into(), size_bytes: 1, memory_per_row: 1 };
+        for (vector, path) in [("", "p/s.hnsw"), ("text", "p/s.v1.hnsw")] {
+            let spec = crate::jobs::JobSpec::BuildIndex { collection: "c".into(), shard: 0, segment: "s".into(), vector: vector.into() };
+            apply(&mut c, &Command::EnqueueJob { spec, max_attempts: 1, min_interval_ms: 0, now_ms: 0 });
+            let CommandResult::Job(Some(job)) = apply(&mut c, &Command::LeaseJob { worker: 1, lease_ms: 1_000, now_ms: 0 }) else {
+                panic!("no job to lease")
+            };
+            let job = JobFence { id: job.id, attempt: job.attempt, now_ms: 0 };
+            let attach = Command::AttachIndex { collection: "c".into(), collection_id: id, shard: 0, segment: "s".into(), index: index(path), job, vector: vector.into() };
+            assert!(matches!(apply(&mut c, &attach), CommandResult::Applied { .. }));
+        }
+        let segment = &c.collections["c"].shards[0].segments[0];
+        assert_eq!(segment.index_of("vector").map(|i| i.path.as_str()), Some("p/s.hnsw"));
+        assert_eq!(segment.index_of("text").map(|i| i.path.as_str()), Some("p/s.v1.hnsw"));
+
+        // Commands written before named fields existed read and apply as they did.
+        let legacy: Command = serde_json::from_value(serde_json::json!({"SetQuantization": {"name": "c", "quantization": "sq8"}})).unwrap();
+        assert!(matches!(apply(&mut c, &legacy), CommandResult::Applied { .. }));
+        assert_eq!(c.collections["c"].spec.quantization, crate::catalog::Quantization::Sq8);
+        assert_eq!(serde_json::to_value(&legacy).unwrap(), serde_json::json!({"SetQuantization": {"name": "c", "quantization": "sq8"}}));
+        let unknown = Command::SetQuantization { name: "c".into(), quantization: Default::default(), vector: "text".into() };
+        assert!(matches!(apply(&mut c, &unknown), CommandResult::NotFound(_)), "the unnamed collection has no field text");
     }
 }

@@ -95,6 +95,25 @@ impl Quantization {
     }
 }
 
+/// Name of the vector column of a collection with one unnamed vector (every collection made
+/// without named vector fields), and of its first field in the APIs' defaults.
+pub const DEFAULT_VECTOR: &str = "vector";
+
+/// One named vector field of a collection: its own column, dimension, metric, quantization
+/// and ANN index per segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorField {
+    /// Field name, also the name of its Arrow column.
+    pub name: String,
+    /// Dimension of its vectors.
+    pub dim: u32,
+    /// Distance metric its searches use.
+    pub metric: Metric,
+    /// Compression of its vectors in its ANN indexes.
+    #[serde(default)]
+    pub quantization: Quantization,
+}
+
 /// What a user asked for when creating a collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
@@ -114,6 +133,62 @@ pub struct CollectionSpec {
     /// Compression of the vectors in the collection's ANN indexes; changing it rebuilds them.
     #[serde(default)]
     pub quantization: Quantization,
+    /// Named vector fields, in column order. Empty for a collection with the one column
+    /// `vector` that `dim`, `metric` and `quantization` describe. When not empty, those three
+    /// mirror the first field, so code that knows one vector shows the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vectors: Vec<VectorField>,
+}
+
+impl CollectionSpec {
+    /// Whether the collection has named vector fields (rather than the one `vector` column).
+    pub fn is_named(&self) -> bool {
+        !self.vectors.is_empty()
+    }
+
+    /// The collection's vector fields in column order: its named fields, or the one field
+    /// `vector` of an unnamed collection.
+    pub fn vector_fields(&self) -> Vec<VectorField> {
+        if self.is_named() {
+            return self.vectors.clone();
+        }
+        vec![VectorField { name: DEFAULT_VECTOR.into(), dim: self.dim, metric: self.metric, quantization: self.quantization }]
+    }
+
+    /// The field called `name`, where `""` means the first field.
+    pub fn vector_field(&self, name: &str) -> Option<VectorField> {
+        let fields = self.vector_fields();
+        if name.is_empty() {
+            return fields.into_iter().next();
+        }
+        fields.into_iter().find(|f| f.name == name)
+    }
+
+    /// The names of the vector columns, in column order.
+    pub fn vector_columns(&self) -> Vec<String> {
+        self.vector_fields().into_iter().map(|f| f.name).collect()
+    }
+
+    /// Sets the quantization of field `field`, or of every field when `None` or `Some("")`;
+    /// `false` if there is no such field. Keeps the top-level mirror of the first field.
+    pub fn set_quantization(&mut self, field: Option<&str>, quantization: Quantization) -> bool {
+        if !self.is_named() {
+            if field.is_some_and(|f| !f.is_empty() && f != DEFAULT_VECTOR) {
+                return false;
+            }
+            self.quantization = quantization;
+            return true;
+        }
+        let mut found = false;
+        for f in self.vectors.iter_mut().filter(|f| field.is_none_or(|name| name.is_empty() || f.name == name)) {
+            f.quantization = quantization;
+            found = true;
+        }
+        if let Some(first) = self.vectors.first() {
+            self.quantization = first.quantization;
+        }
+        found
+    }
 }
 
 /// A collection as the catalog holds it.
@@ -195,4 +270,42 @@ pub struct Catalog {
     /// The job queue: compactions, server-side ingests, garbage collection.
     #[serde(default)]
     pub jobs: JobQueue,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn legacy_json() -> serde_json::Value {
+        serde_json::json!({"name": "c", "dim": 4, "metric": "l2", "shards": 1, "replicas": 1, "schema": null, "quantization": "sq8"})
+    }
+
+    #[test]
+    fn a_collection_made_before_named_fields_reads_and_writes_as_before() {
+        let spec: CollectionSpec = serde_json::from_value(legacy_json()).unwrap();
+        assert!(!spec.is_named());
+        assert_eq!(serde_json::to_value(&spec).unwrap(), legacy_json());
+        let field = VectorField { name: "vector".into(), dim: 4, metric: Metric::L2, quantization: Quantization::Sq8 };
+        assert_eq!(spec.vector_fields(), [field.clone()]);
+        assert_eq!(spec.vector_field(""), Some(field.clone()));
+        assert_eq!(spec.vector_field("vector"), Some(field));
+        assert_eq!(spec.vector_field("text"), None);
+    }
+
+    #[test]
+    fn named_fields_are_found_by_name_and_quantized_one_or_all() {
+        let mut spec: CollectionSpec = serde_json::from_value(legacy_json()).unwrap();
+        let field = |name: &str, dim| VectorField { name: name.into(), dim, metric: Metric::Dot, quantization: Quantization::None };
+        spec.vectors = vec![field("image", 4), field("text", 6)];
+        assert_eq!(spec.vector_columns(), ["image", "text"]);
+        assert_eq!(spec.vector_field("").map(|f| f.name), Some("image".into()));
+        assert_eq!(spec.vector_field("text").map(|f| f.dim), Some(6));
+        assert!(spec.set_quantization(Some("text"), Quantization::Bq));
+        assert_eq!(spec.vectors[1].quantization, Quantization::Bq);
+        assert_eq!(spec.vectors[0].quantization, Quantization::None);
+        assert!(!spec.set_quantization(Some("nope"), Quantization::Bq));
+        assert!(spec.set_quantization(None, Quantization::Sq8));
+        assert!(spec.vectors.iter().all(|f| f.quantization == Quantization::Sq8));
+        assert_eq!(spec.quantization, Quantization::Sq8, "the top level mirrors the first field");
+    }
 }

@@ -27,13 +27,17 @@ pub enum Command {
         /// Compute nodes that hold each segment (at least 1).
         replicas: u32,
     },
-    /// Change a collection's quantization; fails with `NotFound` if absent. Its segments keep
-    /// their indexes until index-build jobs replace them.
+    /// Change the quantization of a collection's vector fields; fails with `NotFound` if the
+    /// collection or the field is absent. Its segments keep their indexes until index-build
+    /// jobs replace them.
     SetQuantization {
         /// Collection name.
         name: String,
         /// The new quantization.
         quantization: Quantization,
+        /// The vector field it applies to; empty for every field.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        vector: String,
     },
     /// Set a collection's schema if it has none yet; if it has one, succeeds only when equal.
     SetSchema {
@@ -96,6 +100,9 @@ pub enum Command {
         index: IndexMeta,
         /// The build job's attempt.
         job: JobFence,
+        /// The vector field it indexes; empty for `vector`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        vector: String,
     },
     /// Add a job to the queue (or find the active one doing the same work).
     EnqueueJob {

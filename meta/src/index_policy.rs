@@ -31,13 +31,14 @@ pub fn due(catalog: &Catalog, now_ms: u64) -> Vec<JobSpec> {
     let min_rows = catalog.config.get(MIN_ROWS_KEY).and_then(|v| v.value.trim().parse::<u64>().ok()).unwrap_or(DEFAULT_MIN_ROWS);
     let mut due = Vec::new();
     for (name, collection) in &catalog.collections {
-        let quantization = collection.spec.quantization.as_str();
-        for segment in collection.segments() {
-            let current = segment.index.as_ref().is_some_and(|i| i.quantization == quantization);
+        let fields = collection.spec.vector_fields();
+        for (segment, field) in collection.segments().flat_map(|s| fields.iter().map(move |f| (s, f))) {
+            let current = segment.index_of(&field.name).is_some_and(|i| i.quantization == field.quantization.as_str());
             if current || segment.rows < min_rows.max(1) {
                 continue;
             }
-            let spec = JobSpec::BuildIndex { collection: name.clone(), shard: segment.shard, segment: segment.id.clone() };
+            let vector = if collection.spec.is_named() { field.name.clone() } else { String::new() };
+            let spec = JobSpec::BuildIndex { collection: name.clone(), shard: segment.shard, segment: segment.id.clone(), vector };
             let recent = catalog
                 .jobs
                 .jobs
@@ -59,7 +60,7 @@ pub fn due(catalog: &Catalog, now_ms: u64) -> Vec<JobSpec> {
 mod tests {
     use super::*;
     use crate::apply::apply;
-    use crate::catalog::{CollectionSpec, Metric, Quantization};
+    use crate::catalog::{CollectionSpec, Metric, Quantization, VectorField};
     use crate::command::Command;
     use grape_storage::format::{IndexMeta, SegmentMeta};
 
@@ -73,6 +74,7 @@ mod tests {
             replicas: 1,
             schema: None,
             quantization: Quantization::Sq8,
+            vectors: vec![],
         };
         apply(&mut c, &Command::CreateCollection { spec });
         let segments = rows
@@ -105,6 +107,28 @@ mod tests {
         let spec = due(&c, 0).remove(0);
         apply(&mut c, &Command::EnqueueJob { spec, max_attempts: 3, min_interval_ms: 0, now_ms: 0 });
         assert!(due(&c, 1).is_empty(), "an active build is not enqueued twice");
+    }
+
+    #[test]
+    fn each_named_vector_field_gets_its_own_build_with_its_own_quantization() {
+        let mut c = catalog(&[20_000]);
+        let field = |name: &str, quantization| VectorField { name: name.into(), dim: 2, metric: Metric::L2, quantization };
+        c.collections.get_mut("c").unwrap().spec.vectors = vec![field("image", Quantization::Sq8), field("text", Quantization::Bq)];
+        let wanted = |c: &Catalog| -> Vec<String> {
+            due(c, 0)
+                .into_iter()
+                .map(|s| match s {
+                    JobSpec::BuildIndex { segment, vector, .. } => format!("{segment}/{vector}"),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(wanted(&c), ["s0/image", "s0/text"]);
+        let index = |q: &str| IndexMeta { path: "x".into(), kind: "hnsw".into(), quantization: q.into(), size_bytes: 1, memory_per_row: 1 };
+        let segment = &mut c.collections.get_mut("c").unwrap().shards[0].segments[0];
+        segment.set_index("image", index("sq8"));
+        segment.set_index("text", index("sq8"));
+        assert_eq!(wanted(&c), ["s0/text"], "text's index is not of text's quantization");
     }
 
     #[test]

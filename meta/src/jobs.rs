@@ -56,8 +56,8 @@ pub enum JobSpec {
         /// The files, as given.
         urls: Vec<String>,
     },
-    /// Build the ANN index of one segment (with the collection's quantization) and attach it
-    /// to the segment's manifest entry.
+    /// Build the ANN index of one vector field of one segment (with the field's quantization)
+    /// and attach it to the segment's manifest entry.
     BuildIndex {
         /// Collection name.
         collection: String,
@@ -65,6 +65,10 @@ pub enum JobSpec {
         shard: u32,
         /// The segment's id.
         segment: String,
+        /// The vector field to index; empty for `vector`, the one column of a collection
+        /// without named fields (so its jobs read as they did before named fields).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        vector: String,
     },
     /// Delete unreferenced objects older than a grace period; one at a time cluster-wide.
     Gc {
@@ -98,7 +102,7 @@ impl JobSpec {
     }
 
     /// Whether an active job with spec `other` makes enqueuing this one pointless: one
-    /// compaction per shard, one build per segment and one GC in the cluster at a time.
+    /// compaction per shard, one build per segment and field and one GC in the cluster at a time.
     fn same_work(&self, other: &JobSpec) -> bool {
         match (self, other) {
             (JobSpec::Compact { .. }, JobSpec::Compact { .. }) | (JobSpec::BuildIndex { .. }, JobSpec::BuildIndex { .. }) => self == other,

@@ -3,6 +3,8 @@
 //! These types are stored in the meta service's manifests, so they are versioned serde:
 //! new fields get `#[serde(default)]`, and a format change bumps [`SEGMENT_META_VERSION`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the [`SegmentMeta`] layout written by this build.
@@ -45,7 +47,39 @@ pub struct SegmentMeta {
     /// modified) when the collection's quantization changes.
     #[serde(default)]
     pub index: Option<IndexMeta>,
+    /// The ANN indexes of the collection's other vector fields, by field name (a collection
+    /// with named vector fields keeps its field `vector`'s, if it has one, in `index`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indexes: BTreeMap<String, IndexMeta>,
 }
+
+impl SegmentMeta {
+    /// The index of vector field `field`, if one is attached.
+    pub fn index_of(&self, field: &str) -> Option<&IndexMeta> {
+        if field == VECTOR_FIELD {
+            return self.index.as_ref();
+        }
+        self.indexes.get(field)
+    }
+
+    /// Every attached index with its field's name, field `vector` first.
+    pub fn all_indexes(&self) -> impl Iterator<Item = (&str, &IndexMeta)> {
+        self.index.iter().map(|i| (VECTOR_FIELD, i)).chain(self.indexes.iter().map(|(f, i)| (f.as_str(), i)))
+    }
+
+    /// Attaches `index` to vector field `field`, replacing the one it had.
+    pub fn set_index(&mut self, field: &str, index: IndexMeta) {
+        if field == VECTOR_FIELD {
+            self.index = Some(index);
+        } else {
+            self.indexes.insert(field.to_string(), index);
+        }
+    }
+}
+
+/// The name of the vector field whose index [`SegmentMeta::index`] holds: the one column of
+/// a collection without named vector fields.
+pub const VECTOR_FIELD: &str = "vector";
 
 impl Default for SegmentMeta {
     /// An empty, unnamed segment of the current layout, to fill in with `..Default::default()`.
@@ -61,6 +95,7 @@ impl Default for SegmentMeta {
             keys_path: None,
             seq: 0,
             index: None,
+            indexes: BTreeMap::new(),
         }
     }
 }
@@ -150,4 +185,25 @@ pub enum StatValue {
     Utf8(String),
     /// Booleans.
     Bool(bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_kept_per_vector_field_and_old_manifests_read_as_before() {
+        let old = serde_json::json!({"format_version": 1, "id": "s", "shard": 0, "path": "p", "rows": 1, "size_bytes": 1,
+            "columns": [], "keys_path": null, "seq": 0,
+            "index": {"path": "p.hnsw", "kind": "hnsw", "quantization": "none", "size_bytes": 1, "memory_per_row": 1}});
+        let mut meta: SegmentMeta = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&meta).unwrap(), old);
+        assert_eq!(meta.index_of("vector").map(|i| i.path.as_str()), Some("p.hnsw"));
+        let mut text = meta.index.clone().unwrap();
+        text.path = "p.v1.hnsw".into();
+        meta.set_index("text", text);
+        let all: Vec<_> = meta.all_indexes().map(|(field, i)| (field, i.path.as_str())).collect();
+        assert_eq!(all, [("vector", "p.hnsw"), ("text", "p.v1.hnsw")]);
+        assert_eq!(meta.index_of("image"), None);
+    }
 }

@@ -362,7 +362,7 @@ impl Storage {
             columns: column_stats(batches),
             keys_path,
             seq: 0,
-            index: None,
+            ..SegmentMeta::default()
         })
     }
 

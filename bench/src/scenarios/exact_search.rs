@@ -114,7 +114,7 @@ fn build_view(o: &Options) -> Result<CollectionView, Box<dyn std::error::Error>>
             columns: Vec::new(),
             keys_path: None,
             seq: 0,
-            index: None,
+            ..Default::default()
         };
         segments.push(Arc::new(LoadedSegment::new(meta, schema.clone(), &[batch])?));
         first += n;

@@ -124,6 +124,7 @@ impl Gateway {
             replicas: check_replicas(req.replicas.max(1))?,
             schema,
             quantization,
+            vectors: vec![],
         };
         outcome(self.meta.write(Command::CreateCollection { spec }).await?)?;
         self.refresh().await;
@@ -168,7 +169,7 @@ impl Gateway {
     /// Changes a collection's quantization; index-build jobs then rebuild its indexes.
     pub async fn set_quantization(&self, name: &str, quantization: &str) -> Result<v1::CollectionInfo, ComputeError> {
         let quantization = parse_quantization(quantization)?;
-        outcome(self.meta.write(Command::SetQuantization { name: name.to_string(), quantization }).await?).map_err(|e| match e {
+        outcome(self.meta.write(Command::SetQuantization { name: name.to_string(), quantization, vector: String::new() }).await?).map_err(|e| match e {
             ComputeError::NotFound(_) => not_found(name),
             other => other,
         })?;

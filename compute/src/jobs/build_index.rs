@@ -72,6 +72,7 @@ impl Gateway {
             segment: segment.to_string(),
             index,
             job: attempt.fence,
+            vector: String::new(),
         };
         outcome(self.meta.write(cmd).await?)?;
         Ok(Done::Committed)
