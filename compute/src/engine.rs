@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use futures::stream::{self, StreamExt};
 use grape_meta::catalog::Collection;
-use grape_storage::format::SegmentMeta;
+use grape_storage::format::{IndexMeta, SegmentMeta};
 use grape_storage::Storage;
 use tokio::sync::watch;
 
@@ -69,6 +69,15 @@ pub struct WantedSegment {
     pub meta: SegmentMeta,
     /// The schema of its rows.
     pub schema: SchemaRef,
+    /// Its collection's vector columns, in field order.
+    pub vectors: Arc<[String]>,
+}
+
+impl WantedSegment {
+    /// A segment of a collection with the one vector column `vector`.
+    pub fn unnamed(meta: SegmentMeta, schema: SchemaRef) -> Self {
+        Self { meta, schema, vectors: Arc::from([crate::segment::VECTOR_COLUMN.to_string()]) }
+    }
 }
 
 /// Where each segment of the node stands.
@@ -81,9 +90,9 @@ struct Held {
     retired: HashMap<String, (Instant, SegmentRef)>,
     /// Ready segments whose index artifact is being loaded.
     indexing: HashSet<String>,
-    /// The artifact each segment last failed to load: not tried again until the manifest
-    /// names another (a rebuild), so a corrupt object costs one read, not one per sync.
-    index_failed: HashMap<String, String>,
+    /// The artifacts each segment failed to load: not tried again until the manifest names
+    /// another (a rebuild), so a corrupt object costs one read, not one per sync.
+    index_failed: HashMap<String, HashSet<String>>,
 }
 
 /// Index artifacts this node has loaded and failed to load since it started.
@@ -209,11 +218,11 @@ impl Engine {
             let reindex: Vec<WantedSegment> = ready
                 .into_iter()
                 .filter(|w| {
-                    let wanted_path = w.meta.index.as_ref().map(|i| &i.path);
-                    wanted_path.is_some()
-                        && !held.indexing.contains(&w.meta.id)
-                        && held.index_failed.get(&w.meta.id) != wanted_path
-                        && held.ready.get(&w.meta.id).and_then(|s| s.ann_path()).as_ref() != wanted_path
+                    let (Some(segment), false) = (held.ready.get(&w.meta.id), held.indexing.contains(&w.meta.id)) else {
+                        return false;
+                    };
+                    let failed = held.index_failed.get(&w.meta.id);
+                    !stale_indexes(segment, &w.meta, failed).is_empty()
                 })
                 .collect();
             held.indexing.extend(reindex.iter().map(|w| w.meta.id.clone()));
@@ -238,7 +247,7 @@ impl Engine {
                         self.load_index(&segment, &w.meta).await;
                         Ok(None)
                     }
-                    None => self.load(w.meta, w.schema).await.map(Some),
+                    None => self.load(w).await.map(Some),
                 };
                 (id, result)
             })
@@ -265,17 +274,18 @@ impl Engine {
             .await;
     }
 
-    /// Loads one segment (and its index), counting it ([`crate::metrics`]).
-    async fn load(&self, meta: SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
-        let (started, bytes) = (Instant::now(), meta.size_bytes);
-        let loaded = self.load_segment(meta, schema).await;
+    /// Loads one segment (and its indexes), counting it ([`crate::metrics`]).
+    async fn load(&self, w: WantedSegment) -> Result<SegmentRef, ComputeError> {
+        let (started, bytes) = (Instant::now(), w.meta.size_bytes);
+        let loaded = self.load_segment(w).await;
         crate::metrics::segment_loaded(started, bytes, loaded.is_ok());
         loaded
     }
 
-    async fn load_segment(&self, meta: SegmentMeta, schema: SchemaRef) -> Result<SegmentRef, ComputeError> {
+    async fn load_segment(&self, w: WantedSegment) -> Result<SegmentRef, ComputeError> {
+        let WantedSegment { meta, schema, vectors } = w;
         let batches = self.storage.read_segment(&meta).await?;
-        let segment = tokio::task::spawn_blocking(move || LoadedSegment::new(meta, schema, &batches))
+        let segment = tokio::task::spawn_blocking(move || LoadedSegment::with_vectors(meta, schema, &batches, &vectors))
             .await
             .map_err(|e| ComputeError::Internal(format!("segment load task: {e}")))??;
         let segment = Arc::new(segment);
@@ -284,28 +294,34 @@ impl Engine {
         Ok(segment)
     }
 
-    /// Reads the index artifact `meta` names, if any, and installs it in `segment`. A failure
-    /// is logged and counted: the segment answers by exact search meanwhile.
+    /// Reads the index artifacts `meta` names that `segment` does not hold yet (one per
+    /// vector field) and installs them. A failure is logged and counted: that field answers
+    /// by exact search meanwhile.
     async fn load_index(&self, segment: &SegmentRef, meta: &SegmentMeta) {
-        let Some(index) = &meta.index else { return };
-        let result = async {
-            // Artifacts are immutable like segments: the local cache keeps them too.
-            let bytes = self.storage.read_object(&index.path, index.size_bytes).await?;
-            let ann = tokio::task::spawn_blocking(move || crate::index::hnsw::artifact::decode(&bytes))
-                .await
-                .map_err(|e| ComputeError::Internal(format!("index load task: {e}")))?
-                .map_err(|e| ComputeError::Corrupt(format!("{}: {e}", index.path)))?;
-            segment.set_ann(&index.path, Arc::new(ann))
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                self.index_loads.loaded.fetch_add(1, Ordering::Relaxed);
+        let stale: Vec<(String, IndexMeta)> = {
+            let held = self.read();
+            stale_indexes(segment, meta, held.index_failed.get(&meta.id))
+        };
+        for (field, index) in stale {
+            let result = async {
+                // Artifacts are immutable like segments: the local cache keeps them too.
+                let bytes = self.storage.read_object(&index.path, index.size_bytes).await?;
+                let ann = tokio::task::spawn_blocking(move || crate::index::hnsw::artifact::decode(&bytes))
+                    .await
+                    .map_err(|e| ComputeError::Internal(format!("index load task: {e}")))?
+                    .map_err(|e| ComputeError::Corrupt(format!("{}: {e}", index.path)))?;
+                segment.set_ann(&field, &index.path, Arc::new(ann))
             }
-            Err(e) => {
-                self.write().index_failed.insert(meta.id.clone(), index.path.clone());
-                self.index_loads.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(segment = %meta.id, index = %index.path, error = %e, "index failed to load; the segment is searched exactly");
+            .await;
+            match result {
+                Ok(()) => {
+                    self.index_loads.loaded.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.write().index_failed.entry(meta.id.clone()).or_default().insert(index.path.clone());
+                    self.index_loads.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(segment = %meta.id, index = %index.path, error = %e, "index failed to load; the field is searched exactly");
+                }
             }
         }
     }
@@ -346,10 +362,12 @@ impl Engine {
         held.ready.values().fold((0, 0, 0), |(n, rows, bytes), s| (n + 1, rows + s.rows() as u64, bytes + s.memory_bytes() as u64))
     }
 
-    /// Rows of the ready segments that have an ANN index loaded, and the bytes those indexes take.
+    /// Rows of the ready segments' vector columns that have an ANN index loaded (a row counts
+    /// once per indexed field), and the bytes those indexes take.
     pub fn index_stats(&self) -> (u64, u64) {
         let held = self.read();
-        held.ready.values().filter_map(|s| s.ann()).fold((0, 0), |(rows, bytes), a| (rows + a.rows() as u64, bytes + a.memory_bytes() as u64))
+        let indexes = held.ready.values().flat_map(|s| s.columns().iter().filter_map(|c| c.ann()));
+        indexes.fold((0, 0), |(rows, bytes), a| (rows + a.rows() as u64, bytes + a.memory_bytes() as u64))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Held> {
@@ -358,5 +376,64 @@ impl Engine {
 
     fn write(&self) -> RwLockWriteGuard<'_, Held> {
         self.held.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The indexes `meta` names (with their fields) that `segment` has not loaded and that have
+/// not `failed` before.
+fn stale_indexes(segment: &LoadedSegment, meta: &SegmentMeta, failed: Option<&HashSet<String>>) -> Vec<(String, IndexMeta)> {
+    meta.all_indexes()
+        .filter(|(field, index)| {
+            failed.is_none_or(|f| !f.contains(&index.path))
+                && segment.column(field).is_some_and(|c| c.ann_path().as_deref() != Some(index.path.as_str()))
+        })
+        .map(|(field, index)| (field.to_string(), index.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::RecordBatch;
+    use arrow::datatypes::{Field, Schema};
+    use grape_meta::catalog::{Metric, Quantization};
+
+    use super::*;
+    use crate::datagen;
+    use crate::index::hnsw::build::BuildParams;
+    use crate::index::hnsw::HnswIndex;
+
+    #[test]
+    fn only_the_fields_whose_index_changed_are_loaded_again() {
+        // A segment with two vector columns: `vector` and a copy named `b`.
+        let rows = datagen::batch(4, 0, 200, 1);
+        let vectors = rows.column_by_name("vector").unwrap().clone();
+        let mut fields: Vec<Field> = rows.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("b", vectors.data_type().clone(), false));
+        let schema = Arc::new(Schema::new(fields));
+        let mut columns = rows.columns().to_vec();
+        columns.push(vectors);
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let names = ["vector".to_string(), "b".to_string()];
+        let segment = LoadedSegment::with_vectors(SegmentMeta::default(), schema, &[batch], &names).unwrap();
+        let index = |column: &str| Arc::new(HnswIndex::build(segment.column(column).unwrap(), Metric::L2, Quantization::None, BuildParams::default()));
+        let artifact = |path: &str| IndexMeta { path: path.into(), kind: "hnsw".into(), quantization: "none".into(), size_bytes: 1, memory_per_row: 1 };
+        segment.set_ann("vector", "v1", index("vector")).unwrap();
+
+        let mut meta = SegmentMeta::default();
+        meta.set_index("vector", artifact("v1"));
+        meta.set_index("b", artifact("b1"));
+        let stale = |meta: &SegmentMeta, failed: Option<&HashSet<String>>| -> Vec<String> {
+            stale_indexes(&segment, meta, failed).into_iter().map(|(field, i)| format!("{field}:{}", i.path)).collect()
+        };
+        assert_eq!(stale(&meta, None), ["b:b1"], "vector's index is loaded already");
+        assert!(stale(&meta, Some(&HashSet::from(["b1".to_string()]))).is_empty(), "a failed artifact is not read again");
+        segment.set_ann("b", "b1", index("b")).unwrap();
+        meta.set_index("vector", artifact("v2"));
+        assert_eq!(stale(&meta, None), ["vector:v2"], "rebuilding one field reloads only that field");
+        meta.set_index("gone", artifact("g1"));
+        assert_eq!(stale(&meta, None), ["vector:v2"], "an index of a field the segment lacks is ignored");
+        assert!(segment.set_ann("nope", "x", index("b")).is_err());
     }
 }

@@ -9,10 +9,10 @@ use arrow::compute::{cast_with_options, take_record_batch, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use grape_meta::catalog::CollectionSpec;
+use grape_meta::catalog::{CollectionSpec, VectorField};
 
 use crate::error::ComputeError;
-use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+use crate::segment::ID_COLUMN;
 
 fn invalid(msg: String) -> ComputeError {
     ComputeError::InvalidArgument(msg)
@@ -96,8 +96,8 @@ pub fn vector_type(dim: u32) -> DataType {
 }
 
 /// Derives a collection's schema from the first rows inserted into it: `id` becomes uint64
-/// (from any integer type) or utf8, `vector` becomes `fixed_size_list<float32, dim>`, and the
-/// payload columns keep their types.
+/// (from any integer type) or utf8, each vector column (`vector`, or each named field's)
+/// becomes `fixed_size_list<float32, dim>`, and the payload columns keep their types.
 pub fn schema_from_rows(spec: &CollectionSpec, rows: &Schema) -> Result<Schema, ComputeError> {
     let id = rows.field_with_name(ID_COLUMN).map_err(|_| invalid(format!("rows for collection \"{}\" have no `id` column", spec.name)))?;
     let id_type = match id.data_type() {
@@ -105,14 +105,18 @@ pub fn schema_from_rows(spec: &CollectionSpec, rows: &Schema) -> Result<Schema, 
         t if t.is_integer() => DataType::UInt64,
         t => return Err(invalid(format!("`id` must be an integer or a string, the rows have {t}"))),
     };
-    let mut fields = vec![Field::new(ID_COLUMN, id_type, false), Field::new(VECTOR_COLUMN, vector_type(spec.dim), false)];
+    let vectors = spec.vector_fields();
+    let mut fields = vec![Field::new(ID_COLUMN, id_type, false)];
+    for v in &vectors {
+        if rows.field_with_name(&v.name).is_err() {
+            return Err(invalid(format!("rows for collection \"{}\" have no `{}` column", spec.name, v.name)));
+        }
+        fields.push(Field::new(&v.name, vector_type(v.dim), false));
+    }
     for f in rows.fields() {
-        if f.name() != ID_COLUMN && f.name() != VECTOR_COLUMN {
+        if f.name() != ID_COLUMN && !vectors.iter().any(|v| &v.name == f.name()) {
             fields.push(Field::new(f.name(), f.data_type().clone(), true));
         }
-    }
-    if rows.field_with_name(VECTOR_COLUMN).is_err() {
-        return Err(invalid(format!("rows for collection \"{}\" have no `vector` column", spec.name)));
     }
     Ok(Schema::new(fields))
 }
@@ -132,6 +136,7 @@ pub fn conform(spec: &CollectionSpec, target: &SchemaRef, batch: &RecordBatch) -
             known.join(", ")
         )));
     }
+    let vectors = spec.vector_fields();
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let column = match batch.column_by_name(field.name()) {
@@ -139,7 +144,10 @@ pub fn conform(spec: &CollectionSpec, target: &SchemaRef, batch: &RecordBatch) -
             None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
             None => return Err(invalid(format!("rows for collection \"{name}\" have no `{}` column", field.name()))),
         };
-        let column = if field.name() == VECTOR_COLUMN { conform_vectors(spec, &column)? } else { conform_column(name, field, column)? };
+        let column = match vectors.iter().find(|v| &v.name == field.name()) {
+            Some(vector) => conform_vectors(spec, vector, &column)?,
+            None => conform_column(name, field, column)?,
+        };
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(invalid(format!("column `{}` of collection \"{name}\" may not hold nulls", field.name())));
         }
@@ -168,19 +176,21 @@ fn conform_column(collection: &str, field: &Field, column: ArrayRef) -> Result<A
 
 /// Turns list-of-float vectors of any list kind into `fixed_size_list<float32, dim>`, checking
 /// each row's length and that every value is finite.
-fn conform_vectors(spec: &CollectionSpec, column: &ArrayRef) -> Result<ArrayRef, ComputeError> {
-    let (name, dim) = (&spec.name, spec.dim as usize);
+fn conform_vectors(spec: &CollectionSpec, field: &VectorField, column: &ArrayRef) -> Result<ArrayRef, ComputeError> {
+    let (name, dim, column_name) = (&spec.name, field.dim as usize, &field.name);
+    // Messages about a collection's one `vector` read as they always did.
+    let vector = if spec.is_named() { format!("`{column_name}` vector") } else { "vector".to_string() };
     if column.null_count() > 0 {
-        return Err(invalid(format!("collection \"{name}\": `vector` may not hold nulls")));
+        return Err(invalid(format!("collection \"{name}\": `{column_name}` may not hold nulls")));
     }
     let lengths: Vec<usize> = match column.data_type() {
         DataType::FixedSizeList(_, n) => vec![*n as usize; column.len()],
         DataType::List(_) => column.as_list::<i32>().offsets().lengths().collect(),
         DataType::LargeList(_) => column.as_list::<i64>().offsets().lengths().collect(),
-        t => return Err(invalid(format!("`vector` must be a list of floats, the rows have {t}"))),
+        t => return Err(invalid(format!("`{column_name}` must be a list of floats, the rows have {t}"))),
     };
     if let Some((row, len)) = lengths.iter().enumerate().find(|(_, l)| **l != dim) {
-        return Err(invalid(format!("row {row}: vector has {len} values, collection \"{name}\" expects {dim}")));
+        return Err(invalid(format!("row {row}: {vector} has {len} values, collection \"{name}\" expects {dim}")));
     }
     let values = match column.data_type() {
         DataType::FixedSizeList(..) => column.as_fixed_size_list().values().slice(column.offset() * dim, column.len() * dim),
@@ -196,7 +206,7 @@ fn conform_vectors(spec: &CollectionSpec, column: &ArrayRef) -> Result<ArrayRef,
         }
     };
     if !values.data_type().is_floating() {
-        return Err(invalid(format!("`vector` values must be floats, the rows have {}", values.data_type())));
+        return Err(invalid(format!("`{column_name}` values must be floats, the rows have {}", values.data_type())));
     }
     if values.null_count() > 0 {
         return Err(invalid(format!("collection \"{name}\": vectors may not contain nulls")));
@@ -205,7 +215,7 @@ fn conform_vectors(spec: &CollectionSpec, column: &ArrayRef) -> Result<ArrayRef,
     let floats: &Float32Array = values.as_primitive();
     if let Some(i) = floats.values().iter().position(|v| !v.is_finite()) {
         return Err(invalid(format!(
-            "row {}: vector value {} is {}; vectors must be finite numbers",
+            "row {}: {vector} value {} is {}; vectors must be finite numbers",
             i / dim.max(1),
             i % dim.max(1),
             floats.value(i)

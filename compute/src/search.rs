@@ -38,6 +38,27 @@ pub struct SearchQuery {
     pub include_vectors: bool,
     /// How the ANN indexes are used (defaults when not given).
     pub params: SearchParams,
+    /// The vector field searched; `""` for the first (`vector` in a collection without
+    /// named fields).
+    pub using: String,
+    /// The collection's vector columns: hits leave them out unless `include_vectors`.
+    pub vector_columns: Vec<String>,
+}
+
+impl Default for SearchQuery {
+    /// The 10 nearest to an empty vector in the first field of a collection without named
+    /// fields, unfiltered, without vectors: to fill in with `..Default::default()`.
+    fn default() -> Self {
+        Self {
+            vector: Vec::new(),
+            k: 10,
+            filter: None,
+            include_vectors: false,
+            params: SearchParams::default(),
+            using: String::new(),
+            vector_columns: vec![VECTOR_COLUMN.to_string()],
+        }
+    }
 }
 
 /// The answer to a search.
@@ -68,7 +89,10 @@ pub fn validate_vector(collection: &str, dim: u32, vector: &[f32]) -> Result<(),
 pub fn search(view: &CollectionView, query: &SearchQuery) -> Result<SearchResult, ComputeError> {
     view.require_complete()?;
     let segments: Vec<LiveSegment> = view.segments.iter().cloned().map(LiveSegment::all).collect();
-    search_segments(view.collection.spec.metric, view.schema.as_ref(), &segments, query)
+    let field = view.collection.spec.vector_field(&query.using).ok_or_else(|| {
+        ComputeError::InvalidArgument(format!("collection \"{}\" has no vector field \"{}\"", view.collection.spec.name, query.using))
+    })?;
+    search_segments(field.metric, view.schema.as_ref(), &segments, query)
 }
 
 /// Searches the live rows of `segments`, all with `schema` (blocking: call from a blocking
@@ -94,7 +118,7 @@ pub fn estimated_work(segments: &[LiveSegment], query: &SearchQuery) -> usize {
     let ef = query.params.ef.unwrap_or(crate::index::DEFAULT_EF).max(query.k);
     segments
         .iter()
-        .map(|s| match (query.params.exact || query.filter.is_some(), s.segment.ann()) {
+        .map(|s| match (query.params.exact || query.filter.is_some(), s.segment.column(&query.using).and_then(|c| c.ann())) {
             (false, Some(_)) => ef * 24,
             _ => s.segment.rows(),
         })
@@ -126,8 +150,11 @@ fn search_segments_until(
             None => None,
         };
         let mask = segment.visible(mask)?;
+        let column = segment.segment.column(&query.using).ok_or_else(|| {
+            ComputeError::InvalidArgument(format!("segment {} has no vector field \"{}\"", segment.segment.meta.id, query.using))
+        })?;
         let mut top = TopK::new(query.k);
-        let scanned = search_segment(&segment.segment, i as u32, &query.vector, &scorer, &query.params, mask.as_ref(), &mut top);
+        let scanned = search_segment(column, i as u32, &query.vector, &scorer, &query.params, mask.as_ref(), &mut top);
         Ok((top, scanned))
     };
     let per_segment: Vec<Result<(TopK, u64), ComputeError>> = if parallel && segments.len() > 1 {
@@ -142,7 +169,8 @@ fn search_segments_until(
         top.merge(t);
         rows_scanned += scanned;
     }
-    let hits = materialise(segments, schema, &top.into_sorted(), query.include_vectors)?;
+    let hidden: &[String] = if query.include_vectors { &[] } else { &query.vector_columns };
+    let hits = materialise(segments, schema, &top.into_sorted(), hidden)?;
     Ok(SearchResult { hits, rows_scanned })
 }
 
@@ -210,15 +238,15 @@ fn hit_schema_without_payload() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(ID_COLUMN, DataType::UInt64, false), Field::new("score", DataType::Float32, false)]))
 }
 
-/// Builds the hit batch: the candidates' rows with `score` after `id`.
+/// Builds the hit batch: the candidates' rows without the `hidden` columns, with `score`
+/// after `id`.
 fn materialise(
     segments: &[LiveSegment],
     schema: &SchemaRef,
     hits: &[crate::topk::Candidate],
-    include_vectors: bool,
+    hidden: &[String],
 ) -> Result<RecordBatch, ComputeError> {
-    let keep: Vec<usize> =
-        schema.fields().iter().enumerate().filter(|(_, f)| include_vectors || f.name() != VECTOR_COLUMN).map(|(i, _)| i).collect();
+    let keep: Vec<usize> = schema.fields().iter().enumerate().filter(|(_, f)| !hidden.contains(f.name())).map(|(i, _)| i).collect();
     let projected = Arc::new(schema.project(&keep)?);
     // The hits' segments, projected (no copy), and each hit as (segment's place, row).
     let mut sources: Vec<RecordBatch> = Vec::new();
@@ -291,7 +319,7 @@ mod tests {
                 }
                 truth.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let expected: Vec<u64> = truth.iter().take(10).map(|t| t.1).collect();
-                let query = SearchQuery { vector: q.clone(), k: 10, filter: filter.clone(), include_vectors: false, params: Default::default() };
+                let query = SearchQuery { vector: q.clone(), filter: filter.clone(), ..Default::default() };
                 let got = search(&v, &query).unwrap();
                 let ids: Vec<u64> = got.hits.column(0).as_primitive::<UInt64Type>().values().to_vec();
                 assert_eq!(ids, expected, "{metric:?}, filtered: {}", filter.is_some());
@@ -307,7 +335,7 @@ mod tests {
     #[test]
     fn hits_merged_from_several_nodes_equal_one_search_over_all_segments() {
         let v = view(Metric::L2, 16);
-        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false, params: Default::default() };
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, ..Default::default() };
         let whole = search(&v, &query).unwrap().hits;
         let parts: Vec<RecordBatch> = v
             .segments
@@ -320,7 +348,7 @@ mod tests {
     #[test]
     fn an_empty_answer_without_payload_columns_neither_panics_the_merge_nor_drops_columns() {
         let v = view(Metric::L2, 16);
-        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, include_vectors: false, params: Default::default() };
+        let query = SearchQuery { vector: datagen::query(16, 3), k: 10, filter: None, ..Default::default() };
         let whole = search(&v, &query).unwrap().hits;
         // What a node that holds none of the segments it was asked for answers.
         let bare = search_segments(Metric::L2, None, &[], &query).unwrap().hits;
@@ -342,7 +370,7 @@ mod tests {
     fn missing_segments_fail_instead_of_answering_partially() {
         let mut v = view(Metric::L2, 8);
         v.failed.push(("p9".into(), "storage down".into()));
-        let query = SearchQuery { vector: vec![0.0; 8], k: 3, filter: None, include_vectors: false, params: Default::default() };
+        let query = SearchQuery { vector: vec![0.0; 8], k: 3, filter: None, ..Default::default() };
         let err = search(&v, &query).unwrap_err();
         assert!(matches!(err, ComputeError::Unavailable(_)), "{err}");
     }

@@ -1,4 +1,5 @@
-//! A segment held in memory: its rows as one Arrow batch and its vectors as one flat slice.
+//! A segment held in memory: its rows as one Arrow batch and each vector column's vectors as
+//! one flat slice.
 
 use std::sync::{Arc, RwLock};
 
@@ -13,7 +14,7 @@ use crate::index::hnsw::HnswIndex;
 use crate::index::{FlatVectors, Vectors};
 use crate::liveness::SegmentLiveness;
 
-/// Name of the vector column in every collection.
+/// Name of the vector column of a collection without named vector fields.
 pub const VECTOR_COLUMN: &str = "vector";
 /// Name of the primary-key column in every collection.
 pub const ID_COLUMN: &str = "id";
@@ -25,39 +26,42 @@ pub struct LoadedSegment {
     pub meta: SegmentMeta,
     /// All rows of the segment (every column, vectors included), as one batch.
     pub batch: RecordBatch,
+    /// Dimension of the first vector column.
+    pub dim: usize,
+    /// The vector columns, in the collection's field order (at least one).
+    columns: Vec<VectorColumn>,
+    /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
+    pub liveness: SegmentLiveness,
+}
+
+/// One vector column of a loaded segment: its vectors as one flat slice, their norms, and
+/// the column's ANN index once loaded.
+#[derive(Debug)]
+pub struct VectorColumn {
+    /// The vector field's name (its column's).
+    pub name: String,
     /// Dimension of the vectors.
     pub dim: usize,
     /// Row-major vectors: row `r` is `vectors[r*dim .. (r+1)*dim]`. Shares the Arrow buffer.
     vectors: arrow::buffer::ScalarBuffer<f32>,
     /// Euclidean norm of each row's vector, for cosine distance.
     norms: Vec<f32>,
-    /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
-    pub liveness: SegmentLiveness,
-    /// The segment's ANN index once its artifact is loaded (see [`crate::index::hnsw`]), and
+    /// The column's ANN index once its artifact is loaded (see [`crate::index::hnsw`]), and
     /// the artifact's object path.
     ann: RwLock<Option<(String, Arc<HnswIndex>)>>,
 }
 
-impl LoadedSegment {
-    /// Builds the in-memory form of a segment from the batches read from storage.
-    ///
-    /// Fails with `Corrupt` if the batches have no `vector` column of `fixed_size_list<float32>`
-    /// or contain null vectors.
-    pub fn new(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Self, ComputeError> {
-        let batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
-        let column = batch
-            .column_by_name(VECTOR_COLUMN)
-            .ok_or_else(|| ComputeError::Corrupt(format!("segment {} has no `vector` column", meta.path)))?;
+impl VectorColumn {
+    /// Reads column `name` of `batch` (of segment `path`): `Corrupt` unless it is a
+    /// `fixed_size_list<float32>` without nulls.
+    fn read(batch: &RecordBatch, name: &str, path: &str) -> Result<Self, ComputeError> {
+        let column = batch.column_by_name(name).ok_or_else(|| ComputeError::Corrupt(format!("segment {path} has no `{name}` column")))?;
         let list: &FixedSizeListArray =
             column.as_fixed_size_list_opt().filter(|l| l.value_type() == DataType::Float32).ok_or_else(|| {
-                ComputeError::Corrupt(format!(
-                    "segment {}: `vector` is {}, expected fixed_size_list<float32>",
-                    meta.path,
-                    column.data_type()
-                ))
+                ComputeError::Corrupt(format!("segment {path}: `{name}` is {}, expected fixed_size_list<float32>", column.data_type()))
             })?;
         if list.null_count() > 0 {
-            return Err(ComputeError::Corrupt(format!("segment {} has null vectors", meta.path)));
+            return Err(ComputeError::Corrupt(format!("segment {path} has null vectors in `{name}`")));
         }
         let dim = list.value_length() as usize;
         // Slice the child values to exactly this list's rows (the list may be an offset view).
@@ -65,21 +69,7 @@ impl LoadedSegment {
         let start = list.offset() * dim;
         let vectors = values.values().slice(start, list.len() * dim);
         let norms = if dim == 0 { vec![0.0; list.len()] } else { vectors.chunks_exact(dim).map(norm).collect() };
-        if batch.column_by_name(ID_COLUMN).is_none() {
-            return Err(ComputeError::Corrupt(format!("segment {} has no `id` column", meta.path)));
-        }
-        Ok(Self { meta, batch, dim, vectors, norms, liveness: SegmentLiveness::default(), ann: RwLock::new(None) })
-    }
-
-    /// The primary keys, one per row.
-    pub fn ids(&self) -> &arrow::array::ArrayRef {
-        // `new` checked that the column exists.
-        self.batch.column_by_name(ID_COLUMN).unwrap_or_else(|| self.batch.column(0))
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.batch.num_rows()
+        Ok(Self { name: name.to_string(), dim, vectors, norms, ann: RwLock::new(None) })
     }
 
     /// The vector of row `row`.
@@ -94,12 +84,7 @@ impl LoadedSegment {
         self.norms[row]
     }
 
-    /// Bytes of memory the segment holds, its index included.
-    pub fn memory_bytes(&self) -> usize {
-        self.batch.get_array_memory_size() + self.norms.len() * 4 + self.ann().map_or(0, |a| a.memory_bytes())
-    }
-
-    /// The segment's ANN index, if one is loaded.
+    /// The column's ANN index, if one is loaded.
     pub fn ann(&self) -> Option<Arc<HnswIndex>> {
         self.ann.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(_, index)| index.clone())
     }
@@ -109,27 +94,124 @@ impl LoadedSegment {
         self.ann.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(path, _)| path.clone())
     }
 
-    /// Installs (or replaces) the segment's ANN index, read from `path`; it must have been
-    /// built from this segment's rows (an `Internal` error otherwise).
-    pub fn set_ann(&self, path: &str, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
-        if index.rows() != self.rows() || index.dim != self.dim {
+    /// Installs (or replaces) the column's ANN index, read from `path`; it must have been
+    /// built from this column's rows (an `Internal` error otherwise).
+    fn set_ann(&self, segment: &str, path: &str, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
+        if index.rows() != self.norms.len() || index.dim != self.dim {
             return Err(ComputeError::Internal(format!(
-                "index of {} rows × {} does not fit segment {} of {} rows × {}",
+                "index of {} rows × {} does not fit `{}` of segment {segment}: {} rows × {}",
                 index.rows(),
                 index.dim,
-                self.meta.id,
-                self.rows(),
+                self.name,
+                self.norms.len(),
                 self.dim
             )));
         }
         *self.ann.write().unwrap_or_else(|e| e.into_inner()) = Some((path.to_string(), index));
         Ok(())
     }
+
+    /// Bytes of memory the column holds beyond the segment's batch: norms and index.
+    fn memory_bytes(&self) -> usize {
+        self.norms.len() * 4 + self.ann().map_or(0, |a| a.memory_bytes())
+    }
+}
+
+impl Vectors for VectorColumn {
+    fn flat(&self) -> FlatVectors<'_> {
+        FlatVectors::new(&self.vectors, &self.norms, self.dim)
+    }
+}
+
+impl LoadedSegment {
+    /// Builds the in-memory form of a segment with the one vector column `vector` from the
+    /// batches read from storage.
+    ///
+    /// Fails with `Corrupt` if the batches have no `vector` column of `fixed_size_list<float32>`
+    /// or contain null vectors.
+    pub fn new(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Self, ComputeError> {
+        Self::with_vectors(meta, schema, batches, &[VECTOR_COLUMN.to_string()])
+    }
+
+    /// [`LoadedSegment::new`] for a collection whose vector columns are `vectors`, in field
+    /// order (at least one): each must be a `fixed_size_list<float32>` without nulls.
+    pub fn with_vectors(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch], vectors: &[String]) -> Result<Self, ComputeError> {
+        let batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
+        let columns = vectors.iter().map(|name| VectorColumn::read(&batch, name, &meta.path)).collect::<Result<Vec<_>, _>>()?;
+        let Some(dim) = columns.first().map(|c| c.dim) else {
+            return Err(ComputeError::Internal(format!("segment {} was loaded without a vector column", meta.path)));
+        };
+        if batch.column_by_name(ID_COLUMN).is_none() {
+            return Err(ComputeError::Corrupt(format!("segment {} has no `id` column", meta.path)));
+        }
+        Ok(Self { meta, batch, dim, columns, liveness: SegmentLiveness::default() })
+    }
+
+    /// The primary keys, one per row.
+    pub fn ids(&self) -> &arrow::array::ArrayRef {
+        // `new` checked that the column exists.
+        self.batch.column_by_name(ID_COLUMN).unwrap_or_else(|| self.batch.column(0))
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The vector columns, in field order.
+    pub fn columns(&self) -> &[VectorColumn] {
+        &self.columns
+    }
+
+    /// The vector column called `name`; `""` is the first.
+    pub fn column(&self, name: &str) -> Option<&VectorColumn> {
+        if name.is_empty() {
+            return self.columns.first();
+        }
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The first vector column (every segment has one).
+    pub fn first(&self) -> &VectorColumn {
+        &self.columns[0]
+    }
+
+    /// The vector of row `row` in the first vector column.
+    #[inline]
+    pub fn vector(&self, row: usize) -> &[f32] {
+        self.first().vector(row)
+    }
+
+    /// The norm of row `row`'s vector in the first vector column.
+    #[inline]
+    pub fn norm(&self, row: usize) -> f32 {
+        self.first().norm(row)
+    }
+
+    /// Bytes of memory the segment holds, its indexes included.
+    pub fn memory_bytes(&self) -> usize {
+        self.batch.get_array_memory_size() + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>()
+    }
+
+    /// The first vector column's ANN index, if one is loaded.
+    pub fn ann(&self) -> Option<Arc<HnswIndex>> {
+        self.first().ann()
+    }
+
+    /// Installs (or replaces) the ANN index of vector column `field` (`""`: the first), read
+    /// from `path`; it must have been built from that column's rows (an `Internal` error
+    /// otherwise, as for a column the segment does not have).
+    pub fn set_ann(&self, field: &str, path: &str, index: Arc<HnswIndex>) -> Result<(), ComputeError> {
+        let column = self
+            .column(field)
+            .ok_or_else(|| ComputeError::Internal(format!("segment {} has no vector column `{field}` to index", self.meta.id)))?;
+        column.set_ann(&self.meta.id, path, index)
+    }
 }
 
 impl Vectors for LoadedSegment {
     fn flat(&self) -> FlatVectors<'_> {
-        FlatVectors::new(&self.vectors, &self.norms, self.dim)
+        self.first().flat()
     }
 }
 

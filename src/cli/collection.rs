@@ -41,8 +41,8 @@ pub async fn run(client: &mut Client, format: OutputFormat, cmd: CollectionComma
             let info = client.set_replicas(v1::SetReplicasRequest { name, replicas }).await?.into_inner();
             print_object(format, &info_json(&info));
         }
-        CollectionCommand::SetQuantization { name, quantization } => {
-            let info = client.set_quantization(v1::SetQuantizationRequest { name, quantization }).await?.into_inner();
+        CollectionCommand::SetQuantization { name, quantization, vector_name } => {
+            let info = client.set_quantization(v1::SetQuantizationRequest { name, quantization, vector_name }).await?.into_inner();
             print_object(format, &info_json(&info));
         }
         CollectionCommand::Compact { name, shard, wait } => {
@@ -67,16 +67,32 @@ fn create_request(args: CreateArgs) -> Result<v1::CreateCollectionRequest, CliEr
             .ok_or_else(|| CliError::Usage(format!("--schema entry \"{part}\" must be name:type, e.g. price:float64")))?;
         fields.push(v1::Field { name: name.trim().to_string(), r#type: ty.trim().to_string(), nullable: true });
     }
+    let vectors = args.vector_fields.iter().map(|f| vector_field(f)).collect::<Result<Vec<_>, _>>()?;
+    let (metric, quantization) = if vectors.is_empty() { (args.metric, args.quantization) } else { Default::default() };
     Ok(v1::CreateCollectionRequest {
         name: args.name,
-        dim: args.dim,
-        metric: args.metric,
+        dim: args.dim.unwrap_or_default(),
+        metric,
         shards: args.shards,
         replicas: args.replicas,
         fields,
         id_type: args.id_type,
-        quantization: args.quantization,
+        quantization,
+        vectors,
     })
+}
+
+/// Parses `--vector-field name:dim[:metric[:quantization]]`.
+fn vector_field(text: &str) -> Result<v1::VectorField, CliError> {
+    let usage = || CliError::Usage(format!("--vector-field \"{text}\" must be name:dim[:metric[:quantization]], e.g. text:384:cosine:sq8"));
+    let mut parts = text.split(':').map(str::trim);
+    let (Some(name), Some(dim)) = (parts.next(), parts.next()) else { return Err(usage()) };
+    let dim = dim.parse::<u32>().map_err(|_| usage())?;
+    let (metric, quantization) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    if parts.next().is_some() {
+        return Err(usage());
+    }
+    Ok(v1::VectorField { name: name.to_string(), dim, metric: metric.to_string(), quantization: quantization.to_string() })
 }
 
 /// A collection's description as JSON.
@@ -97,5 +113,20 @@ pub fn info_json(c: &v1::CollectionInfo) -> Value {
         "indexed_rows": c.indexed_rows,
         "index_bytes_per_vector": c.index_bytes_per_vector,
         "vector_bytes_per_vector": c.dim as u64 * 4,
+        "vectors": c.vectors.iter().map(vector_field_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A named vector field's description as JSON.
+fn vector_field_json(v: &v1::VectorFieldInfo) -> Value {
+    let f = v.field.clone().unwrap_or_default();
+    json!({
+        "name": f.name,
+        "dim": f.dim,
+        "metric": f.metric,
+        "quantization": f.quantization,
+        "indexed_segments": v.indexed_segments,
+        "indexed_rows": v.indexed_rows,
+        "index_bytes_per_vector": v.index_bytes_per_vector,
     })
 }

@@ -432,6 +432,9 @@ pub enum CollectionCommand {
         name: String,
         /// none, sq8 or bq.
         quantization: String,
+        /// Only this named vector field (default: every field).
+        #[arg(long = "vector", default_value = "")]
+        vector_name: String,
     },
 }
 
@@ -469,11 +472,16 @@ pub enum JobsCommand {
 pub struct CreateArgs {
     /// Collection name.
     pub name: String,
-    /// Vector dimension.
-    #[arg(long)]
-    pub dim: u32,
+    /// Vector dimension (of the one vector column `vector`).
+    #[arg(long, required_unless_present = "vector_fields", conflicts_with = "vector_fields")]
+    pub dim: Option<u32>,
+    /// Named vector fields instead of the one column `vector`, each
+    /// `name:dim[:metric[:quantization]]`; repeat for each field. Searches pick one with
+    /// `--using`.
+    #[arg(long = "vector-field", value_name = "NAME:DIM[:METRIC[:QUANTIZATION]]")]
+    pub vector_fields: Vec<String>,
     /// Distance metric.
-    #[arg(long, default_value = "l2")]
+    #[arg(long, default_value = "l2", conflicts_with = "vector_fields")]
     pub metric: String,
     /// Number of shards.
     #[arg(long, default_value_t = 1)]
@@ -490,7 +498,7 @@ pub struct CreateArgs {
     pub id_type: String,
     /// How ANN indexes compress vectors: none, sq8 (a byte per dimension) or bq (a bit per
     /// dimension); hits are always rescored on the full vectors.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "none", conflicts_with = "vector_fields")]
     pub quantization: String,
 }
 
@@ -543,6 +551,9 @@ pub struct SearchArgs {
     /// vectors (default 1 for none, 2 for sq8, 10 for bq).
     #[arg(long)]
     pub oversampling: Option<f32>,
+    /// The named vector field to search (default: the first).
+    #[arg(long, default_value = "")]
+    pub using: String,
 }
 
 /// Arguments of `grape delete`.

@@ -35,6 +35,7 @@ pub async fn search(client: &mut Client, format: OutputFormat, args: SearchArgs)
         ef: args.ef,
         exact: args.exact,
         oversampling: args.oversampling,
+        vector_name: args.using,
     };
     let reply = client.search(request).await?.into_inner();
     if !reply.missing_segments.is_empty() {

@@ -47,9 +47,9 @@ async fn search(c: &mut GrapeClient<Channel>, vector: &[f32], filter: &str, exac
     (ids_and_prices(&reply.arrow_ipc), reply.rows_scanned)
 }
 
-/// Waits until `describe docs` satisfies `done`, or panics after 60 s.
-fn wait_describe(grape: &DevProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits until `describe docs` satisfies `done`, or panics after 120 s.
+pub(crate) fn wait_describe(grape: &DevProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let info = grape.json(&["collection", "describe", "docs"]);
         if done(&info) {

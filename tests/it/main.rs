@@ -13,6 +13,7 @@ mod harness;
 mod hostile_input;
 mod jobs;
 mod meta_cluster;
+mod named_vectors;
 mod observe;
 mod qdrant;
 mod s3_storage;

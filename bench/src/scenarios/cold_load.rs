@@ -148,12 +148,12 @@ async fn load_and_query(storage: Storage, catalog: &Catalog, dim: u32) -> Result
     let t = Instant::now();
     let collection = catalog.collections.get("bench").ok_or("no bench collection")?;
     let schema = std::sync::Arc::new(collection.spec.schema.clone().ok_or("no schema")?);
-    engine.sync(collection.segments().map(|meta| WantedSegment { meta: meta.clone(), schema: schema.clone() }).collect()).await;
+    engine.sync(collection.segments().map(|meta| WantedSegment::unnamed(meta.clone(), schema.clone())).collect()).await;
     let segments = collection
         .segments()
         .map(|m| engine.segment(&m.id).map(LiveSegment::all).ok_or("a segment failed to load"))
         .collect::<Result<Vec<_>, _>>()?;
-    let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, include_vectors: false, params: Default::default() };
+    let query = SearchQuery { vector: datagen::query(dim, 1), k: 10, filter: None, ..Default::default() };
     search_segments(Metric::L2, Some(&schema), &segments, &query)?;
     let elapsed = t.elapsed().as_secs_f64();
     let wanted = collection.segments().filter(|m| m.index.is_some()).count() as u64;

@@ -50,7 +50,7 @@ pub struct Options {
 pub fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let view = build_view(&o)?;
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|i| datagen::query(o.dim, i as u64)).collect();
-    let query_of = |v: &Vec<f32>| SearchQuery { vector: v.clone(), k: o.k, filter: None, include_vectors: false, params: Default::default() };
+    let query_of = |v: &Vec<f32>| SearchQuery { vector: v.clone(), k: o.k, filter: None, ..Default::default() };
 
     let recall = measure_recall(&view, &queries[..queries.len().min(20)], o.k)?;
     for q in queries.iter().take(10) {
@@ -140,7 +140,7 @@ fn measure_recall(view: &CollectionView, queries: &[Vec<f32>], k: usize) -> Resu
         }
         all.sort_by(|a, b| a.0.total_cmp(&b.0));
         let truth: Vec<u64> = all.iter().take(k).map(|x| x.1).collect();
-        let got = search(view, &SearchQuery { vector: q.clone(), k, filter: None, include_vectors: false, params: Default::default() })?;
+        let got = search(view, &SearchQuery { vector: q.clone(), k, filter: None, ..Default::default() })?;
         let ids = got.hits.column(0).as_primitive::<UInt64Type>();
         found += ids.values().iter().filter(|id| truth.contains(id)).count();
     }

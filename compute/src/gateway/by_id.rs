@@ -21,7 +21,7 @@ use crate::filter::Filter;
 use crate::ingest::{encode_ipc, split_by_shard};
 use crate::limits::on_sql_threads;
 use crate::router::MAX_REPLANS;
-use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+use crate::segment::ID_COLUMN;
 use crate::table::CollectionTable;
 
 /// Most ids one `Get` or `Delete` may name.
@@ -36,8 +36,9 @@ impl Gateway {
             return Ok(v1::GetResponse { arrow_ipc: Vec::new(), version: collection.version });
         };
         let keys = parse_ids(&collection, &schema, &req.ids, &req.string_ids)?;
+        let vectors = collection.spec.vector_columns();
         let columns: Vec<String> =
-            schema.fields().iter().map(|f| f.name().clone()).filter(|n| req.include_vectors || n != VECTOR_COLUMN).collect();
+            schema.fields().iter().map(|f| f.name().clone()).filter(|n| req.include_vectors || !vectors.contains(n)).collect();
         let version = collection.version;
         let (out_schema, batches) = self.read_by_id(collection, schema, Lookup::Keys(keys), columns).await?;
         Ok(v1::GetResponse { arrow_ipc: encode_ipc(&out_schema, &batches)?, version })

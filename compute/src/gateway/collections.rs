@@ -1,7 +1,7 @@
 //! Collection management and the catalog ↔ API conversions.
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use grape_meta::catalog::{Collection, CollectionSpec, Metric, Quantization};
+use grape_meta::catalog::{Collection, CollectionSpec, Metric, Quantization, VectorField};
 use grape_meta::{Command, CommandResult};
 use grape_proto::v1;
 
@@ -15,6 +15,9 @@ pub const MAX_DIM: u32 = 65_536;
 
 /// Largest replica factor of a collection.
 pub const MAX_REPLICAS: u32 = 16;
+
+/// Most named vector fields a collection may have.
+pub const MAX_VECTOR_FIELDS: usize = 16;
 
 /// Parses a payload type name as the CLI and the API accept it.
 pub fn parse_type(name: &str) -> Option<DataType> {
@@ -50,10 +53,8 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
                 .collect()
         })
         .unwrap_or_default();
-    let quantization = c.spec.quantization.as_str();
-    let indexed: Vec<_> = c.segments().filter(|s| s.index.as_ref().is_some_and(|i| i.quantization == quantization)).collect();
-    let indexed_rows: u64 = indexed.iter().map(|s| s.rows).sum();
-    let index_bytes: u64 = indexed.iter().map(|s| s.rows * s.index.as_ref().map_or(0, |i| i.memory_per_row)).sum();
+    let vectors: Vec<v1::VectorFieldInfo> = c.spec.vector_fields().iter().map(|f| vector_field_info(c, f)).collect();
+    let first = vectors.first().cloned().unwrap_or_default();
     v1::CollectionInfo {
         name: c.spec.name.clone(),
         dim: c.spec.dim,
@@ -65,6 +66,27 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
         segments: c.segments().count() as u64,
         version: c.version,
         quantization: c.spec.quantization.as_str().to_string(),
+        indexed_segments: first.indexed_segments,
+        indexed_rows: first.indexed_rows,
+        index_bytes_per_vector: first.index_bytes_per_vector,
+        vectors: if c.spec.is_named() { vectors } else { Vec::new() },
+    }
+}
+
+/// A vector field of `c` in its API form, with how far its indexes have come: segments with
+/// an index of the field's quantization, the rows they cover, and their bytes per vector.
+fn vector_field_info(c: &Collection, field: &VectorField) -> v1::VectorFieldInfo {
+    let quantization = field.quantization.as_str();
+    let indexed: Vec<_> = c.segments().filter_map(|s| s.index_of(&field.name).filter(|i| i.quantization == quantization).map(|i| (s, i))).collect();
+    let indexed_rows: u64 = indexed.iter().map(|(s, _)| s.rows).sum();
+    let index_bytes: u64 = indexed.iter().map(|(s, i)| s.rows * i.memory_per_row).sum();
+    v1::VectorFieldInfo {
+        field: Some(v1::VectorField {
+            name: field.name.clone(),
+            dim: field.dim,
+            metric: field.metric.as_str().to_string(),
+            quantization: quantization.to_string(),
+        }),
         indexed_segments: indexed.len() as u64,
         indexed_rows,
         index_bytes_per_vector: if indexed_rows == 0 { 0.0 } else { index_bytes as f64 / indexed_rows as f64 },
@@ -109,22 +131,26 @@ impl Gateway {
     /// Creates a collection from an API request, validating every field first.
     pub async fn create_collection(&self, req: v1::CreateCollectionRequest) -> Result<v1::CollectionInfo, ComputeError> {
         validate_name(&req.name)?;
-        if req.dim == 0 || req.dim > MAX_DIM {
-            return Err(ComputeError::InvalidArgument(format!("dim must be between 1 and {MAX_DIM}, got {}", req.dim)));
-        }
-        let metric = if req.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&req.metric) }
-            .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\": use l2, cosine, dot or manhattan", req.metric)))?;
-        let quantization = parse_quantization(&req.quantization)?;
-        let schema = if req.fields.is_empty() { None } else { Some(explicit_schema(&req)?) };
+        let vectors = named_vector_fields(&req)?;
+        let VectorField { dim, metric, quantization, .. } = match vectors.first() {
+            Some(first) => first.clone(),
+            None => vector_field(&v1::VectorField {
+                name: VECTOR_COLUMN.into(),
+                dim: req.dim,
+                metric: req.metric.clone(),
+                quantization: req.quantization.clone(),
+            })?,
+        };
+        let schema = if req.fields.is_empty() { None } else { Some(explicit_schema(&req, &vectors)?) };
         let spec = CollectionSpec {
             name: req.name.clone(),
-            dim: req.dim,
+            dim,
             metric,
             shards: req.shards.clamp(1, 1024),
             replicas: check_replicas(req.replicas.max(1))?,
             schema,
             quantization,
-            vectors: vec![],
+            vectors,
         };
         outcome(self.meta.write(Command::CreateCollection { spec }).await?)?;
         self.refresh().await;
@@ -166,11 +192,14 @@ impl Gateway {
         self.describe_collection(name).await
     }
 
-    /// Changes a collection's quantization; index-build jobs then rebuild its indexes.
-    pub async fn set_quantization(&self, name: &str, quantization: &str) -> Result<v1::CollectionInfo, ComputeError> {
+    /// Changes the quantization of a collection's vector field `vector` (empty: of every
+    /// field); index-build jobs then rebuild its indexes.
+    pub async fn set_quantization(&self, name: &str, quantization: &str, vector: &str) -> Result<v1::CollectionInfo, ComputeError> {
         let quantization = parse_quantization(quantization)?;
-        outcome(self.meta.write(Command::SetQuantization { name: name.to_string(), quantization, vector: String::new() }).await?).map_err(|e| match e {
-            ComputeError::NotFound(_) => not_found(name),
+        let command = Command::SetQuantization { name: name.to_string(), quantization, vector: vector.to_string() };
+        outcome(self.meta.write(command).await?).map_err(|e| match e {
+            ComputeError::NotFound(_) if vector.is_empty() => not_found(name),
+            ComputeError::NotFound(_) => ComputeError::NotFound(format!("collection \"{name}\" or its vector field \"{vector}\" does not exist")),
             other => other,
         })?;
         self.describe_collection(name).await
@@ -184,14 +213,62 @@ impl Gateway {
     }
 }
 
-/// Builds the full schema of a collection created with explicit payload fields.
-fn explicit_schema(req: &v1::CreateCollectionRequest) -> Result<Schema, ComputeError> {
+/// Checks a vector field of a create request: name, dim, metric (empty: l2) and quantization
+/// (empty: none).
+fn vector_field(f: &v1::VectorField) -> Result<VectorField, ComputeError> {
+    let of = if f.name == VECTOR_COLUMN { String::new() } else { format!(" of vector \"{}\"", f.name) };
+    if f.dim == 0 || f.dim > MAX_DIM {
+        return Err(ComputeError::InvalidArgument(format!("dim{of} must be between 1 and {MAX_DIM}, got {}", f.dim)));
+    }
+    let metric = if f.metric.is_empty() { Some(Metric::L2) } else { Metric::parse(&f.metric) }
+        .ok_or_else(|| ComputeError::InvalidArgument(format!("unknown metric \"{}\"{of}: use l2, cosine, dot or manhattan", f.metric)))?;
+    Ok(VectorField { name: f.name.clone(), dim: f.dim, metric, quantization: parse_quantization(&f.quantization)? })
+}
+
+/// The named vector fields of a create request, checked: valid, distinct names that are not
+/// `id` or `score`, and no top-level dim, metric or quantization beside them.
+fn named_vector_fields(req: &v1::CreateCollectionRequest) -> Result<Vec<VectorField>, ComputeError> {
+    if req.vectors.is_empty() {
+        return Ok(Vec::new());
+    }
+    if req.dim != 0 || !req.metric.is_empty() || !req.quantization.is_empty() {
+        return Err(ComputeError::InvalidArgument(
+            "a collection with named vectors takes dim, metric and quantization per vector: leave the top-level ones unset".into(),
+        ));
+    }
+    if req.vectors.len() > MAX_VECTOR_FIELDS {
+        return Err(ComputeError::InvalidArgument(format!("{} vectors: a collection has at most {MAX_VECTOR_FIELDS}", req.vectors.len())));
+    }
+    let mut fields: Vec<VectorField> = Vec::with_capacity(req.vectors.len());
+    for f in &req.vectors {
+        let ok = !f.name.is_empty() && f.name.chars().count() <= 64 && !f.name.chars().any(char::is_control);
+        if !ok || f.name == ID_COLUMN || f.name == "score" {
+            return Err(ComputeError::InvalidArgument(format!(
+                "invalid vector name {:?}: use 1 to 64 characters, no control characters, not `id` or `score`",
+                f.name
+            )));
+        }
+        if fields.iter().any(|g| g.name == f.name) {
+            return Err(ComputeError::InvalidArgument(format!("vector \"{}\" is given twice", f.name)));
+        }
+        fields.push(vector_field(f)?);
+    }
+    Ok(fields)
+}
+
+/// Builds the full schema of a collection created with explicit payload fields: `id`, the
+/// vector columns (`vectors`, or the one `vector`), the payload.
+fn explicit_schema(req: &v1::CreateCollectionRequest, vectors: &[VectorField]) -> Result<Schema, ComputeError> {
     let id_type = match req.id_type.to_ascii_lowercase().as_str() {
         "" | "uint64" | "u64" => DataType::UInt64,
         "utf8" | "string" => DataType::Utf8,
         other => return Err(ComputeError::InvalidArgument(format!("id type must be uint64 or utf8, got \"{other}\""))),
     };
-    let mut fields = vec![Field::new(ID_COLUMN, id_type, false), Field::new(VECTOR_COLUMN, vector_type(req.dim), false)];
+    let mut fields = vec![Field::new(ID_COLUMN, id_type, false)];
+    match vectors {
+        [] => fields.push(Field::new(VECTOR_COLUMN, vector_type(req.dim), false)),
+        named => fields.extend(named.iter().map(|v| Field::new(&v.name, vector_type(v.dim), false))),
+    }
     for f in &req.fields {
         if f.name == ID_COLUMN || f.name == VECTOR_COLUMN || f.name.is_empty() {
             return Err(ComputeError::InvalidArgument(format!("payload column name \"{}\" is reserved or empty", f.name)));

@@ -29,7 +29,8 @@ pub fn job_to_proto(job: &Job) -> v1::Job {
     let params = match &job.spec {
         JobSpec::Compact { shard, .. } => serde_json::json!({ "shard": shard }),
         JobSpec::Ingest { urls, .. } => serde_json::json!({ "urls": urls }),
-        JobSpec::BuildIndex { shard, segment, .. } => serde_json::json!({ "shard": shard, "segment": segment }),
+        JobSpec::BuildIndex { shard, segment, vector, .. } if vector.is_empty() => serde_json::json!({ "shard": shard, "segment": segment }),
+        JobSpec::BuildIndex { shard, segment, vector, .. } => serde_json::json!({ "shard": shard, "segment": segment, "vector": vector }),
         JobSpec::Gc { grace_secs } => serde_json::json!({ "grace_secs": grace_secs }),
     };
     v1::Job {

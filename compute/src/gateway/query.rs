@@ -23,7 +23,15 @@ impl Gateway {
     pub async fn search(&self, req: v1::SearchRequest) -> Result<v1::SearchResponse, ComputeError> {
         let collection = self.wait_for_version(&req.collection, req.min_version, CATCH_UP_TIMEOUT).await?;
         let spec = &collection.spec;
-        validate_vector(&spec.name, spec.dim, &req.vector)?;
+        let field = spec.vector_field(&req.vector_name).ok_or_else(|| {
+            ComputeError::InvalidArgument(format!(
+                "collection \"{}\" has no vector field \"{}\" (its fields: {})",
+                spec.name,
+                req.vector_name,
+                spec.vector_columns().join(", ")
+            ))
+        })?;
+        validate_vector(&spec.name, field.dim, &req.vector)?;
         let k = if req.k == 0 { 10 } else { req.k as usize };
         if k > MAX_K {
             return Err(ComputeError::InvalidArgument(format!("k is {k}; at most {MAX_K} hits can be asked for")));
@@ -35,7 +43,15 @@ impl Gateway {
             (_, None) => None,
         };
         let params = SearchParams::from_request(req.ef, req.exact, req.oversampling)?;
-        let query = SearchQuery { vector: req.vector.clone(), k, filter, include_vectors: req.include_vectors, params };
+        let query = SearchQuery {
+            vector: req.vector.clone(),
+            k,
+            filter,
+            include_vectors: req.include_vectors,
+            params,
+            using: field.name,
+            vector_columns: spec.vector_columns(),
+        };
         let mut collection = collection;
         for _ in 0..MAX_REPLANS {
             let answer = self.search_planned(&req, &collection, schema.as_ref(), &query).await;

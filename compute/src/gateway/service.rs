@@ -60,7 +60,7 @@ impl Grape for GrapeService {
 
     async fn set_quantization(&self, r: Request<v1::SetQuantizationRequest>) -> Reply<v1::CollectionInfo> {
         let r = r.into_inner();
-        Ok(Response::new(self.0.guarded(Write, self.0.set_quantization(&r.name, &r.quantization)).await?))
+        Ok(Response::new(self.0.guarded(Write, self.0.set_quantization(&r.name, &r.quantization, &r.vector_name)).await?))
     }
 
     async fn insert(&self, r: Request<v1::InsertRequest>) -> Reply<v1::InsertResponse> {

@@ -15,7 +15,7 @@ use grape_meta::catalog::Quantization;
 
 use crate::distance::Scorer;
 use crate::error::ComputeError;
-use crate::segment::LoadedSegment;
+use crate::segment::VectorColumn;
 use crate::topk::TopK;
 
 use self::hnsw::AnnParams;
@@ -177,13 +177,13 @@ pub fn exact_is_cheaper(allowed: usize, rows: usize, ef: usize) -> bool {
     (allowed as u128).pow(2) < 24 * ef as u128 * rows as u128
 }
 
-/// Searches one segment for one request: through its ANN index when it has one and that is
+/// Searches one vector column of a segment for one request: through its ANN index when it has one and that is
 /// cheaper, exactly otherwise. Returns the number of distances computed.
 ///
 /// Never returns fewer than k hits when k rows are allowed: if the graph search cannot
 /// reach k allowed rows, the segment is scanned.
 pub fn search_segment(
-    segment: &LoadedSegment,
+    segment: &VectorColumn,
     number: u32,
     query: &[f32],
     scorer: &Scorer,

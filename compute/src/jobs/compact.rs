@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{concat_batches, filter_record_batch};
+use grape_meta::catalog::CollectionSpec;
 use grape_meta::compaction_policy::CompactionSettings;
 use grape_meta::Command;
 use grape_storage::format::SegmentMeta;
@@ -42,7 +43,7 @@ impl Gateway {
         let sources = VersionSources::new(entry, entry.version);
         let mut live = Vec::with_capacity(inputs.len());
         for (i, meta) in inputs.iter().enumerate() {
-            let segment = self.input_segment(meta, &schema).await?;
+            let segment = self.input_segment(meta, &entry.spec).await?;
             let batch = match sources.live_rows(&segment, entry, self.engine.keys()).await? {
                 Some(mask) => filter_record_batch(&segment.batch, &mask)?,
                 None => segment.batch.clone(),
@@ -81,12 +82,15 @@ impl Gateway {
     }
 
     /// An input segment: this node's loaded copy, else read from storage.
-    pub(super) async fn input_segment(&self, meta: &SegmentMeta, schema: &arrow::datatypes::SchemaRef) -> Result<SegmentRef, ComputeError> {
+    pub(super) async fn input_segment(&self, meta: &SegmentMeta, spec: &CollectionSpec) -> Result<SegmentRef, ComputeError> {
         if let Some(held) = self.engine.segment(&meta.id) {
             return Ok(held);
         }
+        let schema = spec.schema.clone().map(Arc::new).ok_or_else(|| {
+            ComputeError::Conflict(format!("collection \"{}\" has no schema, so no rows in segment {}", spec.name, meta.id))
+        })?;
         let batches: Vec<RecordBatch> = self.storage.read_segment(meta).await?;
-        Ok(Arc::new(LoadedSegment::new(meta.clone(), schema.clone(), &batches)?))
+        Ok(Arc::new(LoadedSegment::with_vectors(meta.clone(), schema, &batches, &spec.vector_columns())?))
     }
 }
 

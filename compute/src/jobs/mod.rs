@@ -171,7 +171,7 @@ impl Gateway {
         match spec {
             JobSpec::Compact { collection, shard } => self.compact_shard(collection, *shard, attempt).await,
             JobSpec::Ingest { collection, urls } => self.ingest_files(collection, urls, attempt).await,
-            JobSpec::BuildIndex { collection, shard, segment, .. } => self.build_index(collection, *shard, segment, attempt).await,
+            JobSpec::BuildIndex { collection, shard, segment, vector } => self.build_index(collection, *shard, segment, vector, attempt).await,
             JobSpec::Gc { grace_secs } => {
                 let report = self.collect_garbage(Duration::from_secs(*grace_secs)).await?;
                 Ok(Done::Report(format!("{} objects deleted, {} bytes freed", report.deleted.len(), report.bytes_freed)))

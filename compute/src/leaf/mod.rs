@@ -100,7 +100,15 @@ impl Leaf for LeafService {
             None => None,
         };
         let params = SearchParams::from_request((req.ef > 0).then_some(req.ef), req.exact, (req.oversampling > 0.0).then_some(req.oversampling)).map_err(Status::from)?;
-        let query = SearchQuery { vector: req.vector, k: req.k.max(1) as usize, filter, include_vectors: req.include_vectors, params };
+        let query = SearchQuery {
+            vector: req.vector,
+            k: req.k.max(1) as usize,
+            filter,
+            include_vectors: req.include_vectors,
+            params,
+            using: req.vector_name,
+            vector_columns: collection.spec.vector_columns(),
+        };
         let result = search_segments_async(metric, schema, segments, query).await?;
         let arrow_ipc = encode_ipc(&result.hits.schema(), &[result.hits]).map_err(Status::from)?;
         Ok(Response::new(pb::SearchSegmentsResponse { arrow_ipc, rows_scanned: result.rows_scanned, missing_segments: missing }))

@@ -84,6 +84,7 @@ impl QdrantApi {
             fields: vec![v1::Field { name: PAYLOAD_COLUMN.to_string(), r#type: "utf8".to_string(), nullable: true }],
             id_type: "utf8".to_string(),
             quantization: quantization(body.quantization_config.as_ref())?.to_string(),
+            vectors: Vec::new(),
         };
         let gateway = &self.gateway;
         gateway.guarded(Write, gateway.create_collection(req)).await.map_err(|e| match QdrantError::from(e) {
@@ -166,7 +167,7 @@ impl QdrantApi {
         let gateway = &self.gateway;
         if let Some(config) = body.get("quantization_config").filter(|c| !c.is_null()) {
             let q = quantization(Some(config))?;
-            gateway.guarded(Write, gateway.set_quantization(name, q)).await?;
+            gateway.guarded(Write, gateway.set_quantization(name, q, "")).await?;
         }
         if let Some(r) = body.get("params").and_then(|p| p.get("replication_factor")).and_then(Value::as_u64) {
             let r = u32::try_from(r).map_err(|_| QdrantError::wrong_input(format!("replication_factor {r} is too large")))?;

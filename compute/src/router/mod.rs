@@ -130,13 +130,14 @@ impl Router {
         let mut wanted = Vec::new();
         for collection in catalog.collections.values() {
             let Some(schema) = collection.spec.schema.clone().map(Arc::new) else { continue };
+            let vectors: Arc<[String]> = collection.spec.vector_columns().into();
             for meta in collection.segments() {
                 let mine = match self.role {
                     Role::Standalone => true,
                     Role::Cluster => catalog.assignments.get(&meta.id).is_some_and(|nodes| nodes.contains(&self.node_id)),
                 };
                 if mine {
-                    wanted.push(crate::engine::WantedSegment { meta: meta.clone(), schema: schema.clone() });
+                    wanted.push(crate::engine::WantedSegment { meta: meta.clone(), schema: schema.clone(), vectors: vectors.clone() });
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::future::join_all;
-use grape_meta::catalog::Collection;
+use grape_meta::catalog::{Collection, Metric};
 use grape_proto::compute::v1 as pb;
 use grape_storage::format::SegmentMeta;
 
@@ -124,7 +124,7 @@ impl Router {
         }
         if batches.is_empty() {
             // Nothing searched: an empty answer with the collection's hit columns.
-            batches.push(search_segments(collection.spec.metric, schema, &[], query)?.hits);
+            batches.push(search_segments(metric_of(collection, query), schema, &[], query)?.hits);
         }
         Ok(SearchOutcome { hits: merge_hits(batches, query.k)?, rows_scanned, missing })
     }
@@ -144,7 +144,7 @@ impl Router {
             Replica::Local => {
                 let (segments, not_held) = self.engine.lookup(&ids);
                 let segments = live_segments(segments, collection, collection.version, self.engine.keys()).await?;
-                let result = search_segments_async(collection.spec.metric, schema.cloned(), segments, query.clone()).await?;
+                let result = search_segments_async(metric_of(collection, query), schema.cloned(), segments, query.clone()).await?;
                 Ok((result.hits, result.rows_scanned, not_held))
             }
             Replica::Remote { addr, .. } => {
@@ -155,11 +155,12 @@ impl Router {
                     k: query.k as u32,
                     filter: filter.to_string(),
                     include_vectors: query.include_vectors,
-                    metric: collection.spec.metric.as_str().to_string(),
+                    metric: metric_of(collection, query).as_str().to_string(),
                     version: collection.version,
                     ef: query.params.ef.unwrap_or(0) as u32,
                     exact: query.params.exact,
                     oversampling: query.params.oversampling.unwrap_or(0.0),
+                    vector_name: query.using.clone(),
                 };
                 let reply = self.leaves.search(addr, req).await?;
                 let (hit_schema, batches) = decode_ipc(&reply.arrow_ipc)?;
@@ -168,4 +169,9 @@ impl Router {
             }
         }
     }
+}
+
+/// The metric of the vector field `query` searches (the gateway checked that it exists).
+fn metric_of(collection: &Collection, query: &SearchQuery) -> Metric {
+    collection.spec.vector_field(&query.using).map_or(collection.spec.metric, |f| f.metric)
 }

@@ -4,10 +4,10 @@ use arrow::array::{Array, BooleanArray};
 
 use super::{VectorIndexRead, Vectors};
 use crate::distance::Scorer;
-use crate::segment::LoadedSegment;
+use crate::segment::VectorColumn;
 use crate::topk::{Candidate, TopK};
 
-impl VectorIndexRead for LoadedSegment {
+impl VectorIndexRead for VectorColumn {
     fn search(&self, segment: u32, query: &[f32], scorer: &Scorer, allowed: Option<&BooleanArray>, out: &mut TopK) -> u64 {
         // The scorer's kernels are already the widest this CPU has (see `crate::distance`).
         let vectors = self.flat();

@@ -55,10 +55,10 @@ fn recall(seg: &LoadedSegment, queries: &[f32], metric: Metric, params: SearchPa
     for q in queries.chunks_exact(DIM) {
         let scorer = Scorer::new(metric, q);
         let mut exact = TopK::new(K);
-        search_segment(seg, 0, q, &scorer, &SearchParams { exact: true, ..params }, allowed, &mut exact);
+        search_segment(seg.first(), 0, q, &scorer, &SearchParams { exact: true, ..params }, allowed, &mut exact);
         let truth = rows(exact);
         let mut ann = TopK::new(K);
-        search_segment(seg, 0, q, &scorer, &params, allowed, &mut ann);
+        search_segment(seg.first(), 0, q, &scorer, &params, allowed, &mut ann);
         let got = rows(ann);
         full &= got.len() == K.min(allowed_rows);
         found += truth.iter().filter(|t| got.contains(t)).count();
@@ -76,7 +76,7 @@ fn default_parameters_reach_the_recall_goal_for_every_metric_quantization_and_fi
         let graph = super::build::build(&seg, metric, BuildParams::default());
         for quantization in [Quantization::None, Quantization::Sq8, Quantization::Bq] {
             let codes = crate::index::codes::Codes::encode(quantization, metric, &seg);
-            seg.set_ann("test", Arc::new(HnswIndex { metric, dim: DIM, graph: graph.clone(), codes })).expect("fits");
+            seg.set_ann("", "test", Arc::new(HnswIndex { metric, dim: DIM, graph: graph.clone(), codes })).expect("fits");
             for mask in std::iter::once(None).chain(masks.iter().map(Some)) {
                 let (r, full) = recall(&seg, &queries, metric, SearchParams::default(), mask);
                 let label = format!("{metric:?} {quantization:?} filter {:?}", mask.map(|m| m.true_count()));
@@ -107,7 +107,7 @@ fn a_filtered_graph_search_returns_only_allowed_rows_and_k_of_them() {
 #[test]
 fn a_larger_ef_finds_more_and_exact_finds_all() {
     let (seg, queries) = segment();
-    seg.set_ann("test", Arc::new(HnswIndex::build(&seg, Metric::L2, Quantization::Sq8, BuildParams::default()))).expect("fits");
+    seg.set_ann("", "test", Arc::new(HnswIndex::build(&seg, Metric::L2, Quantization::Sq8, BuildParams::default()))).expect("fits");
     let at = |ef| recall(&seg, &queries, Metric::L2, SearchParams { ef: Some(ef), oversampling: Some(1.0), ..Default::default() }, None).0;
     assert!(at(10) <= at(400), "ef 10: {}, ef 400: {}", at(10), at(400));
     let exact = recall(&seg, &queries, Metric::L2, SearchParams { exact: true, ..Default::default() }, None).0;
