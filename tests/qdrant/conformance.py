@@ -82,17 +82,20 @@ def uid(rng):
 
 
 class fresh:
-    """`with fresh(c, name, dim, distance) as name:` a new empty collection, deleted afterwards."""
+    """`with fresh(c, name, dim, distance) as name:` a new empty collection, deleted afterwards.
+    With `named={vector name: (dim, distance)}` it has those named vectors instead."""
 
-    def __init__(self, c, name, dim=8, distance=COS):
+    def __init__(self, c, name, dim=8, distance=COS, named=None):
         assert name.startswith("conf_"), name
-        self.c, self.name, self.dim, self.distance = c, name, dim, distance
+        self.c, self.name, self.dim, self.distance, self.named = c, name, dim, distance, named
 
     def __enter__(self):
         drop(self.c, self.name)
-        self.c.create_collection(
-            self.name, vectors_config=M.VectorParams(size=self.dim, distance=self.distance)
-        )
+        if self.named:
+            config = {v: M.VectorParams(size=d, distance=m) for v, (d, m) in self.named.items()}
+        else:
+            config = M.VectorParams(size=self.dim, distance=self.distance)
+        self.c.create_collection(self.name, vectors_config=config)
         return self.name
 
     def __exit__(self, *exc):
@@ -344,11 +347,13 @@ def diff_hits(exp, got, path):
 def collection_info(c, name):
     info = c.get_collection(name)
     params = info.config.params.vectors
-    return {
-        "points_count": info.points_count,
-        "size": params.size,
-        "distance": getattr(params.distance, "value", params.distance),
-    }
+
+    def one(p):
+        return {"size": p.size, "distance": getattr(p.distance, "value", p.distance)}
+
+    if isinstance(params, dict):
+        return {"points_count": info.points_count, "vectors": {v: one(p) for v, p in sorted(params.items())}}
+    return {"points_count": info.points_count, **one(params)}
 
 
 def step_collections(c):
@@ -1367,6 +1372,60 @@ def step_query_prefetch(c):
         if hasattr(M, "RrfQuery"):
             out["rrf_k_weights"] = ask(prefetch=two, query=M.RrfQuery(rrf=M.Rrf(k=5, weights=[1.0, 3.0])), limit=8)
         return out
+
+
+NAMED = {"image": (4, COS), "text": (6, DOT)}
+
+
+def named_points(rng, ids):
+    return [M.PointStruct(id=i, vector={"image": vec(rng, 4), "text": vec(rng, 6)}, payload={"g": i % 3}) for i in ids]
+
+
+def step_named_vectors(c):
+    """Named vectors: create, upsert (list and batch forms), retrieve, query per vector by
+    vector, by id and by recommendation, prefetches over both fused, payload edits."""
+    rng = rng_for("named_vectors")
+    with fresh(c, "conf_named", named=NAMED) as n:
+        out = {"info_empty": collection_info(c, n)}
+        upsert(c, n, named_points(rng, range(30)))
+        ids = list(range(30, 40))
+        batch = M.Batch(ids=ids, vectors={"image": [vec(rng, 4) for _ in ids], "text": [vec(rng, 6) for _ in ids]})
+        out["batch"] = status(c.upsert(n, points=batch, wait=True))
+        out["info"] = collection_info(c, n)
+        out["retrieve"] = recs(c.retrieve(n, ids=[1, 2, 35], with_vectors=True), sort=True)
+        qi, qt = vec(rng, 4), vec(rng, 6)
+
+        def ask(**kw):
+            return hits(c.query_points(n, **kw).points)
+
+        out["image"] = ask(query=qi, using="image", limit=5)
+        out["text"] = ask(query=qt, using="text", limit=5, with_payload=True)
+        out["text_vectors"] = ask(query=qt, using="text", limit=2, with_vectors=True)
+        out["by_id"] = ask(query=7, using="text", limit=4)
+        out["recommend"] = ask(query=M.RecommendQuery(recommend=M.RecommendInput(positive=[1, 2], negative=[3])), using="image", limit=4)
+        two = [M.Prefetch(query=qi, using="image", limit=15), M.Prefetch(query=qt, using="text", limit=15)]
+        out["rrf"] = ask(prefetch=two, query=M.FusionQuery(fusion=M.Fusion.RRF), limit=6)
+        out["dbsf"] = ask(prefetch=two, query=M.FusionQuery(fusion=M.Fusion.DBSF), limit=6)
+        out["rerank"] = ask(prefetch=two, query=qt, using="text", limit=4)
+        out["filtered"] = ask(query=qi, using="image", query_filter=M.Filter(must=[M.FieldCondition(key="g", match=M.MatchValue(value=1))]), limit=4)
+        c.set_payload(n, payload={"tag": "x"}, points=[1, 2], wait=True)
+        out["edited"] = recs(c.retrieve(n, ids=[1, 2], with_vectors=True, with_payload=True), sort=True)
+        out["count"] = c.count(n).count
+        return out
+
+
+def step_bad_named_vectors(c):
+    rng = rng_for("bad_named_vectors")
+    with fresh(c, "conf_bad_named", named=NAMED) as n:
+        upsert(c, n, named_points(rng, range(5)))
+        return {
+            "unknown_using": expect_error(c, 400, lambda: c.query_points(n, query=vec(rng, 4), using="nope")),
+            "no_using": expect_error(c, 400, lambda: c.query_points(n, query=vec(rng, 4)), local_may_accept=True),
+            "unknown_name": expect_error(c, 400, lambda: upsert(c, n, [M.PointStruct(id=9, vector={"image": vec(rng, 4), "text": vec(rng, 6), "nope": [1.0]})])),
+            "wrong_dim": expect_error(c, 400, lambda: upsert(c, n, [M.PointStruct(id=9, vector={"image": vec(rng, 4), "text": vec(rng, 5)})])),
+            "missing_text": expect_error(c, 400, lambda: upsert(c, n, [M.PointStruct(id=9, vector={"image": vec(rng, 4)})]), local_may_accept=True),
+            "count": c.count(n).count,
+        }
 
 
 def step_collection_name_chars(c):

@@ -2,7 +2,8 @@
 //! shards, replicas, quantization), get, list, exists, delete.
 //!
 //! Distances map onto Grape's metrics: `Cosine` → cosine, `Euclid` → l2, `Dot` → dot,
-//! `Manhattan` → manhattan. Named vectors are refused with a clear error until Grape has them.
+//! `Manhattan` → manhattan. Named vectors (`vectors: {name: {size, distance}, …}`) are
+//! Grape's named vector fields; sparse and multi-vectors are refused.
 
 use grape_meta::catalog::{Collection, Metric};
 use grape_proto::v1;
@@ -19,7 +20,7 @@ use crate::segment::ID_COLUMN;
 /// The body of `PUT /collections/{name}`.
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
-    /// `{size, distance}`, or named vectors (refused for now).
+    /// `{size, distance}`, or named vectors: `{name: {size, distance}, …}`.
     pub vectors: Option<Value>,
     /// Shards; default 1.
     pub shard_number: Option<u32>,
@@ -54,6 +55,33 @@ pub fn distance_name(metric: Metric) -> &'static str {
     }
 }
 
+/// One vector's `{size, distance, quantization_config?}` as a Grape vector field called
+/// `name`, its quantization `default` unless it has its own.
+fn vector_params(name: &str, params: &Value, default: &str) -> Result<v1::VectorField, QdrantError> {
+    let (Some(size), Some(distance)) = (params.get("size").and_then(Value::as_u64), params.get("distance").and_then(Value::as_str)) else {
+        return Err(QdrantError::wrong_input(format!("vector {name:?} must be {{size, distance}}, got {params}")));
+    };
+    if params.get("multivector_config").is_some_and(|m| !m.is_null()) {
+        return Err(QdrantError::wrong_input("multivectors are not supported by Grape yet"));
+    }
+    let own = params.get("quantization_config").filter(|q| !q.is_null());
+    Ok(v1::VectorField {
+        name: name.to_string(),
+        dim: u32::try_from(size).map_err(|_| QdrantError::wrong_input(format!("vector size {size} is too large")))?,
+        metric: metric(distance)?.to_string(),
+        quantization: if own.is_some() { quantization(own)? } else { default }.to_string(),
+    })
+}
+
+/// Qdrant's `quantization_config` of a Grape quantization name (null for none).
+fn quantization_config(name: &str) -> Value {
+    match name {
+        "sq8" => json!({ "scalar": { "type": "int8", "always_ram": true } }),
+        "bq" => json!({ "binary": { "always_ram": true } }),
+        _ => Value::Null,
+    }
+}
+
 /// Grape's quantization of a Qdrant `quantization_config`.
 fn quantization(config: Option<&Value>) -> Result<&'static str, QdrantError> {
     match config {
@@ -68,24 +96,28 @@ impl QdrantApi {
     /// `PUT /collections/{name}`.
     pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Outcome {
         let vectors = body.vectors.ok_or_else(|| QdrantError::wrong_input("a collection needs `vectors: {size, distance}`"))?;
-        let (size, distance) = match (vectors.get("size").and_then(Value::as_u64), vectors.get("distance").and_then(Value::as_str)) {
-            (Some(size), Some(distance)) => (size, distance),
-            _ if vectors.is_object() => {
-                return Err(QdrantError::wrong_input("named vectors are not supported by Grape yet: use `vectors: {size, distance}`"))
-            }
-            _ => return Err(QdrantError::wrong_input(format!("vectors must be {{size, distance}}, got {vectors}"))),
-        };
-        let req = v1::CreateCollectionRequest {
+        if body.ignored.get("sparse_vectors").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
+            return Err(QdrantError::wrong_input("sparse vectors are not supported by Grape yet"));
+        }
+        let default_quantization = quantization(body.quantization_config.as_ref())?;
+        let mut req = v1::CreateCollectionRequest {
             name: name.to_string(),
-            dim: u32::try_from(size).map_err(|_| QdrantError::wrong_input(format!("vector size {size} is too large")))?,
-            metric: metric(distance)?.to_string(),
             shards: body.shard_number.unwrap_or(1),
             replicas: body.replication_factor.unwrap_or(1),
             fields: vec![v1::Field { name: PAYLOAD_COLUMN.to_string(), r#type: "utf8".to_string(), nullable: true }],
             id_type: "utf8".to_string(),
-            quantization: quantization(body.quantization_config.as_ref())?.to_string(),
-            vectors: Vec::new(),
+            ..Default::default()
         };
+        match vectors.as_object() {
+            Some(params) if params.contains_key("size") => {
+                let field = vector_params("", &vectors, default_quantization)?;
+                (req.dim, req.metric, req.quantization) = (field.dim, field.metric, field.quantization);
+            }
+            Some(named) if !named.is_empty() => {
+                req.vectors = named.iter().map(|(name, params)| vector_params(name, params, default_quantization)).collect::<Result<_, _>>()?;
+            }
+            _ => return Err(QdrantError::wrong_input(format!("vectors must be {{size, distance}} or named ones, got {vectors}"))),
+        }
         let gateway = &self.gateway;
         gateway.guarded(Write, gateway.create_collection(req)).await.map_err(|e| match QdrantError::from(e) {
             QdrantError::Conflict(_) => QdrantError::Conflict(format!("Wrong input: Collection `{name}` already exists!")),
@@ -125,21 +157,30 @@ impl QdrantApi {
     pub async fn get_collection(&self, name: &str) -> Outcome {
         let name = &self.resolve(name);
         let info = self.gateway.describe_collection(name).await.map_err(|e| self.not_found_as_qdrant(name, e))?;
-        let quantization = match info.quantization.as_str() {
-            "sq8" => json!({ "scalar": { "type": "int8", "always_ram": true } }),
-            "bq" => json!({ "binary": { "always_ram": true } }),
-            _ => Value::Null,
+        let distance = |metric: &str| Metric::parse(metric).map_or("Euclid", distance_name);
+        let (vectors, quantization, indexed) = if info.vectors.is_empty() {
+            (json!({ "size": info.dim, "distance": distance(&info.metric) }), quantization_config(&info.quantization), info.indexed_rows)
+        } else {
+            let mut named = serde_json::Map::new();
+            for v in &info.vectors {
+                let f = v.field.clone().unwrap_or_default();
+                let mut params = json!({ "size": f.dim, "distance": distance(&f.metric) });
+                if f.quantization != "none" {
+                    params["quantization_config"] = quantization_config(&f.quantization);
+                }
+                named.insert(f.name, params);
+            }
+            (Value::Object(named), Value::Null, info.vectors.iter().map(|v| v.indexed_rows).sum())
         };
-        let distance = Metric::parse(&info.metric).map_or("Euclid", distance_name);
         Ok(json!({
             "status": "green",
             "optimizer_status": "ok",
             "points_count": info.rows,
-            "indexed_vectors_count": info.indexed_rows,
+            "indexed_vectors_count": indexed,
             "segments_count": info.segments,
             "config": {
                 "params": {
-                    "vectors": { "size": info.dim, "distance": distance },
+                    "vectors": vectors,
                     "shard_number": info.shards,
                     "replication_factor": info.replicas,
                     "write_consistency_factor": 1,
@@ -158,16 +199,25 @@ impl QdrantApi {
         }))
     }
 
-    /// `PATCH /collections/{name}`: a new `quantization_config` rebuilds the indexes, a new
+    /// `PATCH /collections/{name}`: a new `quantization_config` rebuilds the indexes (of one
+    /// named vector under `vectors: {name: {quantization_config}}`), a new
     /// `params.replication_factor` changes the replicas; Qdrant's other settings are accepted
     /// and ignored.
     pub async fn update_collection(&self, name: &str, body: Value) -> Outcome {
         let name = &self.resolve(name);
-        self.collection(name)?;
+        let collection = self.collection(name)?;
         let gateway = &self.gateway;
         if let Some(config) = body.get("quantization_config").filter(|c| !c.is_null()) {
             let q = quantization(Some(config))?;
             gateway.guarded(Write, gateway.set_quantization(name, q, "")).await?;
+        }
+        for (vector, params) in body.get("vectors").and_then(Value::as_object).into_iter().flatten() {
+            let field = super::points::using_field(&collection.spec, Some(&Value::String(vector.clone())))?;
+            if let Some(config) = params.get("quantization_config").filter(|c| !c.is_null()) {
+                let q = quantization(Some(config))?;
+                let named = if collection.spec.is_named() { field.name.as_str() } else { "" };
+                gateway.guarded(Write, gateway.set_quantization(name, q, named)).await?;
+            }
         }
         if let Some(r) = body.get("params").and_then(|p| p.get("replication_factor")).and_then(Value::as_u64) {
             let r = u32::try_from(r).map_err(|_| QdrantError::wrong_input(format!("replication_factor {r} is too large")))?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema};
-use grape_meta::catalog::{Collection, Metric};
+use grape_meta::catalog::{Collection, CollectionSpec, Metric, VectorField};
 use grape_proto::v1;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -25,7 +25,7 @@ use crate::gateway::Page;
 use crate::ingest::vector_type;
 use crate::limits::RequestClass::{Search, Write};
 use crate::search::validate_vector;
-use crate::segment::{ID_COLUMN, VECTOR_COLUMN};
+use crate::segment::ID_COLUMN;
 
 /// Most points one scroll page or retrieve may return.
 pub const MAX_PAGE: usize = 100_000;
@@ -35,8 +35,8 @@ pub const MAX_PAGE: usize = 100_000;
 pub struct NewPoint {
     /// Its id.
     pub id: PointId,
-    /// Its vector, checked and (for cosine) normalised.
-    pub vector: Vec<f32>,
+    /// Its vectors, one per vector field in field order, checked and (for cosine) normalised.
+    pub vectors: Vec<Vec<f32>>,
     /// Its payload object (`None`: no payload).
     pub payload: Option<Map<String, Value>>,
 }
@@ -111,16 +111,22 @@ pub struct Rows {
     pub ids: Vec<PointId>,
     /// Payload objects (empty for none).
     pub payloads: Vec<Map<String, Value>>,
-    /// Vectors, when read.
-    pub vectors: Option<Vec<Vec<f32>>>,
+    /// The vectors read, per vector field in field order: its name and one vector per row.
+    pub vectors: Vec<(String, Vec<Vec<f32>>)>,
+    /// Whether the collection has named vectors: records then show an object of them.
+    pub named: bool,
 }
 
 impl Rows {
-    /// Reads the `id`, `payload` and (if present) `vector` columns of `batches`.
-    pub fn from_batches(batches: &[RecordBatch]) -> Result<Rows, QdrantError> {
-        let mut rows = Rows::default();
+    /// Reads the `id`, `payload` and (those present) vector columns of `batches`, rows of a
+    /// collection described by `spec`.
+    pub fn from_batches(spec: &CollectionSpec, batches: &[RecordBatch]) -> Result<Rows, QdrantError> {
+        let internal = |what: &str| QdrantError::Other(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("stored {what} column has an unexpected type"));
+        let mut rows = Rows { named: spec.is_named(), ..Rows::default() };
+        let present: Vec<String> =
+            spec.vector_columns().into_iter().filter(|c| batches.first().is_some_and(|b| b.column_by_name(c).is_some())).collect();
+        rows.vectors = present.iter().map(|c| (c.clone(), Vec::new())).collect();
         for batch in batches {
-            let internal = |what: &str| QdrantError::Other(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("stored {what} column has an unexpected type"));
             let ids = batch.column_by_name(ID_COLUMN).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| internal("id"))?;
             let payloads = batch.column_by_name(PAYLOAD_COLUMN).and_then(|c| c.as_string_opt::<i32>());
             for i in 0..batch.num_rows() {
@@ -129,11 +135,11 @@ impl Rows {
                 let payload = payloads.filter(|p| p.is_valid(i)).and_then(|p| serde_json::from_str::<Map<String, Value>>(p.value(i)).ok());
                 rows.payloads.push(payload.unwrap_or_default());
             }
-            if let Some(vectors) = batch.column_by_name(VECTOR_COLUMN) {
-                let list = vectors.as_fixed_size_list_opt().ok_or_else(|| internal("vector"))?;
-                let values = list.values().as_primitive_opt::<arrow::datatypes::Float32Type>().ok_or_else(|| internal("vector"))?;
+            for (name, out) in rows.vectors.iter_mut() {
+                let column = batch.column_by_name(name).ok_or_else(|| internal(name))?;
+                let list = column.as_fixed_size_list_opt().ok_or_else(|| internal(name))?;
+                let values = list.values().as_primitive_opt::<arrow::datatypes::Float32Type>().ok_or_else(|| internal(name))?;
                 let dim = list.value_length() as usize;
-                let out = rows.vectors.get_or_insert_with(Vec::new);
                 for i in 0..list.len() {
                     let start = list.value_offset(i) as usize;
                     out.push(values.values()[start..start + dim].to_vec());
@@ -143,16 +149,35 @@ impl Rows {
         Ok(rows)
     }
 
+    /// The vectors of field `field` (`""`: the first field read), one per row, if read.
+    pub fn vector(&self, field: &str) -> Option<&[Vec<f32>]> {
+        let found = if field.is_empty() { self.vectors.first() } else { self.vectors.iter().find(|(name, _)| name == field) };
+        found.map(|(_, v)| v.as_slice())
+    }
+
+    /// The vectors of row `row` as Qdrant shows them: the list of an unnamed vector, an
+    /// object of named ones, or null when none were read.
+    fn vector_json(&self, row: usize) -> Value {
+        match (self.named, self.vectors.first()) {
+            (_, None) => Value::Null,
+            (false, Some((_, v))) => json!(v[row]),
+            (true, _) => Value::Object(self.vectors.iter().map(|(name, v)| (name.clone(), json!(v[row]))).collect()),
+        }
+    }
+
+    /// The vectors of row `row`, one per field read.
+    fn row_vectors(&self, row: usize) -> Vec<Vec<f32>> {
+        self.vectors.iter().map(|(_, v)| v[row].clone()).collect()
+    }
+
     /// Qdrant's records (`{id, payload, vector}`) of the rows.
     pub fn records(self, selector: &PayloadSelector) -> Vec<Value> {
-        let mut vectors = self.vectors.map(|v| v.into_iter());
+        let vectors: Vec<Value> = (0..self.ids.len()).map(|row| self.vector_json(row)).collect();
         self.ids
             .into_iter()
             .zip(self.payloads)
-            .map(|(id, payload)| {
-                let vector = vectors.as_mut().and_then(Iterator::next).map_or(Value::Null, |v| json!(v));
-                json!({ "id": id.to_json(), "payload": selector.apply(payload), "vector": vector })
-            })
+            .zip(vectors)
+            .map(|((id, payload), vector)| json!({ "id": id.to_json(), "payload": selector.apply(payload), "vector": vector }))
             .collect()
     }
 }
@@ -221,7 +246,7 @@ impl QdrantApi {
         if points.is_empty() {
             return Ok(update_result(collection.version));
         }
-        let batch = points_batch(collection.spec.dim, &points)?;
+        let batch = points_batch(&collection.spec, &points)?;
         let gateway = &self.gateway;
         let done = gateway
             .guarded(Write, async {
@@ -249,9 +274,10 @@ impl QdrantApi {
     /// Reads points by ids or by page.
     pub async fn read_points(&self, name: &str, ids: Option<&[PointId]>, page: Option<Page>, with_vector: bool) -> Result<Rows, QdrantError> {
         let name = &self.resolve(name);
+        let spec = self.collection(name)?.spec;
         let mut columns = vec![ID_COLUMN.to_string(), PAYLOAD_COLUMN.to_string()];
         if with_vector {
-            columns.push(VECTOR_COLUMN.to_string());
+            columns.extend(spec.vector_columns());
         }
         let keys = ids.map(|ids| ids.iter().map(PointId::key).collect::<Vec<_>>());
         if keys.as_ref().is_some_and(Vec::is_empty) {
@@ -259,7 +285,7 @@ impl QdrantApi {
         }
         let gateway = &self.gateway;
         let (_, batches) = gateway.guarded(Search, gateway.read_rows(name, 0, keys, page, columns)).await?;
-        Rows::from_batches(&batches)
+        Rows::from_batches(&spec, &batches)
     }
 
     /// `POST /collections/{name}/points/delete`.
@@ -305,13 +331,13 @@ impl QdrantApi {
         let given = body.payload.unwrap_or_default();
         let keys = body.keys.unwrap_or_default();
         let path = body.key.as_deref().map(KeyPath::parse).transpose().map_err(QdrantError::wrong_input)?;
-        let vectors = rows.vectors.unwrap_or_default();
+        let vectors: Vec<Vec<Vec<f32>>> = (0..rows.ids.len()).map(|row| rows.row_vectors(row)).collect();
         let points = rows
             .ids
             .into_iter()
             .zip(rows.payloads)
             .zip(vectors)
-            .map(|((id, mut payload), vector)| {
+            .map(|((id, mut payload), vectors)| {
                 match edit {
                     PayloadEdit::Set => set_at(&mut payload, path.as_ref(), &given),
                     PayloadEdit::Overwrite => payload = given.clone(),
@@ -324,7 +350,7 @@ impl QdrantApi {
                     }
                     PayloadEdit::Clear => payload.clear(),
                 }
-                NewPoint { id, vector, payload: Some(payload) }
+                NewPoint { id, vectors, payload: Some(payload) }
             })
             .collect();
         self.write_points(&collection, points).await
@@ -394,7 +420,11 @@ fn owned((id, vector, payload): (Option<&Value>, Option<&Value>, Option<&Value>)
 fn batch_points(batch: &Value) -> Result<Vec<(Value, Value, Value)>, QdrantError> {
     let list = |key: &str| batch.get(key).and_then(Value::as_array).cloned();
     let ids = list("ids").ok_or_else(|| QdrantError::wrong_input("a batch needs `ids`"))?;
-    let vectors = list("vectors").ok_or_else(|| QdrantError::wrong_input("a batch needs `vectors` (named vectors are not supported yet)"))?;
+    let vectors = match batch.get("vectors") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(Value::Object(named)) => named_batch_vectors(named, ids.len())?,
+        _ => return Err(QdrantError::wrong_input("a batch needs `vectors`: a list, or an object of named vectors' lists")),
+    };
     let payloads = list("payloads");
     if vectors.len() != ids.len() || payloads.as_ref().is_some_and(|p| p.len() != ids.len()) {
         return Err(QdrantError::wrong_input("a batch's ids, vectors and payloads must have the same length"));
@@ -403,16 +433,31 @@ fn batch_points(batch: &Value) -> Result<Vec<(Value, Value, Value)>, QdrantError
     Ok(ids.into_iter().zip(vectors).zip(payloads).map(|((i, v), p)| (i, v, p)).collect())
 }
 
+/// The named vectors of a batch (`{name: [vector per point]}`) as one `{name: vector}`
+/// object per point.
+fn named_batch_vectors(named: &Map<String, Value>, points: usize) -> Result<Vec<Value>, QdrantError> {
+    let mut per_point = vec![Map::new(); points];
+    for (name, list) in named {
+        let list = list.as_array().filter(|l| l.len() == points).ok_or_else(|| {
+            QdrantError::wrong_input(format!("a batch's vectors \"{name}\" must be a list with one vector per id"))
+        })?;
+        for (point, vector) in per_point.iter_mut().zip(list) {
+            point.insert(name.clone(), vector.clone());
+        }
+    }
+    Ok(per_point.into_iter().map(Value::Object).collect())
+}
+
 /// Checks one point of an upsert.
 fn new_point(collection: &Collection, id: Value, vector: Value, payload: Value) -> Result<NewPoint, QdrantError> {
     let id = parse_id(&id)?;
-    let vector = checked_vector(&collection.spec, vector_of(&vector)?, true)?;
+    let vectors = point_vectors_of(&collection.spec, &id, &vector)?;
     let payload = match payload {
         Value::Null => None,
         Value::Object(map) => Some(map),
         other => return Err(QdrantError::BadRequest(format!("Format error in JSON body: a payload is an object, got {other}"))),
     };
-    Ok(NewPoint { id, vector, payload })
+    Ok(NewPoint { id, vectors, payload })
 }
 
 /// A dense vector of a request: a list of numbers, or `{"": [...]}` (the unnamed vector).
@@ -432,14 +477,55 @@ pub fn vector_of(value: &Value) -> Result<Vec<f32>, QdrantError> {
     }
 }
 
-/// A vector of a request checked against the collection (Qdrant's message for a wrong
-/// length; Grape's for NaN or infinities) and, with `normalise`, normalised for cosine.
-pub fn checked_vector(spec: &grape_meta::catalog::CollectionSpec, vector: Vec<f32>, normalise: bool) -> Result<Vec<f32>, QdrantError> {
-    if vector.len() != spec.dim as usize {
-        return Err(QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", spec.dim, vector.len())));
+/// The vectors of an upserted point, one per vector field in field order, checked and
+/// normalised: a list (or `{"": list}`) for a collection with one unnamed vector, an object
+/// with every named vector for one with named vectors (Grape needs every field of a point).
+fn point_vectors_of(spec: &CollectionSpec, id: &PointId, value: &Value) -> Result<Vec<Vec<f32>>, QdrantError> {
+    let fields = spec.vector_fields();
+    if !spec.is_named() {
+        return Ok(vec![checked_vector(spec, &fields[0], vector_of(value)?, true)?]);
     }
-    validate_vector(&spec.name, spec.dim, &vector)?;
-    Ok(if normalise && spec.metric == Metric::Cosine { normalised(vector) } else { vector })
+    let Value::Object(given) = value else {
+        return Err(QdrantError::wrong_input("Not existing vector name error: "));
+    };
+    if let Some(unknown) = given.keys().find(|name| !fields.iter().any(|f| &f.name == *name)) {
+        return Err(QdrantError::wrong_input(format!("Not existing vector name error: {unknown}")));
+    }
+    fields
+        .iter()
+        .map(|field| {
+            let vector = given.get(&field.name).ok_or_else(|| {
+                QdrantError::wrong_input(format!("point {} has no vector \"{}\": Grape needs every named vector of a point", id.key(), field.name))
+            })?;
+            checked_vector(spec, field, vector_of(vector)?, true)
+        })
+        .collect()
+}
+
+/// The vector field `using` names in a request: `None` or `""` is the unnamed vector of a
+/// collection without named vectors; anything else must be one of the collection's names.
+pub fn using_field(spec: &CollectionSpec, using: Option<&Value>) -> Result<VectorField, QdrantError> {
+    let name = match using {
+        None | Some(Value::Null) => "",
+        Some(Value::String(name)) => name.as_str(),
+        Some(other) => return Err(QdrantError::BadRequest(format!("Format error in JSON body: `using` is a vector name, got {other}"))),
+    };
+    let field = match (spec.is_named(), name) {
+        (false, "") => spec.vector_field(""),
+        (false, _) => None,
+        (true, name) => spec.vectors.iter().find(|f| f.name == name).cloned(),
+    };
+    field.ok_or_else(|| QdrantError::wrong_input(format!("Not existing vector name error: {name}")))
+}
+
+/// A vector of a request checked against vector field `field` (Qdrant's message for a wrong
+/// length; Grape's for NaN or infinities) and, with `normalise`, normalised for cosine.
+pub fn checked_vector(spec: &CollectionSpec, field: &VectorField, vector: Vec<f32>, normalise: bool) -> Result<Vec<f32>, QdrantError> {
+    if vector.len() != field.dim as usize {
+        return Err(QdrantError::wrong_input(format!("Vector dimension error: expected dim: {}, got {}", field.dim, vector.len())));
+    }
+    validate_vector(&spec.name, field.dim, &vector)?;
+    Ok(if normalise && field.metric == Metric::Cosine { normalised(vector) } else { vector })
 }
 
 /// `v / |v|` (a zero vector stays zero), as Qdrant stores vectors of cosine collections.
@@ -469,18 +555,87 @@ fn set_at(payload: &mut Map<String, Value>, path: Option<&KeyPath>, given: &Map<
     }
 }
 
-/// The Arrow rows of `points`: `id` (utf8), `vector` and `payload` (JSON text).
-fn points_batch(dim: u32, points: &[NewPoint]) -> Result<RecordBatch, QdrantError> {
+/// The Arrow rows of `points`: `id` (utf8), a column per vector field and `payload` (JSON
+/// text).
+fn points_batch(spec: &CollectionSpec, points: &[NewPoint]) -> Result<RecordBatch, QdrantError> {
     let ids = StringArray::from_iter_values(points.iter().map(|p| p.id.key()));
-    let values = Float32Array::from_iter_values(points.iter().flat_map(|p| p.vector.iter().copied()));
-    let item = Arc::new(Field::new("item", arrow::datatypes::DataType::Float32, true));
-    let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).map_err(crate::error::ComputeError::from)?;
+    let mut fields = vec![Field::new(ID_COLUMN, arrow::datatypes::DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(ids)];
+    for (i, field) in spec.vector_fields().iter().enumerate() {
+        let values = Float32Array::from_iter_values(points.iter().flat_map(|p| p.vectors.get(i).into_iter().flatten().copied()));
+        let item = Arc::new(Field::new("item", arrow::datatypes::DataType::Float32, true));
+        let vectors = FixedSizeListArray::try_new(item, field.dim as i32, Arc::new(values), None).map_err(crate::error::ComputeError::from)?;
+        fields.push(Field::new(&field.name, vector_type(field.dim), false));
+        columns.push(Arc::new(vectors));
+    }
     let payloads = StringArray::from_iter(points.iter().map(|p| p.payload.as_ref().map(|m| Value::Object(m.clone()).to_string())));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(ID_COLUMN, arrow::datatypes::DataType::Utf8, false),
-        Field::new(VECTOR_COLUMN, vector_type(dim), false),
-        Field::new(PAYLOAD_COLUMN, arrow::datatypes::DataType::Utf8, true),
-    ]));
-    let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(vectors), Arc::new(payloads)];
-    Ok(RecordBatch::try_new(schema, columns).map_err(crate::error::ComputeError::from)?)
+    fields.push(Field::new(PAYLOAD_COLUMN, arrow::datatypes::DataType::Utf8, true));
+    columns.push(Arc::new(payloads));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(crate::error::ComputeError::from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use grape_meta::catalog::Quantization;
+
+    use super::*;
+
+    fn named() -> CollectionSpec {
+        let field = |name: &str, dim, metric| VectorField { name: name.into(), dim, metric, quantization: Quantization::None };
+        CollectionSpec {
+            name: "items".into(),
+            dim: 2,
+            metric: Metric::Cosine,
+            shards: 1,
+            replicas: 1,
+            schema: None,
+            quantization: Quantization::None,
+            vectors: vec![field("image", 2, Metric::Cosine), field("text", 3, Metric::Dot)],
+        }
+    }
+
+    #[test]
+    fn named_vectors_of_a_point_are_checked_per_field() {
+        let spec = named();
+        let id = PointId::Num(1);
+        let vectors = point_vectors_of(&spec, &id, &json!({"text": [1, 2, 3], "image": [3, 4]})).unwrap();
+        assert_eq!(vectors, [vec![0.6, 0.8], vec![1.0, 2.0, 3.0]], "field order; cosine vectors normalised, dot ones not");
+        for (value, wanted) in [
+            (json!([1, 2]), "Not existing vector name error: "),
+            (json!({"image": [1, 2], "nope": [1]}), "Not existing vector name error: nope"),
+            (json!({"image": [1, 2]}), "has no vector \"text\""),
+            (json!({"image": [1, 2], "text": [1, 2]}), "expected dim: 3, got 2"),
+        ] {
+            let err = point_vectors_of(&spec, &id, &value).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn using_names_a_field_of_named_collections_only() {
+        let spec = named();
+        assert_eq!(using_field(&spec, Some(&json!("text"))).unwrap().dim, 3);
+        assert!(using_field(&spec, None).is_err(), "a collection with named vectors needs `using`");
+        assert!(using_field(&spec, Some(&json!("nope"))).is_err());
+        let unnamed = CollectionSpec { vectors: vec![], ..spec };
+        assert_eq!(using_field(&unnamed, None).unwrap().name, "vector");
+        assert_eq!(using_field(&unnamed, Some(&json!(""))).unwrap().name, "vector");
+        assert!(using_field(&unnamed, Some(&json!("vector"))).is_err(), "the unnamed vector has no name in Qdrant");
+    }
+
+    #[test]
+    fn records_show_named_vectors_as_an_object() {
+        let rows = Rows {
+            ids: vec![PointId::Num(7)],
+            payloads: vec![Map::new()],
+            vectors: vec![("image".into(), vec![vec![1.0, 0.0]]), ("text".into(), vec![vec![1.0, 2.0, 3.0]])],
+            named: true,
+        };
+        assert_eq!(rows.vector("text"), Some(&[vec![1.0, 2.0, 3.0]][..]));
+        let records = rows.records(&PayloadSelector::Nothing);
+        assert_eq!(records[0]["vector"], json!({"image": [1.0, 0.0], "text": [1.0, 2.0, 3.0]}));
+        let batch = named_batch_vectors(json!({"image": [[1, 2], [3, 4]]}).as_object().unwrap(), 2).unwrap();
+        assert_eq!(batch, [json!({"image": [1, 2]}), json!({"image": [3, 4]})]);
+        assert!(named_batch_vectors(json!({"image": [[1, 2]]}).as_object().unwrap(), 2).is_err());
+    }
 }

@@ -5,12 +5,12 @@
 //! Scores are reported as Qdrant does: cosine similarity and dot product (higher first), and
 //! the Euclidean and Manhattan distances (lower first), converted from Grape's distances.
 
-use grape_meta::catalog::Metric;
+use grape_meta::catalog::{Metric, VectorField};
 use grape_proto::v1;
 use serde_json::{json, Value};
 
 use super::ids::PointId;
-use super::points::{checked_vector, filter_sql, normalised, parse_id, vector_of, wants_vectors, PayloadSelector, Rows};
+use super::points::{checked_vector, filter_sql, normalised, parse_id, using_field, vector_of, wants_vectors, PayloadSelector, Rows};
 use super::reply::QdrantError;
 use super::QdrantApi;
 use crate::gateway::Page;
@@ -21,6 +21,8 @@ use crate::search::MAX_K;
 /// A nearest-neighbour search as the endpoints share it.
 #[derive(Debug, Clone)]
 struct Nearest {
+    /// The vector field searched.
+    field: VectorField,
     /// What is searched for.
     target: Target,
     /// Points never returned (the examples named by id).
@@ -70,7 +72,6 @@ impl QdrantApi {
     /// The scored points of one query request.
     pub(super) async fn query_points(&self, name: &str, body: &Value) -> Result<Vec<Value>, QdrantError> {
         let collection = self.collection(name)?;
-        check_using(body.get("using"))?;
         if let Some(prefetch) = body.get("prefetch").filter(|p| !p.is_null()) {
             return self.query_with_prefetch(name, body, prefetch).await;
         }
@@ -78,9 +79,16 @@ impl QdrantApi {
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
         let with_vector = wants_vectors(body.get("with_vector"));
-        let wanted = match body.get("query") {
-            None | Some(Value::Null) => Wanted::Scroll,
-            Some(q) => self.resolve_query(name, collection.spec.metric, q).await?,
+        // The field matters only when there is a query: a scroll of a collection with named
+        // vectors names none.
+        let query = body.get("query").filter(|q| !q.is_null());
+        let field = match query {
+            Some(_) => Some(using_field(&collection.spec, body.get("using"))?),
+            None => None,
+        };
+        let wanted = match (query, &field) {
+            (Some(q), Some(field)) => self.resolve_query(name, field, q).await?,
+            _ => Wanted::Scroll,
         };
         let (target, exclude) = match wanted {
             Wanted::Scroll => {
@@ -94,10 +102,11 @@ impl QdrantApi {
             }
             Wanted::Nearest(target, exclude) => (target, exclude),
         };
+        let field = field.ok_or_else(|| QdrantError::wrong_input("a search needs a vector field"))?;
         let params = search_params(body.get("params"))?;
         let threshold = body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32);
-        let query = Nearest { target, exclude, filter, limit, offset, threshold, params, payload, with_vector };
-        self.nearest(name, collection.spec.metric, query).await
+        let query = Nearest { field, target, exclude, filter, limit, offset, threshold, params, payload, with_vector };
+        self.nearest(name, query).await
     }
 
     /// `POST /collections/{name}/points/query/batch`: one result per search.
@@ -116,28 +125,25 @@ impl QdrantApi {
         let collection = self.collection(name)?;
         let raw = body.get("vector").ok_or_else(|| QdrantError::wrong_input("a search needs a `vector`"))?;
         // A named vector is `{"name": …, "vector": [...]}`.
-        let raw = match raw.get("name") {
-            Some(n) => {
-                check_using(Some(n))?;
-                raw.get("vector").unwrap_or(&Value::Null)
-            }
-            None => raw,
+        let (field, raw) = match raw.get("name") {
+            Some(n) => (using_field(&collection.spec, Some(n))?, raw.get("vector").unwrap_or(&Value::Null)),
+            None => (using_field(&collection.spec, None)?, raw),
         };
-        let vector = checked_vector(&collection.spec, vector_of(raw)?, true)?;
-        let query = self.nearest_of(body, Target::Vector(vector), Vec::new())?;
-        Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
+        let vector = checked_vector(&collection.spec, &field, vector_of(raw)?, true)?;
+        let query = self.nearest_of(body, field, Target::Vector(vector), Vec::new())?;
+        Ok(Value::Array(self.nearest(name, query).await?))
     }
 
     /// `POST /collections/{name}/points/recommend` (the older API).
     pub async fn recommend(&self, name: &str, body: &Value) -> Result<Value, QdrantError> {
         let name = &self.resolve(name);
         let collection = self.collection(name)?;
-        check_using(body.get("using"))?;
-        let Wanted::Nearest(target, exclude) = self.recommend_vector(name, collection.spec.metric, body).await? else {
+        let field = using_field(&collection.spec, body.get("using"))?;
+        let Wanted::Nearest(target, exclude) = self.recommend_vector(name, &field, body).await? else {
             return Ok(json!([]));
         };
-        let query = self.nearest_of(body, target, exclude)?;
-        Ok(Value::Array(self.nearest(name, collection.spec.metric, query).await?))
+        let query = self.nearest_of(body, field, target, exclude)?;
+        Ok(Value::Array(self.nearest(name, query).await?))
     }
 
     /// The batch forms of `search` and `recommend`.
@@ -151,9 +157,10 @@ impl QdrantApi {
     }
 
     /// The parameters of an older-API search around `vector`.
-    fn nearest_of(&self, body: &Value, target: Target, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
+    fn nearest_of(&self, body: &Value, field: VectorField, target: Target, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
         let (limit, offset) = limit_offset(body)?;
         Ok(Nearest {
+            field,
             target,
             exclude,
             filter: filter_sql(body.get("filter").unwrap_or(&Value::Null))?,
@@ -168,17 +175,17 @@ impl QdrantApi {
 
     /// What a `query` value asks for: a vector, a point id, `{"nearest": …}` or
     /// `{"recommend": …}`.
-    async fn resolve_query(&self, name: &str, metric: Metric, q: &Value) -> Result<Wanted, QdrantError> {
+    async fn resolve_query(&self, name: &str, field: &VectorField, q: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
         match q {
-            Value::Array(_) => Ok(Wanted::Nearest(Target::Vector(checked_vector(&spec, vector_of(q)?, true)?), Vec::new())),
+            Value::Array(_) => Ok(Wanted::Nearest(Target::Vector(checked_vector(&spec, field, vector_of(q)?, true)?), Vec::new())),
             Value::Number(_) | Value::String(_) => {
                 let id = parse_id(q)?;
-                let vector = self.point_vectors(name, std::slice::from_ref(&id)).await?.remove(0);
+                let vector = self.point_vectors(name, field, std::slice::from_ref(&id)).await?.remove(0);
                 Ok(Wanted::Nearest(Target::Vector(vector), vec![id]))
             }
-            Value::Object(o) if o.contains_key("nearest") => Box::pin(self.resolve_query(name, metric, &o["nearest"])).await,
-            Value::Object(o) if o.contains_key("recommend") => self.recommend_vector(name, metric, &o["recommend"]).await,
+            Value::Object(o) if o.contains_key("nearest") => Box::pin(self.resolve_query(name, field, &o["nearest"])).await,
+            Value::Object(o) if o.contains_key("recommend") => self.recommend_vector(name, field, &o["recommend"]).await,
             other => Err(QdrantError::wrong_input(format!(
                 "this query is not supported by Grape yet (nearest, point id and recommend are): {}",
                 abbreviate(other)
@@ -189,7 +196,7 @@ impl QdrantApi {
     /// The recommendation query of `{positive, negative, strategy}`: with `average_vector`
     /// (the default) the vector `2 · mean(positive) − mean(negative)` (`mean(positive)` without
     /// negatives), with `best_score` the examples themselves.
-    async fn recommend_vector(&self, name: &str, metric: Metric, body: &Value) -> Result<Wanted, QdrantError> {
+    async fn recommend_vector(&self, name: &str, field: &VectorField, body: &Value) -> Result<Wanted, QdrantError> {
         let spec = self.collection(name)?.spec;
         let best_score = match body.get("strategy").and_then(Value::as_str) {
             None | Some("average_vector") => false,
@@ -208,7 +215,7 @@ impl QdrantApi {
                 match example {
                     Value::Number(_) | Value::String(_) => ids.push(parse_id(example)?),
                     // Given vectors are averaged as they are (stored ones are normalised already).
-                    v => vectors.push(checked_vector(&spec, vector_of(v)?, false)?),
+                    v => vectors.push(checked_vector(&spec, field, vector_of(v)?, false)?),
                 }
             }
             exclude.extend(ids.iter().cloned());
@@ -216,8 +223,8 @@ impl QdrantApi {
         };
         let (pos_ids, mut positive) = examples("positive")?;
         let (neg_ids, mut negative) = examples("negative")?;
-        positive.extend(self.point_vectors(name, &pos_ids).await?);
-        negative.extend(self.point_vectors(name, &neg_ids).await?);
+        positive.extend(self.point_vectors(name, field, &pos_ids).await?);
+        negative.extend(self.point_vectors(name, field, &neg_ids).await?);
         if best_score {
             if positive.is_empty() && negative.is_empty() {
                 return Err(QdrantError::wrong_input("a recommendation needs examples"));
@@ -234,26 +241,28 @@ impl QdrantApi {
             let mean_neg = mean(&negative);
             mean_pos.iter().zip(&mean_neg).map(|(p, n)| p + p - n).collect()
         };
-        let vector = if metric == Metric::Cosine { normalised(vector) } else { vector };
+        let vector = if field.metric == Metric::Cosine { normalised(vector) } else { vector };
         Ok(Wanted::Nearest(Target::Vector(vector), exclude))
     }
 
-    /// The stored vectors of `ids`, in order; 404 for a missing one.
-    async fn point_vectors(&self, name: &str, ids: &[PointId]) -> Result<Vec<Vec<f32>>, QdrantError> {
+    /// The stored vectors of field `field` of `ids`, in order; 404 for a missing one.
+    async fn point_vectors(&self, name: &str, field: &VectorField, ids: &[PointId]) -> Result<Vec<Vec<f32>>, QdrantError> {
         let rows: Rows = self.read_points(name, Some(ids), None, true).await?;
-        let vectors = rows.vectors.unwrap_or_default();
-        let found: std::collections::HashMap<&PointId, &Vec<f32>> = rows.ids.iter().zip(&vectors).collect();
+        let vectors = rows.vector(&field.name).unwrap_or_default();
+        let found: std::collections::HashMap<&PointId, &Vec<f32>> = rows.ids.iter().zip(vectors).collect();
         ids.iter()
             .map(|id| found.get(id).map(|v| (*v).clone()).ok_or_else(|| QdrantError::NotFound(format!("Not found: No point with id {} found", id.key()))))
             .collect()
     }
 
     /// Runs a nearest-neighbour search and shapes its hits as Qdrant's scored points.
-    async fn nearest(&self, name: &str, metric: Metric, q: Nearest) -> Result<Vec<Value>, QdrantError> {
+    async fn nearest(&self, name: &str, q: Nearest) -> Result<Vec<Value>, QdrantError> {
+        let metric = q.field.metric;
         let vector = match &q.target {
             Target::Vector(v) => v.clone(),
-            Target::BestScore(positive, negative) => return self.best_score(name, metric, positive, negative, &q).await,
+            Target::BestScore(positive, negative) => return self.best_score(name, positive, negative, &q).await,
         };
+        let spec = self.collection(name)?.spec;
         let k = q.limit + q.offset + q.exclude.len();
         if k > MAX_K {
             return Err(QdrantError::wrong_input(format!("limit + offset is {k}; at most {MAX_K} hits can be asked for")));
@@ -267,12 +276,14 @@ impl QdrantApi {
             ef: q.params.0,
             exact: q.params.1,
             oversampling: q.params.2,
+            // Requests of collections without named vectors stay as they were.
+            vector_name: if spec.is_named() { q.field.name.clone() } else { String::new() },
             ..Default::default()
         };
         let gateway = &self.gateway;
         let answer = gateway.guarded(Search, gateway.search(req)).await?;
         let (_, batches) = decode_ipc(&answer.arrow_ipc)?;
-        let rows = Rows::from_batches(&batches)?;
+        let rows = Rows::from_batches(&spec, &batches)?;
         let scores: Vec<f32> = batches
             .iter()
             .flat_map(|b| {
@@ -301,10 +312,14 @@ impl QdrantApi {
     }
 
     /// A best-score recommendation: scores every point passing the filter (a scan).
-    async fn best_score(&self, name: &str, metric: Metric, positive: &[Vec<f32>], negative: &[Vec<f32>], q: &Nearest) -> Result<Vec<Value>, QdrantError> {
+    async fn best_score(&self, name: &str, positive: &[Vec<f32>], negative: &[Vec<f32>], q: &Nearest) -> Result<Vec<Value>, QdrantError> {
+        let metric = q.field.metric;
         let page = Page { filter: q.filter.clone(), from: None, limit: None };
-        let rows = self.read_points(name, None, Some(page), true).await?;
-        let vectors = rows.vectors.clone().unwrap_or_default();
+        let mut rows = self.read_points(name, None, Some(page), true).await?;
+        let vectors = rows.vector(&q.field.name).map(<[Vec<f32>]>::to_vec).unwrap_or_default();
+        if !q.with_vector {
+            rows.vectors.clear();
+        }
         let normalise = |v: &Vec<f32>| if metric == Metric::Cosine { normalised(v.clone()) } else { v.clone() };
         let (positive, negative): (Vec<_>, Vec<_>) = (positive.iter().map(normalise).collect(), negative.iter().map(normalise).collect());
         let best = |examples: &[Vec<f32>], v: &[f32]| examples.iter().map(|e| similarity(metric, e, v)).fold(f32::NEG_INFINITY, f32::max);
@@ -319,9 +334,6 @@ impl QdrantApi {
                 let score = if p > n { squash(p) } else { -squash(n) };
                 r["score"] = json!(score);
                 r["version"] = json!(0);
-                if !q.with_vector {
-                    r["vector"] = Value::Null;
-                }
                 (score, r)
             })
             .collect();
@@ -383,14 +395,6 @@ fn search_params(params: Option<&Value>) -> Result<(Option<u32>, bool, Option<f3
     let oversampling = p.get("quantization").and_then(|q| q.get("oversampling")).and_then(Value::as_f64).map(|o| o as f32);
     crate::index::SearchParams::from_request(ef, exact, oversampling)?;
     Ok((ef, exact, oversampling))
-}
-
-/// Refuses a vector name: Grape collections have one unnamed vector.
-fn check_using(using: Option<&Value>) -> Result<(), QdrantError> {
-    match using.and_then(Value::as_str) {
-        None | Some("") => Ok(()),
-        Some(name) => Err(QdrantError::wrong_input(format!("Not existing vector name error: {name}"))),
-    }
 }
 
 /// The `searches` list of a batch body.

@@ -138,7 +138,13 @@ async fn aliases(work: impl std::future::Future<Output = Result<(Value, f64), to
 /// REST's `vectors` of a vectors config: `{size, distance}`, or named ones as an object.
 fn json_of_vectors_config(config: pb::VectorsConfig) -> Converted<Value> {
     use pb::vectors_config::Config;
-    let params = |p: pb::VectorParams| json!({ "size": p.size, "distance": distance_name(p.distance) });
+    let params = |p: pb::VectorParams| {
+        let mut rest = json!({ "size": p.size, "distance": distance_name(p.distance) });
+        if let Some(q) = p.quantization_config.and_then(|q| q.quantization) {
+            rest["quantization_config"] = json_of_quantization(q);
+        }
+        rest
+    };
     match config.config.ok_or_else(|| malformed("vectors_config is empty"))? {
         Config::Params(p) => Ok(params(p)),
         Config::ParamsMap(named) => Ok(Value::Object(named.map.into_iter().map(|(name, p)| (name, params(p))).collect())),
@@ -246,10 +252,21 @@ fn payload_schema(schema: &Value) -> HashMap<String, pb::PayloadSchemaInfo> {
 
 /// The gRPC vectors config of REST's `{size, distance}`.
 fn vectors_config(vectors: &Value) -> Option<pb::VectorsConfig> {
-    let size = vectors.get("size").and_then(Value::as_u64)?;
-    let distance = vectors.get("distance").and_then(Value::as_str).and_then(pb::Distance::from_str_name)?;
-    let params = pb::VectorParams { size, distance: distance as i32, ..Default::default() };
-    Some(pb::VectorsConfig { config: Some(pb::vectors_config::Config::Params(params)) })
+    let params = |v: &Value| -> Option<pb::VectorParams> {
+        let size = v.get("size").and_then(Value::as_u64)?;
+        let distance = v.get("distance").and_then(Value::as_str).and_then(pb::Distance::from_str_name)?;
+        let quantization_config = v.get("quantization_config").and_then(quantization_config);
+        Some(pb::VectorParams { size, distance: distance as i32, quantization_config, ..Default::default() })
+    };
+    let config = match vectors.as_object() {
+        Some(one) if one.contains_key("size") => pb::vectors_config::Config::Params(params(vectors)?),
+        Some(named) => {
+            let map = named.iter().map(|(name, v)| Some((name.clone(), params(v)?))).collect::<Option<_>>()?;
+            pb::vectors_config::Config::ParamsMap(pb::VectorParamsMap { map })
+        }
+        None => return None,
+    };
+    Some(pb::VectorsConfig { config: Some(config) })
 }
 
 /// The gRPC quantization config of REST's (`scalar` or `binary`; `None` for none).
@@ -294,5 +311,17 @@ mod tests {
         let config = pb::VectorsConfig { config: Some(pb::vectors_config::Config::Params(params)) };
         assert_eq!(json_of_vectors_config(config).unwrap(), json!({"size": 8, "distance": "Euclid"}));
         assert_eq!(distance_name(99), "UnknownDistance");
+    }
+
+    #[test]
+    fn named_vectors_configs_round_trip_with_their_quantization() {
+        let rest = json!({"image": {"size": 4, "distance": "Cosine", "quantization_config": {"binary": {"always_ram": true}}},
+                          "text": {"size": 6, "distance": "Dot"}});
+        let grpc = vectors_config(&rest).expect("a params map");
+        let Some(pb::vectors_config::Config::ParamsMap(ref named)) = grpc.config else { panic!("not a map: {grpc:?}") };
+        assert_eq!(named.map["text"].size, 6);
+        let back = json_of_vectors_config(grpc).unwrap();
+        assert_eq!(back["text"], json!({"size": 6, "distance": "Dot"}));
+        assert!(back["image"]["quantization_config"].get("binary").is_some(), "{back}");
     }
 }

@@ -194,18 +194,26 @@ pub fn json_of_params(params: Option<pb::SearchParams>) -> Value {
     })
 }
 
-/// The vectors of a result's `vector` (a dense vector; `null`: none).
+/// A dense vector of a result as gRPC's output vector.
+fn vector_output_of_json(value: &Value) -> Converted<pb::VectorOutput> {
+    let items = value.as_array().ok_or_else(|| unexpected("vector", value))?;
+    let data = items.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| unexpected("vector element", x))).collect::<Converted<_>>()?;
+    Ok(pb::VectorOutput { vector: Some(pb::vector_output::Vector::Dense(pb::DenseVector { data })), ..Default::default() })
+}
+
+/// The vectors of a result's `vector` (a dense vector, or an object of named ones; `null`:
+/// none).
 fn vectors_of_json(value: Value) -> Converted<Option<pb::VectorsOutput>> {
     use pb::vectors_output::VectorsOptions;
-    let items = match value {
+    let options = match &value {
         Value::Null => return Ok(None),
-        Value::Array(items) => items,
-        other => return Err(unexpected("vector", &other)),
+        Value::Object(named) => {
+            let vectors = named.iter().map(|(name, v)| Ok((name.clone(), vector_output_of_json(v)?))).collect::<Converted<_>>()?;
+            VectorsOptions::Vectors(pb::NamedVectorsOutput { vectors })
+        }
+        one => VectorsOptions::Vector(vector_output_of_json(one)?),
     };
-    let data =
-        items.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| unexpected("vector element", x))).collect::<Converted<_>>()?;
-    let vector = pb::VectorOutput { vector: Some(pb::vector_output::Vector::Dense(pb::DenseVector { data })), ..Default::default() };
-    Ok(Some(pb::VectorsOutput { vectors_options: Some(VectorsOptions::Vector(vector)) }))
+    Ok(Some(pb::VectorsOutput { vectors_options: Some(options) }))
 }
 
 /// A result's point, its `id`, `payload` and `vector` converted.
@@ -326,5 +334,10 @@ mod tests {
         assert!(hit.vectors.is_some());
         let record = retrieved_point(json!({"id": uuid, "payload": null, "vector": null})).unwrap();
         assert!(record.payload.is_empty() && record.vectors.is_none());
+        let named = scored_point(json!({"id": 4, "payload": null, "vector": {"image": [0.5], "text": [1.0, 2.0]}, "score": 1.0})).unwrap();
+        let Some(pb::vectors_output::VectorsOptions::Vectors(named)) = named.vectors.and_then(|v| v.vectors_options) else {
+            panic!("named vectors are not NamedVectorsOutput")
+        };
+        assert_eq!(named.vectors.len(), 2);
     }
 }
