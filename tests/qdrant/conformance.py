@@ -1393,6 +1393,8 @@ def step_named_vectors(c):
         out["batch"] = status(c.upsert(n, points=batch, wait=True))
         out["info"] = collection_info(c, n)
         out["retrieve"] = recs(c.retrieve(n, ids=[1, 2, 35], with_vectors=True), sort=True)
+        out["retrieve_text"] = recs(c.retrieve(n, ids=[3], with_vectors=["text"]))
+        out["scroll_image"] = recs(c.scroll(n, limit=3, with_vectors=["image"])[0])
         qi, qt = vec(rng, 4), vec(rng, 6)
 
         def ask(**kw):
@@ -1401,6 +1403,7 @@ def step_named_vectors(c):
         out["image"] = ask(query=qi, using="image", limit=5)
         out["text"] = ask(query=qt, using="text", limit=5, with_payload=True)
         out["text_vectors"] = ask(query=qt, using="text", limit=2, with_vectors=True)
+        out["image_only"] = ask(query=qt, using="text", limit=2, with_vectors=["image"])
         out["by_id"] = ask(query=7, using="text", limit=4)
         out["recommend"] = ask(query=M.RecommendQuery(recommend=M.RecommendInput(positive=[1, 2], negative=[3])), using="image", limit=4)
         two = [M.Prefetch(query=qi, using="image", limit=15), M.Prefetch(query=qt, using="text", limit=15)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::ids::PointId;
-use super::points::{parse_id, wants_vectors, PayloadSelector};
+use super::points::{parse_id, PayloadSelector, VectorSelector};
 use super::reply::QdrantError;
 use super::QdrantApi;
 
@@ -86,7 +86,7 @@ impl QdrantApi {
         let kept: Vec<(Value, f64)> = scored.into_iter().take(limit + offset).filter(|(_, s)| threshold.is_none_or(|t| *s >= t)).collect();
         let ids = kept.iter().map(|(id, _)| parse_id(id)).collect::<Result<Vec<PointId>, _>>()?;
         let selector = PayloadSelector::parse(body.get("with_payload"), false)?;
-        let rows = self.read_points(name, Some(&ids), None, wants_vectors(body.get("with_vector"))).await?;
+        let rows = self.read_points(name, Some(&ids), None, &VectorSelector::parse(body.get("with_vector"))).await?;
         let mut records: HashMap<PointId, Value> = rows.ids.clone().into_iter().zip(rows.records(&selector)).collect();
         Ok(ids
             .iter()

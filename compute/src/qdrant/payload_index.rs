@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::condition::parse_datetime;
 use super::json_path::KeyPath;
-use super::points::{filter_sql, wants_vectors, PayloadSelector, MAX_PAGE};
+use super::points::{filter_sql, PayloadSelector, VectorSelector, MAX_PAGE};
 use super::reply::{Outcome, QdrantError};
 use super::settings::INDEX_PREFIX;
 use super::QdrantApi;
@@ -64,7 +64,7 @@ impl QdrantApi {
             .map_err(QdrantError::wrong_input)?;
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
-        let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), false).await?;
+        let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), &VectorSelector::None).await?;
         let mut counts: HashMap<String, (Value, u64)> = HashMap::new();
         for payload in rows.payloads {
             let payload = Value::Object(payload);
@@ -106,8 +106,8 @@ impl QdrantApi {
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10).min(MAX_PAGE as u64) as usize;
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
-        let with_vector = wants_vectors(body.get("with_vector").or(body.get("with_vectors")));
-        let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), with_vector).await?;
+        let with_vector = VectorSelector::parse(body.get("with_vector").or(body.get("with_vectors")));
+        let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), &with_vector).await?;
         let values: Vec<Vec<f64>> =
             rows.payloads.iter().map(|p| path.values(&Value::Object(p.clone()), true).unwrap_or_default().into_iter().filter_map(order_value).collect()).collect();
         let records = rows.records(&selector);

@@ -95,12 +95,43 @@ impl PayloadSelector {
     }
 }
 
-/// Whether `with_vector`/`with_vectors` asks for vectors (`true` or a non-empty list).
-pub fn wants_vectors(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Array(names)) => !names.is_empty(),
-        _ => false,
+/// Which vectors a response shows (`with_vector`/`with_vectors`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorSelector {
+    /// None (`false`, absent, an empty list).
+    None,
+    /// All of a point's vectors (`true`).
+    All,
+    /// Only these named vectors (a list of names).
+    Only(Vec<String>),
+}
+
+impl VectorSelector {
+    /// Reads `with_vector`/`with_vectors`.
+    pub fn parse(value: Option<&Value>) -> VectorSelector {
+        match value {
+            Some(Value::Bool(true)) => VectorSelector::All,
+            Some(Value::Array(names)) if !names.is_empty() => {
+                VectorSelector::Only(names.iter().filter_map(Value::as_str).map(String::from).collect())
+            }
+            _ => VectorSelector::None,
+        }
+    }
+
+    /// Whether any vector is shown.
+    pub fn wanted(&self) -> bool {
+        *self != VectorSelector::None
+    }
+
+    /// Drops the vectors of `rows` it does not show (a list names vectors of a collection
+    /// with named vectors; the unnamed vector is shown whatever it names).
+    pub fn apply(&self, rows: &mut Rows) {
+        match self {
+            VectorSelector::None => rows.vectors.clear(),
+            VectorSelector::All => {}
+            VectorSelector::Only(names) if rows.named => rows.vectors.retain(|(name, _)| names.contains(name)),
+            VectorSelector::Only(_) => {}
+        }
     }
 }
 
@@ -260,7 +291,7 @@ impl QdrantApi {
 
     /// `POST /collections/{name}/points` and `GET …/points/{id}`: the points with these ids,
     /// in the order asked, missing ones left out.
-    pub async fn retrieve(&self, name: &str, ids: &[Value], with_payload: &PayloadSelector, with_vector: bool) -> Result<Vec<Value>, QdrantError> {
+    pub async fn retrieve(&self, name: &str, ids: &[Value], with_payload: &PayloadSelector, with_vector: &VectorSelector) -> Result<Vec<Value>, QdrantError> {
         let name = &self.resolve(name);
         self.collection(name)?;
         let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
@@ -271,12 +302,12 @@ impl QdrantApi {
         Ok(ids.into_iter().filter(|id| seen.insert(id.clone())).filter_map(|id| by_id.remove(&id)).collect())
     }
 
-    /// Reads points by ids or by page.
-    pub async fn read_points(&self, name: &str, ids: Option<&[PointId]>, page: Option<Page>, with_vector: bool) -> Result<Rows, QdrantError> {
+    /// Reads points by ids or by page, with the vectors `with_vector` shows.
+    pub async fn read_points(&self, name: &str, ids: Option<&[PointId]>, page: Option<Page>, with_vector: &VectorSelector) -> Result<Rows, QdrantError> {
         let name = &self.resolve(name);
         let spec = self.collection(name)?.spec;
         let mut columns = vec![ID_COLUMN.to_string(), PAYLOAD_COLUMN.to_string()];
-        if with_vector {
+        if with_vector.wanted() {
             columns.extend(spec.vector_columns());
         }
         let keys = ids.map(|ids| ids.iter().map(PointId::key).collect::<Vec<_>>());
@@ -285,7 +316,9 @@ impl QdrantApi {
         }
         let gateway = &self.gateway;
         let (_, batches) = gateway.guarded(Search, gateway.read_rows(name, 0, keys, page, columns)).await?;
-        Rows::from_batches(&spec, &batches)
+        let mut rows = Rows::from_batches(&spec, &batches)?;
+        with_vector.apply(&mut rows);
+        Ok(rows)
     }
 
     /// `POST /collections/{name}/points/delete`.
@@ -315,7 +348,7 @@ impl QdrantApi {
         let rows = match (&body.selection.points, &body.selection.filter) {
             (Some(ids), None) => {
                 let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>, _>>()?;
-                let rows = self.read_points(name, Some(&ids), None, true).await?;
+                let rows = self.read_points(name, Some(&ids), None, &VectorSelector::All).await?;
                 // As Qdrant: an edit naming a point that does not exist changes nothing.
                 if let Some(missing) = ids.iter().find(|id| !rows.ids.contains(id)) {
                     return Err(QdrantError::NotFound(format!("Not found: No point with id {} found", missing.key())));
@@ -324,7 +357,7 @@ impl QdrantApi {
             }
             (None, Some(filter)) => {
                 let page = Page { filter: filter_sql(filter)?, from: None, limit: None };
-                self.read_points(name, None, Some(page), true).await?
+                self.read_points(name, None, Some(page), &VectorSelector::All).await?
             }
             _ => return Err(QdrantError::wrong_input("a payload change selects either `points` or `filter`")),
         };
@@ -371,8 +404,8 @@ impl QdrantApi {
         let from = body.get("offset").filter(|v| !v.is_null()).map(parse_id).transpose()?.map(|id| id.key());
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
-        let with_vector = wants_vectors(body.get("with_vector").or(body.get("with_vectors")));
-        let rows = self.read_points(name, None, Some(Page { filter, from, limit: Some(limit + 1) }), with_vector).await?;
+        let with_vector = VectorSelector::parse(body.get("with_vector").or(body.get("with_vectors")));
+        let rows = self.read_points(name, None, Some(Page { filter, from, limit: Some(limit + 1) }), &with_vector).await?;
         let mut records = rows.records(&selector);
         let next = if records.len() > limit { records.pop().map(|r| r["id"].clone()) } else { None };
         Ok(json!({ "points": records, "next_page_offset": next }))

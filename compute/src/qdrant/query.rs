@@ -10,7 +10,7 @@ use grape_proto::v1;
 use serde_json::{json, Value};
 
 use super::ids::PointId;
-use super::points::{checked_vector, filter_sql, normalised, parse_id, using_field, vector_of, wants_vectors, PayloadSelector, Rows};
+use super::points::{checked_vector, filter_sql, normalised, parse_id, using_field, vector_of, PayloadSelector, Rows, VectorSelector};
 use super::reply::QdrantError;
 use super::QdrantApi;
 use crate::gateway::Page;
@@ -39,8 +39,8 @@ struct Nearest {
     params: (Option<u32>, bool, Option<f32>),
     /// Which payload keys to show.
     payload: PayloadSelector,
-    /// Whether to show vectors.
-    with_vector: bool,
+    /// Which vectors to show.
+    with_vector: VectorSelector,
 }
 
 /// What a search ranks points by.
@@ -78,7 +78,7 @@ impl QdrantApi {
         let (limit, offset) = limit_offset(body)?;
         let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
         let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
-        let with_vector = wants_vectors(body.get("with_vector"));
+        let with_vector = VectorSelector::parse(body.get("with_vector"));
         // The field matters only when there is a query: a scroll of a collection with named
         // vectors names none.
         let query = body.get("query").filter(|q| !q.is_null());
@@ -93,7 +93,7 @@ impl QdrantApi {
         let (target, exclude) = match wanted {
             Wanted::Scroll => {
                 let page = Page { filter, from: None, limit: Some(limit + offset) };
-                let rows = self.read_points(name, None, Some(page), with_vector).await?;
+                let rows = self.read_points(name, None, Some(page), &with_vector).await?;
                 return Ok(rows.records(&payload).into_iter().skip(offset).map(|mut r| {
                     r["score"] = json!(1.0);
                     r["version"] = json!(0);
@@ -169,7 +169,7 @@ impl QdrantApi {
             threshold: body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32),
             params: search_params(body.get("params"))?,
             payload: PayloadSelector::parse(body.get("with_payload"), false)?,
-            with_vector: wants_vectors(body.get("with_vector")),
+            with_vector: VectorSelector::parse(body.get("with_vector")),
         })
     }
 
@@ -247,7 +247,7 @@ impl QdrantApi {
 
     /// The stored vectors of field `field` of `ids`, in order; 404 for a missing one.
     async fn point_vectors(&self, name: &str, field: &VectorField, ids: &[PointId]) -> Result<Vec<Vec<f32>>, QdrantError> {
-        let rows: Rows = self.read_points(name, Some(ids), None, true).await?;
+        let rows: Rows = self.read_points(name, Some(ids), None, &VectorSelector::All).await?;
         let vectors = rows.vector(&field.name).unwrap_or_default();
         let found: std::collections::HashMap<&PointId, &Vec<f32>> = rows.ids.iter().zip(vectors).collect();
         ids.iter()
@@ -272,7 +272,7 @@ impl QdrantApi {
             vector,
             k: k as u32,
             filter: q.filter.unwrap_or_default(),
-            include_vectors: q.with_vector,
+            include_vectors: q.with_vector.wanted(),
             ef: q.params.0,
             exact: q.params.1,
             oversampling: q.params.2,
@@ -283,7 +283,8 @@ impl QdrantApi {
         let gateway = &self.gateway;
         let answer = gateway.guarded(Search, gateway.search(req)).await?;
         let (_, batches) = decode_ipc(&answer.arrow_ipc)?;
-        let rows = Rows::from_batches(&spec, &batches)?;
+        let mut rows = Rows::from_batches(&spec, &batches)?;
+        q.with_vector.apply(&mut rows);
         let scores: Vec<f32> = batches
             .iter()
             .flat_map(|b| {
@@ -315,11 +316,9 @@ impl QdrantApi {
     async fn best_score(&self, name: &str, positive: &[Vec<f32>], negative: &[Vec<f32>], q: &Nearest) -> Result<Vec<Value>, QdrantError> {
         let metric = q.field.metric;
         let page = Page { filter: q.filter.clone(), from: None, limit: None };
-        let mut rows = self.read_points(name, None, Some(page), true).await?;
+        let mut rows = self.read_points(name, None, Some(page), &VectorSelector::All).await?;
         let vectors = rows.vector(&q.field.name).map(<[Vec<f32>]>::to_vec).unwrap_or_default();
-        if !q.with_vector {
-            rows.vectors.clear();
-        }
+        q.with_vector.apply(&mut rows);
         let normalise = |v: &Vec<f32>| if metric == Metric::Cosine { normalised(v.clone()) } else { v.clone() };
         let (positive, negative): (Vec<_>, Vec<_>) = (positive.iter().map(normalise).collect(), negative.iter().map(normalise).collect());
         let best = |examples: &[Vec<f32>], v: &[f32]| examples.iter().map(|e| similarity(metric, e, v)).fold(f32::NEG_INFINITY, f32::max);

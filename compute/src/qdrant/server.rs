@@ -201,8 +201,8 @@ async fn retrieve(State(api): Api, Path(name): Path<String>, body: Bytes) -> Res
         let body: Value = parse_body(&body)?;
         let ids = body.get("ids").and_then(Value::as_array).ok_or_else(|| QdrantError::BadRequest("Format error in JSON body: missing field `ids`".into()))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), false)?;
-        let with_vector = super::points::wants_vectors(body.get("with_vector"));
-        Ok(Value::Array(api.retrieve(&name, ids, &selector, with_vector).await?))
+        let with_vector = super::points::VectorSelector::parse(body.get("with_vector"));
+        Ok(Value::Array(api.retrieve(&name, ids, &selector, &with_vector).await?))
     })
     .await
 }
@@ -210,7 +210,7 @@ async fn retrieve(State(api): Api, Path(name): Path<String>, body: Bytes) -> Res
 async fn get_point(State(api): Api, Path((name, id)): Path<(String, String)>) -> Response {
     timed(async move {
         let id_value = id.parse::<u64>().map(Value::from).unwrap_or(Value::from(id.clone()));
-        let mut found = api.retrieve(&name, &[id_value], &PayloadSelector::All, true).await?;
+        let mut found = api.retrieve(&name, &[id_value], &PayloadSelector::All, &super::points::VectorSelector::All).await?;
         found.pop().ok_or_else(|| QdrantError::NotFound(format!("Not found: No point with id {id} found")))
     })
     .await

@@ -42,18 +42,20 @@ impl pb::collections_server::Collections for QdrantGrpc {
     }
 
     async fn update(&self, r: Request<pb::UpdateCollection>) -> Reply<pb::CollectionOperationResponse> {
-        use pb::quantization_config::Quantization as Config;
-        use pb::quantization_config_diff::Quantization as Diff;
+        use pb::vectors_config_diff::Config;
         let r = r.into_inner();
-        let quantization = r.quantization_config.and_then(|q| q.quantization).map(|q| match q {
-            Diff::Scalar(s) => json_of_quantization(Config::Scalar(s)),
-            Diff::Product(p) => json_of_quantization(Config::Product(p)),
-            Diff::Binary(b) => json_of_quantization(Config::Binary(b)),
-            Diff::Turboquant(t) => json_of_quantization(Config::Turboquant(t)),
-            Diff::Disabled(_) => json!("Disabled"),
-        });
+        let quantization = r.quantization_config.and_then(json_of_quantization_diff);
+        // Per-vector quantization changes, as REST's `vectors: {name: {quantization_config}}`
+        // (the unnamed vector is "").
+        let diff = |p: pb::VectorParamsDiff| json!({ "quantization_config": p.quantization_config.and_then(json_of_quantization_diff) });
+        let vectors: serde_json::Map<String, Value> = match r.vectors_config.and_then(|v| v.config) {
+            Some(Config::Params(p)) => [(String::new(), diff(p))].into_iter().collect(),
+            Some(Config::ParamsMap(named)) => named.map.into_iter().map(|(name, p)| (name, diff(p))).collect(),
+            None => serde_json::Map::new(),
+        };
         let body = json!({
             "quantization_config": quantization,
+            "vectors": vectors,
             "params": { "replication_factor": r.params.and_then(|p| p.replication_factor) },
         });
         operation(timed(self.0.update_collection(&r.collection_name, body))).await
@@ -155,6 +157,19 @@ fn json_of_vectors_config(config: pb::VectorsConfig) -> Converted<Value> {
 /// handler refuses).
 fn distance_name(code: i32) -> &'static str {
     pb::Distance::try_from(code).unwrap_or(pb::Distance::UnknownDistance).as_str_name()
+}
+
+/// REST's `quantization_config` of a gRPC change of one (`None`: no change).
+fn json_of_quantization_diff(diff: pb::QuantizationConfigDiff) -> Option<Value> {
+    use pb::quantization_config::Quantization as Config;
+    use pb::quantization_config_diff::Quantization as Diff;
+    Some(match diff.quantization? {
+        Diff::Scalar(s) => json_of_quantization(Config::Scalar(s)),
+        Diff::Product(p) => json_of_quantization(Config::Product(p)),
+        Diff::Binary(b) => json_of_quantization(Config::Binary(b)),
+        Diff::Turboquant(t) => json_of_quantization(Config::Turboquant(t)),
+        Diff::Disabled(_) => json!("Disabled"),
+    })
 }
 
 /// REST's `quantization_config` of a gRPC one.

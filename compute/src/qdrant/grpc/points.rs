@@ -12,7 +12,7 @@ use super::convert::{self, json_of_ids, json_of_payload, malformed, points_field
 use super::filter::json_of_filter;
 use super::search;
 use super::{timed, unimplemented, QdrantGrpc, Reply};
-use crate::qdrant::points::{wants_vectors, PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody};
+use crate::qdrant::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody, VectorSelector};
 use crate::qdrant::reply::QdrantError;
 
 /// The answer of a write (`result`: `{operation_id, status}`).
@@ -132,8 +132,8 @@ impl pb::points_server::Points for QdrantGrpc {
         let (result, time) = timed(async {
             let ids = json_of_ids(r.ids)?;
             let selector = PayloadSelector::parse(Some(&convert::json_of_with_payload(r.with_payload)), false)?;
-            let with_vector = wants_vectors(Some(&convert::json_of_with_vectors(r.with_vectors)));
-            let records = self.0.retrieve(&r.collection_name, &ids, &selector, with_vector).await?;
+            let with_vector = VectorSelector::parse(Some(&convert::json_of_with_vectors(r.with_vectors)));
+            let records = self.0.retrieve(&r.collection_name, &ids, &selector, &with_vector).await?;
             records.into_iter().map(convert::retrieved_point).collect::<Converted<Vec<_>>>()
         })
         .await?;
