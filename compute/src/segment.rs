@@ -15,7 +15,7 @@ use crate::index::{FlatVectors, Vectors};
 use crate::liveness::SegmentLiveness;
 
 /// Name of the vector column of a collection without named vector fields.
-pub const VECTOR_COLUMN: &str = "vector";
+pub const VECTOR_COLUMN: &str = grape_meta::catalog::DEFAULT_VECTOR;
 /// Name of the primary-key column in every collection.
 pub const ID_COLUMN: &str = "id";
 

@@ -97,7 +97,7 @@ impl Quantization {
 
 /// Name of the vector column of a collection with one unnamed vector (every collection made
 /// without named vector fields), and of its first field in the APIs' defaults.
-pub const DEFAULT_VECTOR: &str = "vector";
+pub const DEFAULT_VECTOR: &str = grape_storage::format::VECTOR_FIELD;
 
 /// One named vector field of a collection: its own column, dimension, metric, quantization
 /// and ANN index per segment.
@@ -162,6 +162,17 @@ impl CollectionSpec {
             return fields.into_iter().next();
         }
         fields.into_iter().find(|f| f.name == name)
+    }
+
+    /// How jobs, commands and requests name `field`: by its name in a collection with named
+    /// fields, and as `""` for the one vector of a collection without (so they read as they
+    /// did before named fields existed).
+    pub fn request_name<'a>(&self, field: &'a VectorField) -> &'a str {
+        if self.is_named() {
+            &field.name
+        } else {
+            ""
+        }
     }
 
     /// The names of the vector columns, in column order.

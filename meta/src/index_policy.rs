@@ -37,7 +37,7 @@ pub fn due(catalog: &Catalog, now_ms: u64) -> Vec<JobSpec> {
             if current || segment.rows < min_rows.max(1) {
                 continue;
             }
-            let vector = if collection.spec.is_named() { field.name.clone() } else { String::new() };
+            let vector = collection.spec.request_name(field).to_string();
             let spec = JobSpec::BuildIndex { collection: name.clone(), shard: segment.shard, segment: segment.id.clone(), vector };
             let recent = catalog
                 .jobs

@@ -86,7 +86,9 @@ impl Gateway {
             segment: segment.to_string(),
             index,
             job: attempt.fence,
-            vector: vector.to_string(),
+            // The field built, named as meta expects, even if the job named it otherwise
+            // (`""` on a collection with named fields means its first).
+            vector: entry.spec.request_name(&field).to_string(),
         };
         outcome(self.meta.write(cmd).await?)?;
         Ok(Done::Committed)

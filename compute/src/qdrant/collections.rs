@@ -215,8 +215,7 @@ impl QdrantApi {
             let field = super::points::using_field(&collection.spec, Some(&Value::String(vector.clone())))?;
             if let Some(config) = params.get("quantization_config").filter(|c| !c.is_null()) {
                 let q = quantization(Some(config))?;
-                let named = if collection.spec.is_named() { field.name.as_str() } else { "" };
-                gateway.guarded(Write, gateway.set_quantization(name, q, named)).await?;
+                gateway.guarded(Write, gateway.set_quantization(name, q, collection.spec.request_name(&field))).await?;
             }
         }
         if let Some(r) = body.get("params").and_then(|p| p.get("replication_factor")).and_then(Value::as_u64) {

@@ -277,7 +277,7 @@ impl QdrantApi {
             exact: q.params.1,
             oversampling: q.params.2,
             // Requests of collections without named vectors stay as they were.
-            vector_name: if spec.is_named() { q.field.name.clone() } else { String::new() },
+            vector_name: spec.request_name(&q.field).to_string(),
             ..Default::default()
         };
         let gateway = &self.gateway;
