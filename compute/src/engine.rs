@@ -23,6 +23,7 @@ use grape_storage::format::{IndexMeta, SegmentMeta};
 use grape_storage::Storage;
 use tokio::sync::watch;
 
+use crate::derived::DerivedColumn;
 use crate::error::ComputeError;
 use crate::liveness::KeyCache;
 use crate::segment::{LoadedSegment, SegmentRef};
@@ -71,12 +72,15 @@ pub struct WantedSegment {
     pub schema: SchemaRef,
     /// Its collection's vector columns, in field order.
     pub vectors: Arc<[String]>,
+    /// The derived payload columns of its collection's payload indexes: computed when it
+    /// loads and kept while wanted (see [`crate::derived`]).
+    pub derived: Arc<[DerivedColumn]>,
 }
 
 impl WantedSegment {
-    /// A segment of a collection with the one vector column `vector`.
+    /// A segment of a collection with the one vector column `vector` and no payload index.
     pub fn unnamed(meta: SegmentMeta, schema: SchemaRef) -> Self {
-        Self { meta, schema, vectors: Arc::from([crate::segment::VECTOR_COLUMN.to_string()]) }
+        Self { meta, schema, vectors: Arc::from([crate::segment::VECTOR_COLUMN.to_string()]), derived: Arc::from([]) }
     }
 }
 
@@ -213,6 +217,13 @@ impl Engine {
             }
             let (ready, missing): (Vec<WantedSegment>, Vec<WantedSegment>) =
                 wanted.into_iter().filter(|w| !held.loading.contains(&w.meta.id)).partition(|w| held.ready.contains_key(&w.meta.id));
+            // Derived columns of payload indexes deleted since are dropped; those of new
+            // indexes are computed by the first filter that needs them.
+            for w in &ready {
+                if let Some(segment) = held.ready.get(&w.meta.id) {
+                    segment.retain_derived(&w.derived);
+                }
+            }
             held.loading.extend(missing.iter().map(|w| w.meta.id.clone()));
             // Ready segments whose manifest entry names another index than the one loaded.
             let reindex: Vec<WantedSegment> = ready
@@ -283,11 +294,17 @@ impl Engine {
     }
 
     async fn load_segment(&self, w: WantedSegment) -> Result<SegmentRef, ComputeError> {
-        let WantedSegment { meta, schema, vectors } = w;
+        let WantedSegment { meta, schema, vectors, derived } = w;
         let batches = self.storage.read_segment(&meta).await?;
-        let segment = tokio::task::spawn_blocking(move || LoadedSegment::with_vectors(meta, schema, &batches, &vectors))
-            .await
-            .map_err(|e| ComputeError::Internal(format!("segment load task: {e}")))??;
+        let segment = tokio::task::spawn_blocking(move || {
+            let segment = LoadedSegment::with_vectors(meta, schema, &batches, &vectors)?;
+            if let Err(e) = segment.batch_with(&derived) {
+                tracing::warn!(segment = %segment.meta.id, error = %e, "derived payload columns of the payload indexes not computed");
+            }
+            Ok::<_, ComputeError>(segment)
+        })
+        .await
+        .map_err(|e| ComputeError::Internal(format!("segment load task: {e}")))??;
         let segment = Arc::new(segment);
         let meta = segment.meta.clone();
         self.load_index(&segment, &meta).await;

@@ -1,5 +1,9 @@
 //! Search filters: SQL boolean expressions over payload columns, planned and evaluated by
 //! DataFusion, so a search filter and a SQL `WHERE` clause mean exactly the same thing.
+//!
+//! A filter may name derived payload columns (`"payload:str:color"`, see [`crate::derived`]):
+//! it is planned against the schema with them appended, and a segment supplies them from its
+//! cache ([`Filter::evaluate_segment`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -11,8 +15,10 @@ use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
+use crate::derived::DerivedColumn;
 use crate::error::ComputeError;
 use crate::limits::{prepare_filter, ExprLimits};
+use crate::segment::LoadedSegment;
 
 /// Compiled filters kept at most; the cache is emptied when full.
 pub const CACHED_FILTERS: usize = 1024;
@@ -33,6 +39,9 @@ static SESSION: LazyLock<SessionContext> = LazyLock::new(|| {
 pub struct Filter {
     expr: Arc<dyn PhysicalExpr>,
     text: String,
+    /// The derived columns it names that the schema it was compiled against lacks: appended,
+    /// in this order, to the batches it is evaluated on.
+    derived: Arc<[DerivedColumn]>,
 }
 
 impl Filter {
@@ -63,11 +72,13 @@ impl Filter {
     /// [`Filter::compile`] without the cache.
     fn plan(sql: &str, schema: &Schema, limits: ExprLimits) -> Result<Filter, ComputeError> {
         let invalid = |e: &dyn std::fmt::Display| ComputeError::InvalidArgument(format!("invalid filter `{}`: {e}", abbreviate(sql)));
-        let df_schema = DFSchema::try_from(schema.clone()).map_err(|e| invalid(&e))?;
         let ctx = &*SESSION;
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let parsed = prepare_filter(sql, limits, |text| state.sql_to_expr_with_alias(text, &dialect).map_err(|e| invalid(&e)))?;
+        let names = crate::derived::names_in(&parsed.expr);
+        let (schema, derived) = crate::derived::extend_schema(schema, names.iter().map(String::as_str)).map_err(|e| invalid(&e))?;
+        let df_schema = DFSchema::try_from(schema).map_err(|e| invalid(&e))?;
         let expr = state.create_logical_expr_from_sql_expr(parsed, &df_schema).map_err(|e| invalid(&e))?;
         let data_type = expr.get_type(&df_schema).map_err(|e| invalid(&e))?;
         if data_type != DataType::Boolean {
@@ -75,7 +86,7 @@ impl Filter {
         }
         let expr = ctx.create_physical_expr(expr, &df_schema).map_err(|e| invalid(&e))?;
         check_constants(&expr).map_err(|e| invalid(&e))?;
-        Ok(Filter { expr, text: abbreviate(sql) })
+        Ok(Filter { expr, text: abbreviate(sql), derived: derived.into() })
     }
 
     /// [`Filter::compile`] on a blocking thread: planning a long filter takes a while, and it
@@ -87,8 +98,27 @@ impl Filter {
             .map_err(|e| ComputeError::Internal(format!("compiling the filter failed: {e}")))?
     }
 
-    /// Evaluates the filter on `batch`: true where the row matches (nulls count as false).
+    /// Evaluates the filter on `batch` (with the schema it was compiled against): true where
+    /// the row matches (nulls count as false). Derived columns it names are computed from the
+    /// batch's payloads.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ComputeError> {
+        if self.derived.is_empty() {
+            return self.evaluate_batch(batch);
+        }
+        self.evaluate_batch(&crate::derived::append(batch, &self.derived)?)
+    }
+
+    /// [`Filter::evaluate`] on a segment's rows, with the derived columns it names taken from
+    /// the segment's cache (see [`LoadedSegment::batch_with`]).
+    pub fn evaluate_segment(&self, segment: &LoadedSegment) -> Result<BooleanArray, ComputeError> {
+        if self.derived.is_empty() {
+            return self.evaluate_batch(&segment.batch);
+        }
+        self.evaluate_batch(&segment.batch_with(&self.derived)?)
+    }
+
+    /// Evaluates the expression on a batch that has every column it reads.
+    fn evaluate_batch(&self, batch: &RecordBatch) -> Result<BooleanArray, ComputeError> {
         let value = self.expr.evaluate(batch).map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;
         let array =
             value.into_array(batch.num_rows()).map_err(|e| ComputeError::InvalidArgument(format!("filter `{}` failed: {e}", self.text)))?;

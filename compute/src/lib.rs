@@ -16,7 +16,8 @@
 //!   (`flat/` = exact search); [`distance`]: vectorised kernels; [`simd`]: hot loops widened
 //!   to AVX2 where the CPU has it; [`topk`]: bounded selection.
 //! - [`search`]: parallel search over a collection's segments and the hit batch.
-//! - [`filter`]: SQL boolean filters; [`sql`] and [`table`]: collections as DataFusion tables
+//! - [`filter`]: SQL boolean filters; [`derived`]: typed columns derived from JSON payloads
+//!   (`payload:<kind>:<key>`) and the functions that filter on them; [`sql`] and [`table`]: collections as DataFusion tables
 //!   with min/max segment pruning.
 //! - [`limits`]: what a node accepts — expression size and depth, concurrent requests per
 //!   class, SQL memory, request deadlines.
@@ -36,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod datagen;
+pub mod derived;
 pub mod distance;
 pub mod engine;
 pub mod error;

@@ -1,5 +1,5 @@
 //! Prometheus metrics a compute node counts as work happens: segment loads and evictions,
-//! and job attempts. Figures of the node's present state (rows, segments, memory) are read at
+//! job attempts, and payloads parsed by filters. Figures of the node's present state (rows, segments, memory) are read at
 //! scrape time by whoever serves `/metrics`.
 
 use std::sync::LazyLock;
@@ -45,6 +45,30 @@ pub static JOB_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!("grape_job_duration_seconds", "Time of a job attempt on this node, by kind", &["kind"], buckets)
         .expect("a new metric name")
 });
+
+/// `grape_payload_match_rows_total`: payloads `payload_match` parsed to test a Qdrant
+/// condition (one per row and condition: the cost a payload index saves).
+pub static PAYLOAD_MATCH_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("grape_payload_match_rows_total", "Payloads parsed by payload_match to test one filter condition")
+        .expect("a new metric name")
+});
+
+/// `grape_payload_derived_rows_total`: rows × columns of derived payload columns computed
+/// (see [`crate::derived`]).
+pub static PAYLOAD_DERIVED_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("grape_payload_derived_rows_total", "Values of derived payload columns computed (rows times columns)")
+        .expect("a new metric name")
+});
+
+/// Records `rows` payloads parsed by `payload_match`.
+pub fn payload_rows_matched(rows: usize) {
+    PAYLOAD_MATCH_ROWS.inc_by(rows as u64);
+}
+
+/// Records `cells` (rows × columns) of derived payload columns computed for a segment.
+pub fn payload_rows_derived(cells: usize) {
+    PAYLOAD_DERIVED_ROWS.inc_by(cells as u64);
+}
 
 /// Records a segment load that started at `started`, of `bytes`, and whether it worked.
 pub fn segment_loaded(started: Instant, bytes: u64, ok: bool) {

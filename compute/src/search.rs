@@ -146,7 +146,7 @@ fn search_segments_until(
             return Err(ComputeError::Unavailable("the search was cancelled".into()));
         }
         let mask = match &query.filter {
-            Some(f) => Some(f.evaluate(&segment.segment.batch)?),
+            Some(f) => Some(f.evaluate_segment(&segment.segment)?),
             None => None,
         };
         let mask = segment.visible(mask)?;

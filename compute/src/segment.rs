@@ -1,6 +1,7 @@
 //! A segment held in memory: its rows as one Arrow batch and each vector column's vectors as
 //! one flat slice.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
@@ -8,6 +9,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float32Type, SchemaRef};
 use grape_storage::format::SegmentMeta;
 
+use crate::derived::DerivedColumn;
 use crate::distance::norm;
 use crate::error::ComputeError;
 use crate::index::hnsw::HnswIndex;
@@ -32,6 +34,8 @@ pub struct LoadedSegment {
     columns: Vec<VectorColumn>,
     /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
     pub liveness: SegmentLiveness,
+    /// Derived payload columns computed so far, by name (see [`crate::derived`]).
+    derived: RwLock<HashMap<String, arrow::array::ArrayRef>>,
 }
 
 /// One vector column of a loaded segment: its vectors as one flat slice, their norms, and
@@ -144,7 +148,7 @@ impl LoadedSegment {
         if batch.column_by_name(ID_COLUMN).is_none() {
             return Err(ComputeError::Corrupt(format!("segment {} has no `id` column", meta.path)));
         }
-        Ok(Self { meta, batch, dim, columns, liveness: SegmentLiveness::default() })
+        Ok(Self { meta, batch, dim, columns, liveness: SegmentLiveness::default(), derived: Default::default() })
     }
 
     /// The primary keys, one per row.
@@ -188,9 +192,53 @@ impl LoadedSegment {
         self.first().norm(row)
     }
 
-    /// Bytes of memory the segment holds, its indexes included.
+    /// Bytes of memory the segment holds, its indexes and derived columns included.
     pub fn memory_bytes(&self) -> usize {
-        self.batch.get_array_memory_size() + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>()
+        let derived: usize = self.derived.read().unwrap_or_else(|e| e.into_inner()).values().map(|a| a.get_array_memory_size()).sum();
+        self.batch.get_array_memory_size() + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>() + derived
+    }
+
+    /// The segment's rows with the derived payload `columns` appended, in order. Columns the
+    /// segment has not computed yet are computed (one payload parse per row for all of them)
+    /// and kept until [`LoadedSegment::retain_derived`] lets them go.
+    pub fn batch_with(&self, columns: &[DerivedColumn]) -> Result<RecordBatch, ComputeError> {
+        if columns.is_empty() {
+            return Ok(self.batch.clone());
+        }
+        let names: Vec<String> = columns.iter().map(DerivedColumn::name).collect();
+        let missing: Vec<DerivedColumn> = {
+            let cache = self.derived.read().unwrap_or_else(|e| e.into_inner());
+            columns.iter().zip(&names).filter(|(_, n)| !cache.contains_key(*n)).map(|(c, _)| c.clone()).collect()
+        };
+        if !missing.is_empty() {
+            let payloads = self.batch.column_by_name(crate::derived::PAYLOAD_COLUMN).ok_or_else(|| {
+                ComputeError::InvalidArgument(format!("segment {} has no `{}` column to derive columns from", self.meta.id, crate::derived::PAYLOAD_COLUMN))
+            })?;
+            let computed = crate::derived::extract(payloads, &missing)?;
+            crate::metrics::payload_rows_derived(self.rows() * missing.len());
+            let mut cache = self.derived.write().unwrap_or_else(|e| e.into_inner());
+            for (column, array) in missing.iter().zip(computed) {
+                cache.entry(column.name()).or_insert(array);
+            }
+        }
+        let cache = self.derived.read().unwrap_or_else(|e| e.into_inner());
+        let arrays = names
+            .iter()
+            .map(|n| cache.get(n).cloned().ok_or_else(|| ComputeError::Internal(format!("derived column {n} vanished while in use"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::derived::with_columns(&self.batch, columns, arrays)
+    }
+
+    /// Drops the derived columns not named in `keep` (those of payload indexes deleted since,
+    /// or computed for one query).
+    pub fn retain_derived(&self, keep: &[DerivedColumn]) {
+        let keep: Vec<String> = keep.iter().map(DerivedColumn::name).collect();
+        self.derived.write().unwrap_or_else(|e| e.into_inner()).retain(|name, _| keep.contains(name));
+    }
+
+    /// The names of the derived columns the segment holds.
+    pub fn derived_names(&self) -> Vec<String> {
+        self.derived.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     /// The first vector column's ANN index, if one is loaded.

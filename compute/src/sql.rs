@@ -43,20 +43,32 @@ pub async fn run_sql(
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
     crate::qdrant::register_functions(&ctx);
     let missed: Option<MissedSegments> = allow_partial.then(MissedSegments::default);
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let state = ctx.state();
+    // Parsed where the query runs: the gateway runs it on the SQL threads (limits::on_sql_threads).
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = prepare_statement(query, limits, |text| Ok(state.sql_to_statement(text, &dialect)?))?;
+    // Derived payload columns the query names are columns of every table with payloads.
+    let derived = match &statement {
+        DfStatement::Statement(s) => crate::derived::names_in(s.as_ref()),
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) => crate::derived::names_in(s.as_ref()),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     for collection in catalog.collections.values() {
         let table: Arc<dyn TableProvider> = match &collection.spec.schema {
-            Some(schema) => Arc::new(CollectionTable::new(Arc::new(schema.clone()), collection.clone(), router.clone(), missed.clone())),
+            Some(schema) => {
+                let (schema, _) = crate::derived::extend_schema(schema, derived.iter().map(String::as_str))?;
+                Arc::new(CollectionTable::new(Arc::new(schema), collection.clone(), router.clone(), missed.clone()))
+            }
             // Its columns come with its first insert; until then it is a table without rows
             // (and without columns), not an unknown table.
             None => Arc::new(EmptyTable::new(Arc::new(Schema::empty()))),
         };
         ctx.register_table(collection.spec.name.as_str(), table)?;
     }
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let state = ctx.state();
-    // Parsed where the query runs: the gateway runs it on the SQL threads (limits::on_sql_threads).
-    let dialect = state.config().options().sql_parser.dialect;
-    let statement = prepare_statement(query, limits, |text| Ok(state.sql_to_statement(text, &dialect)?))?;
     if !matches!(statement, DfStatement::Statement(_) | DfStatement::Explain(_)) {
         // COPY, CREATE EXTERNAL TABLE, RESET: refused before DataFusion plans (or runs) them.
         return Err(ComputeError::InvalidArgument(

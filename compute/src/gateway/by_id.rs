@@ -182,7 +182,15 @@ impl Gateway {
         on_sql_threads(async move {
             let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
             crate::qdrant::register_functions(&ctx);
-            let table = CollectionTable::new(schema, collection, router, None);
+            // Derived payload columns the filter names are columns of the table.
+            let filter_text = match &lookup {
+                Lookup::Filter(text) => Some(text.as_str()),
+                Lookup::Page(page) => page.filter.as_deref(),
+                Lookup::Keys(_) | Lookup::All => None,
+            };
+            let names = filter_text.map(crate::derived::names_in_sql).unwrap_or_default();
+            let (schema, _) = crate::derived::extend_schema(&schema, names.iter().map(String::as_str))?;
+            let table = CollectionTable::new(Arc::new(schema), collection, router, None);
             let df: DataFrame = ctx.read_table(Arc::new(table))?;
             let predicate = match lookup.clone() {
                 Lookup::Keys(keys) => {

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 pub use client::{LeafClients, LEAF_TIMEOUT};
 
+use crate::derived::DerivedColumn;
 use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::filter::Filter;
@@ -142,7 +143,13 @@ impl Leaf for LeafService {
 
 /// The live rows of `segment` that match the request's filter, projected.
 fn scan(segment: &LiveSegment, req: &pb::ScanSegmentRequest) -> Result<arrow::array::RecordBatch, ComputeError> {
-    let all = &segment.segment.batch;
+    let derived = req
+        .derived_columns
+        .iter()
+        .map(|name| DerivedColumn::parse(name).unwrap_or_else(|| Err(format!("\"{name}\" is not a derived column"))))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ComputeError::InvalidArgument)?;
+    let all = &segment.segment.batch_with(&derived)?;
     let mask = match compile_filter(&req.filter, &all.schema())? {
         Some(filter) => Some(filter.evaluate(all)?),
         None => None,

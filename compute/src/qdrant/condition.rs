@@ -300,7 +300,8 @@ fn parse_conditions(value: &Value) -> Result<Option<Vec<Condition>>, String> {
     }
 }
 
-fn parse_condition(value: &Value) -> Result<Condition, String> {
+/// Parses one condition of a filter.
+pub(super) fn parse_condition(value: &Value) -> Result<Condition, String> {
     let map = value.as_object().ok_or_else(|| format!("a condition is an object, got {value}"))?;
     let key_of = |v: &Value| -> Result<KeyPath, String> {
         KeyPath::parse(v.get("key").and_then(Value::as_str).ok_or_else(|| format!("a condition needs a key: {v}"))?)

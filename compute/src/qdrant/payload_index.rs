@@ -1,14 +1,16 @@
-//! Payload keys as Qdrant declares and aggregates them: `create_payload_index` (recorded and
-//! shown in the collection's `payload_schema`; filters do not use it yet), facet counts, and
-//! scrolling in the order of a payload key.
+//! Payload keys as Qdrant declares and aggregates them: `create_payload_index` (recorded in
+//! the config, shown in the collection's `payload_schema`, and used by filters: the typed
+//! columns of indexed keys, see [`crate::derived`]), facet counts, and scrolling in the order
+//! of a payload key.
 
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::condition::parse_datetime;
+use super::compile::{to_sql, PayloadIndexes};
+use super::condition::{parse_datetime, Filter};
 use super::json_path::KeyPath;
-use super::points::{filter_sql, PayloadSelector, VectorSelector, MAX_PAGE};
+use super::points::{PayloadSelector, VectorSelector, MAX_PAGE};
 use super::reply::{Outcome, QdrantError};
 use super::settings::INDEX_PREFIX;
 use super::QdrantApi;
@@ -42,6 +44,21 @@ impl QdrantApi {
         Ok(json!({ "operation_id": collection.version, "status": "completed" }))
     }
 
+    /// The derived columns of collection `name`'s payload indexes.
+    pub fn payload_indexes(&self, name: &str) -> PayloadIndexes {
+        payload_indexes(&self.gateway.meta.applied_catalog(), name)
+    }
+
+    /// The SQL text of a filter on collection `name` (checked first; conditions on indexed
+    /// keys test their derived columns), `None` for no filter.
+    pub fn filter_sql(&self, name: &str, filter: &Value) -> Result<Option<String>, QdrantError> {
+        let bad = |e: String| QdrantError::BadRequest(format!("Format error in JSON body: invalid filter: {e}"));
+        match Filter::parse(filter).map_err(bad)? {
+            None => Ok(None),
+            Some(_) => to_sql(filter, &self.payload_indexes(name)).map(Some).map_err(bad),
+        }
+    }
+
     /// The `payload_schema` of a collection: each indexed key with its type and how many points
     /// have a value there.
     pub async fn payload_schema(&self, name: &str) -> Result<Value, QdrantError> {
@@ -63,7 +80,7 @@ impl QdrantApi {
         let key = KeyPath::parse(body.get("key").and_then(Value::as_str).ok_or_else(|| QdrantError::wrong_input("a facet needs `key`"))?)
             .map_err(QdrantError::wrong_input)?;
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
-        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let filter = self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?;
         let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), &VectorSelector::None).await?;
         let mut counts: HashMap<String, (Value, u64)> = HashMap::new();
         for payload in rows.payloads {
@@ -104,7 +121,7 @@ impl QdrantApi {
         };
         let path = KeyPath::parse(key).map_err(QdrantError::wrong_input)?;
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10).min(MAX_PAGE as u64) as usize;
-        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let filter = self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
         let with_vector = VectorSelector::parse(body.get("with_vector").or(body.get("with_vectors")));
         let rows = self.read_points(name, None, Some(Page { filter, from: None, limit: None }), &with_vector).await?;
@@ -126,6 +143,13 @@ impl QdrantApi {
             .collect();
         Ok(json!({ "points": points, "next_page_offset": null }))
     }
+}
+
+/// The derived columns of the payload indexes of collection `name` in `catalog`'s config.
+pub fn payload_indexes(catalog: &grape_meta::catalog::Catalog, name: &str) -> PayloadIndexes {
+    let prefix = format!("{INDEX_PREFIX}{name}/");
+    let indexes = catalog.config.list(&prefix).filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v.value.as_str())));
+    PayloadIndexes::new(indexes)
 }
 
 /// The ordering value of a payload value: a number, or a datetime in microseconds.

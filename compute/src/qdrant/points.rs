@@ -15,8 +15,7 @@ use grape_proto::v1;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::compile::{to_sql, PAYLOAD_COLUMN};
-use super::condition::Filter;
+use super::compile::PAYLOAD_COLUMN;
 use super::ids::PointId;
 use super::json_path::{KeyPath, Step};
 use super::reply::{Outcome, QdrantError};
@@ -333,7 +332,7 @@ impl QdrantApi {
                     return Ok(update_result(collection.version));
                 }
             }
-            (None, Some(filter)) => req.filter = filter_sql(filter)?.unwrap_or_else(|| "true".to_string()),
+            (None, Some(filter)) => req.filter = self.filter_sql(name, filter)?.unwrap_or_else(|| "true".to_string()),
             _ => return Err(QdrantError::wrong_input("a delete selects either `points` or `filter`")),
         }
         let gateway = &self.gateway;
@@ -356,7 +355,7 @@ impl QdrantApi {
                 rows
             }
             (None, Some(filter)) => {
-                let page = Page { filter: filter_sql(filter)?, from: None, limit: None };
+                let page = Page { filter: self.filter_sql(name, filter)?, from: None, limit: None };
                 self.read_points(name, None, Some(page), &VectorSelector::All).await?
             }
             _ => return Err(QdrantError::wrong_input("a payload change selects either `points` or `filter`")),
@@ -402,7 +401,7 @@ impl QdrantApi {
             return self.scroll_ordered(name, body, order_by).await;
         }
         let from = body.get("offset").filter(|v| !v.is_null()).map(parse_id).transpose()?.map(|id| id.key());
-        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let filter = self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?;
         let selector = PayloadSelector::parse(body.get("with_payload"), true)?;
         let with_vector = VectorSelector::parse(body.get("with_vector").or(body.get("with_vectors")));
         let rows = self.read_points(name, None, Some(Page { filter, from, limit: Some(limit + 1) }), &with_vector).await?;
@@ -415,7 +414,7 @@ impl QdrantApi {
     pub async fn count(&self, name: &str, body: &Value) -> Outcome {
         let name = &self.resolve(name);
         self.collection(name)?;
-        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let filter = self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?;
         let gateway = &self.gateway;
         let columns = vec![ID_COLUMN.to_string()];
         let page = Page { filter, from: None, limit: None };
@@ -429,14 +428,6 @@ fn update_result(version: u64) -> Value {
     json!({ "operation_id": version, "status": "completed" })
 }
 
-/// The SQL text of a filter (checked first), `None` for no filter.
-pub fn filter_sql(filter: &Value) -> Result<Option<String>, QdrantError> {
-    let bad = |e: String| QdrantError::BadRequest(format!("Format error in JSON body: invalid filter: {e}"));
-    match Filter::parse(filter).map_err(bad)? {
-        None => Ok(None),
-        Some(_) => to_sql(filter).map(Some).map_err(bad),
-    }
-}
 
 /// A point id of a request.
 pub fn parse_id(value: &Value) -> Result<PointId, QdrantError> {

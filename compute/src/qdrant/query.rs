@@ -10,7 +10,7 @@ use grape_proto::v1;
 use serde_json::{json, Value};
 
 use super::ids::PointId;
-use super::points::{checked_vector, filter_sql, normalised, parse_id, using_field, vector_of, PayloadSelector, Rows, VectorSelector};
+use super::points::{checked_vector, normalised, parse_id, using_field, vector_of, PayloadSelector, Rows, VectorSelector};
 use super::reply::QdrantError;
 use super::QdrantApi;
 use crate::gateway::Page;
@@ -76,7 +76,7 @@ impl QdrantApi {
             return self.query_with_prefetch(name, body, prefetch).await;
         }
         let (limit, offset) = limit_offset(body)?;
-        let filter = filter_sql(body.get("filter").unwrap_or(&Value::Null))?;
+        let filter = self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?;
         let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
         let with_vector = VectorSelector::parse(body.get("with_vector"));
         // The field matters only when there is a query: a scroll of a collection with named
@@ -130,7 +130,7 @@ impl QdrantApi {
             None => (using_field(&collection.spec, None)?, raw),
         };
         let vector = checked_vector(&collection.spec, &field, vector_of(raw)?, true)?;
-        let query = self.nearest_of(body, field, Target::Vector(vector), Vec::new())?;
+        let query = self.nearest_of(name, body, field, Target::Vector(vector), Vec::new())?;
         Ok(Value::Array(self.nearest(name, query).await?))
     }
 
@@ -142,7 +142,7 @@ impl QdrantApi {
         let Wanted::Nearest(target, exclude) = self.recommend_vector(name, &field, body).await? else {
             return Ok(json!([]));
         };
-        let query = self.nearest_of(body, field, target, exclude)?;
+        let query = self.nearest_of(name, body, field, target, exclude)?;
         Ok(Value::Array(self.nearest(name, query).await?))
     }
 
@@ -157,13 +157,13 @@ impl QdrantApi {
     }
 
     /// The parameters of an older-API search around `vector`.
-    fn nearest_of(&self, body: &Value, field: VectorField, target: Target, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
+    fn nearest_of(&self, name: &str, body: &Value, field: VectorField, target: Target, exclude: Vec<PointId>) -> Result<Nearest, QdrantError> {
         let (limit, offset) = limit_offset(body)?;
         Ok(Nearest {
             field,
             target,
             exclude,
-            filter: filter_sql(body.get("filter").unwrap_or(&Value::Null))?,
+            filter: self.filter_sql(name, body.get("filter").unwrap_or(&Value::Null))?,
             limit,
             offset,
             threshold: body.get("score_threshold").and_then(Value::as_f64).map(|t| t as f32),

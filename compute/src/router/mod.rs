@@ -25,6 +25,7 @@ use grape_storage::format::SegmentMeta;
 pub use scan::{MissedSegments, SegmentScanExec};
 pub use search::SearchOutcome;
 
+use crate::derived::DerivedColumn;
 use crate::engine::Engine;
 use crate::error::ComputeError;
 use crate::leaf::LeafClients;
@@ -131,13 +132,19 @@ impl Router {
         for collection in catalog.collections.values() {
             let Some(schema) = collection.spec.schema.clone().map(Arc::new) else { continue };
             let vectors: Arc<[String]> = collection.spec.vector_columns().into();
+            let derived: Arc<[DerivedColumn]> = crate::qdrant::payload_index::payload_indexes(catalog, &collection.spec.name).columns().into();
             for meta in collection.segments() {
                 let mine = match self.role {
                     Role::Standalone => true,
                     Role::Cluster => catalog.assignments.get(&meta.id).is_some_and(|nodes| nodes.contains(&self.node_id)),
                 };
                 if mine {
-                    wanted.push(crate::engine::WantedSegment { meta: meta.clone(), schema: schema.clone(), vectors: vectors.clone() });
+                    wanted.push(crate::engine::WantedSegment {
+                        meta: meta.clone(),
+                        schema: schema.clone(),
+                        vectors: vectors.clone(),
+                        derived: derived.clone(),
+                    });
                 }
             }
         }

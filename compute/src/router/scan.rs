@@ -22,6 +22,7 @@ use grape_proto::compute::v1 as pb;
 use grape_meta::catalog::Collection;
 
 use super::{Replica, Router, SegmentRoute};
+use crate::derived::DerivedColumn;
 use crate::liveness::VersionSources;
 
 /// Segments a partial query left out (`allow_partial`), shared by the scans of one query.
@@ -45,6 +46,9 @@ pub struct SegmentScanExec {
     projection: Option<Vec<usize>>,
     /// The pushed-down filter as SQL (may be empty); rows that do not match may be left out.
     filter: String,
+    /// The derived payload columns the table schema appends to the collection's (see
+    /// [`crate::derived`]), in order: each node computes them beside its segment's rows.
+    derived: Arc<[DerivedColumn]>,
     /// Until when a segment that lost every replica is waited for.
     deadline: tokio::time::Instant,
     /// For a partial query: where segments that could not be read are recorded (instead of
@@ -57,7 +61,8 @@ pub struct SegmentScanExec {
 
 impl SegmentScanExec {
     /// A scan of `routes` (segments of `collection` with schema `table_schema`), returning the
-    /// rows live at `collection`'s version.
+    /// rows live at `collection`'s version. Fields of `table_schema` past the collection's
+    /// columns are derived payload columns.
     pub fn new(
         router: Arc<Router>,
         collection: &Collection,
@@ -72,6 +77,17 @@ impl SegmentScanExec {
             Some(p) => Arc::new(table_schema.project(p)?),
             None => table_schema.clone(),
         };
+        let base = collection.spec.schema.as_ref().map_or(0, |s| s.fields().len());
+        let derived = table_schema
+            .fields()
+            .iter()
+            .skip(base)
+            .map(|f| {
+                DerivedColumn::parse(f.name())
+                    .unwrap_or_else(|| Err(format!("column \"{}\" is not derived", f.name())))
+                    .map_err(DataFusionError::Plan)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(routes.len().max(1)),
@@ -84,6 +100,7 @@ impl SegmentScanExec {
             routes,
             projection,
             filter,
+            derived: derived.into(),
             deadline,
             missed,
             schema,
@@ -133,17 +150,11 @@ impl ExecutionPlan for SegmentScanExec {
             // No segments: the single partition is empty.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::empty())));
         };
-        let (router, at, projection, filter, deadline, missed) = (
-            self.router.clone(),
-            self.at.clone(),
-            self.projection.clone(),
-            self.filter.clone(),
-            self.deadline,
-            self.missed.clone(),
-        );
+        let (router, at, deadline, missed) = (self.router.clone(), self.at.clone(), self.deadline, self.missed.clone());
+        let read = ReadSpec { projection: self.projection.clone(), filter: self.filter.clone(), derived: self.derived.clone() };
         let rows = async move {
             let id = route.meta.id.clone();
-            let batches = match (read_segment(&router, &at, route, projection.as_deref(), &filter, deadline).await, missed) {
+            let batches = match (read_segment(&router, &at, route, &read, deadline).await, missed) {
                 (Ok(batches), _) => batches,
                 (Err(_), Some(missed)) => {
                     missed.lock().unwrap_or_else(|e| e.into_inner()).push(id);
@@ -161,20 +172,29 @@ impl ExecutionPlan for SegmentScanExec {
     }
 }
 
+/// What a scan reads of each segment.
+struct ReadSpec {
+    /// Columns to return (of the collection's columns followed by `derived`); `None`: all.
+    projection: Option<Vec<usize>>,
+    /// The pushed-down filter as SQL (may be empty).
+    filter: String,
+    /// Derived payload columns appended to the segment's columns.
+    derived: Arc<[DerivedColumn]>,
+}
+
 /// The rows of one segment from the first replica that answers; when every replica failed,
 /// waits for the routing table to change and tries the new ones, until `deadline`.
 async fn read_segment(
     router: &Router,
     at: &ReadAt,
     route: SegmentRoute,
-    projection: Option<&[usize]>,
-    filter: &str,
+    read: &ReadSpec,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<RecordBatch>, ComputeError> {
     let mut changes = router.changes();
     let mut replicas = route.replicas.clone();
     loop {
-        match read_from_replicas(router, at, &route, &replicas, projection, filter).await {
+        match read_from_replicas(router, at, &route, &replicas, read).await {
             Ok(batches) => return Ok(batches),
             // Past the deadline, or the segment was compacted away (the query is planned again).
             Err(e) if tokio::time::Instant::now() >= deadline || router.rewritten_since(&at.collection) => return Err(e),
@@ -192,14 +212,14 @@ async fn read_from_replicas(
     at: &ReadAt,
     route: &SegmentRoute,
     replicas: &[Replica],
-    projection: Option<&[usize]>,
-    filter: &str,
+    read: &ReadSpec,
 ) -> Result<Vec<RecordBatch>, ComputeError> {
+    let projection = read.projection.as_deref();
     let mut last_error = String::from("no ready replica");
     for replica in replicas {
         let result = match replica {
             Replica::Local => match router.engine.segment(&route.meta.id) {
-                Some(segment) => local_rows(router, at, segment, projection).await,
+                Some(segment) => local_rows(router, at, segment, projection, &read.derived).await,
                 None => Err(ComputeError::Unavailable("this node no longer holds it".into())),
             },
             Replica::Remote { addr, .. } => {
@@ -209,7 +229,8 @@ async fn read_from_replicas(
                     segment_id: route.meta.id.clone(),
                     projection: projection.unwrap_or_default().iter().map(|i| *i as u32).collect(),
                     all_columns: projection.is_none(),
-                    filter: filter.to_string(),
+                    filter: read.filter.clone(),
+                    derived_columns: read.derived.iter().map(DerivedColumn::name).collect(),
                 };
                 router.leaves.scan(addr, req).await
             }
@@ -229,20 +250,24 @@ async fn read_from_replicas(
     )))
 }
 
-/// The rows of a segment this node holds that are live at the scan's version, projected.
+/// The rows of a segment this node holds that are live at the scan's version, with the
+/// `derived` columns appended, projected.
 async fn local_rows(
     router: &Router,
     at: &ReadAt,
     segment: crate::segment::SegmentRef,
     projection: Option<&[usize]>,
+    derived: &[DerivedColumn],
 ) -> Result<Vec<RecordBatch>, ComputeError> {
     let live = at.sources.live_rows(&segment, &at.collection, router.engine.keys()).await?;
-    let batch = match live {
-        Some(live) => arrow::compute::filter_record_batch(&segment.batch, &live)?,
-        None => segment.batch.clone(),
+    let all = segment.batch_with(derived)?;
+    // Projected first, so that only the returned columns are copied.
+    let batch = match projection {
+        Some(p) => all.project(p)?,
+        None => all,
     };
-    Ok(vec![match projection {
-        Some(p) => batch.project(p)?,
+    Ok(vec![match live {
+        Some(live) => arrow::compute::filter_record_batch(&batch, &live)?,
         None => batch,
     }])
 }
