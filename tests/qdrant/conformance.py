@@ -1111,11 +1111,29 @@ def filter_points():
     return pts
 
 
-def filter_step(name, make_filter):
+# Payload indexes on every key the filters use: conditions on indexed keys run on their typed
+# columns in Grape, and must answer exactly as without them (local mode ignores indexes).
+FILTER_INDEXES = [
+    ("city", M.PayloadSchemaType.KEYWORD), ("count", M.PayloadSchemaType.INTEGER), ("flag", M.PayloadSchemaType.BOOL),
+    ("price", M.PayloadSchemaType.FLOAT), ("ts", M.PayloadSchemaType.DATETIME), ("tags", M.PayloadSchemaType.KEYWORD),
+    ("nums", M.PayloadSchemaType.INTEGER), ("mixed", M.PayloadSchemaType.FLOAT), ("maybe", M.PayloadSchemaType.INTEGER),
+    ("a.b", M.PayloadSchemaType.INTEGER), ("arr[].b", M.PayloadSchemaType.INTEGER), ("arr[].c", M.PayloadSchemaType.KEYWORD),
+    ("desc", M.PayloadSchemaType.TEXT), ("loc", M.PayloadSchemaType.GEO),
+]
+
+
+def filter_step(name, make_filter, indexed=False):
     def step(c):
-        with fresh(c, "conf_f_" + name, 6, COS) as n:
+        with fresh(c, "conf_f_" + name + ("_ix" if indexed else ""), 6, COS) as n:
             pts = filter_points()
+            # Half the indexes exist when the points arrive, half are made afterwards: both
+            # the columns computed at load and those computed by the first filter are tested.
+            half = len(FILTER_INDEXES) // 2
+            for key, kind in (FILTER_INDEXES[:half] if indexed else []):
+                c.create_payload_index(n, field_name=key, field_schema=kind, wait=True)
             upsert(c, n, pts)
+            for key, kind in (FILTER_INDEXES[half:] if indexed else []):
+                c.create_payload_index(n, field_name=key, field_schema=kind, wait=True)
             flt = make_filter(pts)
             q = vec(rng_for("filter_query"), 6)
             return {
@@ -1124,7 +1142,7 @@ def filter_step(name, make_filter):
                 "query": hits(c.query_points(n, query=q, query_filter=flt, limit=15, with_payload=False).points),
             }
 
-    step.__name__ = "step_filter_" + name
+    step.__name__ = "step_filter_" + name + ("_indexed" if indexed else "")
     return step
 
 
@@ -1203,6 +1221,7 @@ FILTERS = {
 
 for _name, _make in FILTERS.items():
     globals()["step_filter_" + _name] = filter_step(_name, _make)
+    globals()["step_filter_" + _name + "_indexed"] = filter_step(_name, _make, indexed=True)
 
 
 # ---------------------------------------------------------------------------------------------
