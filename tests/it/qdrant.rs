@@ -1,7 +1,8 @@
 //! Qdrant's REST API with the official Python `qdrant-client`: the conformance suite of
 //! `tests/qdrant/` (the same scenario against Grape and against the client's local mode,
-//! compared), the payload of points written through it read back with Grape's SQL, and a
-//! client that keeps calling one gateway of a cluster while another compute node is killed.
+//! compared), the payload of points written through it read back with Grape's SQL, payload
+//! indexes that answer filters from typed columns on a cluster, and a client that keeps
+//! calling one gateway of a cluster while another compute node is killed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,6 +122,124 @@ fn a_qdrant_client_sees_no_failed_call_when_a_compute_node_is_killed() {
         println!("over {transport}: {stdout}");
         assert!(out.status.success(), "calls over {transport} failed while a node died:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         b = b.restart_after_kill();
+    }
+}
+
+/// The script of `payload_indexes_answer_filters_alike_without_parsing_payloads`: `write`
+/// makes the collection (4 shards, one replica) and 2,000 points, `ask` prints the answers
+/// of filtered counts, scrolls and exact queries as JSON, `index` and `unindex` create and
+/// delete payload indexes on every key they filter on.
+const INDEXED_SCENARIO: &str = r#"
+import json, math, sys
+from qdrant_client import QdrantClient, models as m
+url, phase, name = sys.argv[1:4]
+c = QdrantClient(url=url, timeout=60, check_compatibility=False)
+INDEXES = [("color", "keyword"), ("n", "integer"), ("tags", "keyword"), ("ts", "datetime"), ("w", "float")]
+if phase == "write":
+    c.create_collection(name, vectors_config=m.VectorParams(size=4, distance=m.Distance.COSINE), shard_number=4, replication_factor=1)
+    for b in range(4):
+        c.upsert(name, wait=True, points=[m.PointStruct(id=i, vector=[math.sin(i), math.cos(0.7 * i), 1.0, (i % 13) / 13],
+            payload={"color": ["red", "green", "blue", "black"][i % 4], "n": i % 300, "w": i / 7,
+                     "tags": [f"t{i % 7}", f"t{i % 5}"], "ts": f"2024-01-{1 + i % 28:02d}T00:00:00Z"})
+            for i in range(b * 500, (b + 1) * 500)])
+elif phase == "ask":
+    F, R = m.FieldCondition, m.Range
+    filters = {
+        "color": m.Filter(must=[F(key="color", match=m.MatchValue(value="red"))]),
+        "n_range": m.Filter(must=[F(key="n", range=R(gte=100, lt=200))]),
+        "n_value": m.Filter(must=[F(key="n", match=m.MatchValue(value=42))]),
+        "tags_any": m.Filter(must=[F(key="tags", match=m.MatchAny(any=["t1", "t3"]))], must_not=[F(key="color", match=m.MatchValue(value="blue"))]),
+        "ts": m.Filter(must=[F(key="ts", range=m.DatetimeRange(gte="2024-01-10T00:00:00Z", lt="2024-01-12T00:00:00Z"))]),
+        "w": m.Filter(should=[F(key="w", range=R(lt=3.5)), F(key="color", match=m.MatchAny(any=["black"]))]),
+    }
+    out = {}
+    for k, f in filters.items():
+        out[k] = {"count": c.count(name, count_filter=f, exact=True).count,
+                  "scroll": [p.id for p in c.scroll(name, scroll_filter=f, limit=40)[0]],
+                  "query": [p.id for p in c.query_points(name, query=[1, 0, 1, 0], query_filter=f, limit=10,
+                                                         search_params=m.SearchParams(exact=True)).points]}
+    print(json.dumps(out))
+elif phase == "index":
+    for key, kind in INDEXES:
+        c.create_payload_index(name, field_name=key, field_schema=kind, wait=True)
+elif phase == "unindex":
+    for key, _ in INDEXES:
+        c.delete_payload_index(name, field_name=key, wait=True)
+"#;
+
+/// The value of counter `name` in a scrape of `addr`'s `/metrics` (0 before it counted).
+fn counter(addr: &str, name: &str) -> f64 {
+    let (_, text) = crate::observe::http_get(addr, "/metrics");
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[test]
+fn payload_indexes_answer_filters_alike_without_parsing_payloads() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaProcesses::start(Path::new(grape_bin()), 3).expect("start grape meta processes");
+    let members = meta.addrs().join(",");
+    let storage = format!("file://{}", dir.path().join("objects").display());
+    let (rest, metrics_a, metrics_b) = (free_port(), format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let flags_a = ["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}"), "--metrics-listen".to_string(), metrics_a.clone()];
+    let a = DevProcess::start_compute_with(&members, &storage, &dir.path().join("a"), &flags_a);
+    let _b = DevProcess::start_compute_with(&members, &storage, &dir.path().join("b"), &["--metrics-listen".to_string(), metrics_b.clone()]);
+    let url = format!("http://127.0.0.1:{rest}");
+    let name = "indexed";
+    let run = |phase: &str| -> String {
+        let out = Command::new(&py).args(["-c", INDEXED_SCENARIO, &url, phase, name]).output().expect("run python");
+        assert!(out.status.success(), "phase {phase}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let parsed = |metric: &str| counter(&metrics_a, metric) + counter(&metrics_b, metric);
+    run("write");
+    wait_until_each_holds_some(&members);
+    let before = run("ask");
+    assert!(before.contains("\"count\""), "{before}");
+
+    run("index");
+    // The first answers compute the new indexes' columns on each segment (once).
+    let derived_before = parsed("grape_payload_derived_rows_total");
+    assert_eq!(run("ask"), before, "the first answers with indexes differ");
+    let derived = parsed("grape_payload_derived_rows_total") - derived_before;
+    assert!(derived > 0.0 && derived <= 2000.0 * 6.0, "derived column values computed: {derived}");
+    // Every condition is on an indexed key: no payload is parsed to answer them again.
+    let matched = parsed("grape_payload_match_rows_total");
+    let derived = parsed("grape_payload_derived_rows_total");
+    assert_eq!(run("ask"), before, "answers with indexes differ");
+    assert_eq!(parsed("grape_payload_match_rows_total"), matched, "payload_match parsed payloads despite the indexes");
+    assert_eq!(parsed("grape_payload_derived_rows_total"), derived, "derived columns were computed again");
+
+    // Grape's SQL reads the typed columns by name, on both nodes' segments.
+    let rows = a.json(&[
+        "sql",
+        r#"SELECT count(*) AS c FROM indexed WHERE payload_range("payload:num:n", NULL, 100, 200, NULL) AND payload_any("payload:str:color", 'red')"#,
+    ]);
+    let wanted = (0..2000).filter(|i| (100..200).contains(&(i % 300)) && i % 4 == 0).count();
+    assert_eq!(rows[0]["c"], wanted, "{rows}");
+    let rows = a.json(&["sql", r#"SELECT id, "payload:str:tags" AS tags, "payload:int:n" AS n FROM indexed WHERE id IN ('8', '1009') ORDER BY id"#]);
+    assert_eq!(rows, serde_json::json!([{"id": "1009", "tags": ["t1", "t4"], "n": [109]}, {"id": "8", "tags": ["t1", "t3"], "n": [8]}]));
+
+    run("unindex");
+    assert_eq!(run("ask"), before, "answers after the indexes were deleted differ");
+    assert!(parsed("grape_payload_match_rows_total") > matched, "without indexes, payload_match answers");
+}
+
+/// One replica of 4 shards on two nodes: waits until each node holds some segments and
+/// every assigned segment is loaded.
+fn wait_until_each_holds_some(members: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = compute_nodes(members);
+        let live: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["state"] == "live").collect();
+        let held: Vec<u64> = live.iter().map(|n| n["segments"].as_u64().unwrap_or(0)).collect();
+        let assigned: Vec<u64> = live.iter().map(|n| n["assigned_segments"].as_u64().unwrap_or(0)).collect();
+        let busy: u64 = live.iter().map(|n| n["segments_loading"].as_u64().unwrap_or(0)).sum();
+        if held.len() == 2 && held.iter().all(|h| *h > 0) && held == assigned && busy == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the segments are not spread over both nodes: {nodes:#?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
