@@ -65,6 +65,9 @@ enum Scenario {
     /// Upserts and queries through the Python qdrant-client (REST and gRPC) beside Grape's
     /// own gRPC API, on the same data in the same run.
     Qdrant(scenarios::qdrant::Options),
+    /// Filtered searches and counts before and after Qdrant payload indexes, through
+    /// qdrant-client and Grape's own API.
+    PayloadIndex(scenarios::payload_index::Options),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
         Scenario::Upsert(o) => scenarios::upsert::run(o),
         Scenario::Ann(o) => scenarios::ann::run(o),
         Scenario::Qdrant(o) => scenarios::qdrant::run(o),
+        Scenario::PayloadIndex(o) => scenarios::payload_index::run(o),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

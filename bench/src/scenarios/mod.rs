@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod cold_load;
 pub mod exact_search;
 pub mod meta;
+pub mod payload_index;
 pub mod processes;
 pub mod qdrant;
 pub mod rpc;

@@ -70,7 +70,7 @@ pub fn run(o: Options) -> Res<()> {
     let base = gaussian_mixture(o.rows, o.dim, o.clusters, 1);
     let queries = gaussian_mixture(o.queries, o.dim, o.clusters, 2);
     let truth = exact_top_k(&VecVectors::new(base.clone(), o.dim), &queries, Metric::L2, o.k, |_| true);
-    let data = write_data(&o, &base, &queries)?;
+    let data = write_data(&o.out, &base, &queries)?;
     let python = qdrant_python()?;
     let (rest, grpc) = (free_port()?, free_port()?);
     let mut flags = vec!["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}")];
@@ -125,10 +125,10 @@ pub fn run(o: Options) -> Res<()> {
     Ok(())
 }
 
-/// Writes `base.f32` and `queries.f32` beside `--out`; returns their directory.
-fn write_data(o: &Options, base: &[f32], queries: &[f32]) -> Res<PathBuf> {
-    let stem = o.out.file_stem().map_or("qdrant".into(), |s| s.to_string_lossy().into_owned());
-    let dir = o.out.with_file_name(format!("{stem}-data"));
+/// Writes `base.f32` and `queries.f32` beside the result file `out`; returns their directory.
+pub(super) fn write_data(out: &Path, base: &[f32], queries: &[f32]) -> Res<PathBuf> {
+    let stem = out.file_stem().map_or("qdrant".into(), |s| s.to_string_lossy().into_owned());
+    let dir = out.with_file_name(format!("{stem}-data"));
     std::fs::create_dir_all(&dir)?;
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(dir.join("base.f32"), bytes(base))?;
@@ -137,7 +137,7 @@ fn write_data(o: &Options, base: &[f32], queries: &[f32]) -> Res<PathBuf> {
 }
 
 /// The python of the venv with `qdrant-client` (`tests/qdrant/setup.sh` makes it).
-fn qdrant_python() -> Res<String> {
+pub(super) fn qdrant_python() -> Res<String> {
     let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/qdrant/setup.sh");
     let out = Command::new("bash").arg(setup).output()?;
     if !out.status.success() {
@@ -147,17 +147,22 @@ fn qdrant_python() -> Res<String> {
 }
 
 /// The Python side (`bench/peers/qdrant_client_bench.py`).
-struct Peer {
-    python: String,
-    url: String,
-    grpc: u16,
-    data: PathBuf,
-    dim: usize,
+pub(super) struct Peer {
+    /// The venv's python.
+    pub(super) python: String,
+    /// Grape's Qdrant REST URL.
+    pub(super) url: String,
+    /// Grape's Qdrant gRPC port.
+    pub(super) grpc: u16,
+    /// Where `base.f32` and `queries.f32` are.
+    pub(super) data: PathBuf,
+    /// Vector dimension.
+    pub(super) dim: usize,
 }
 
 impl Peer {
     /// Runs the script over `transport` on `collection` with `args`; returns its JSON answer.
-    fn run(&self, transport: &str, collection: &str, args: &[&str]) -> Res<Value> {
+    pub(super) fn run(&self, transport: &str, collection: &str, args: &[&str]) -> Res<Value> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/qdrant_client_bench.py");
         let out = Command::new(&self.python)
             .arg(script)
@@ -194,7 +199,7 @@ async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f
 }
 
 /// Compacts `name`, waits for its compaction jobs, then for every segment's index.
-async fn settle(client: &mut GrapeClient<Channel>, name: &str) -> Result<(), String> {
+pub(super) async fn settle(client: &mut GrapeClient<Channel>, name: &str) -> Result<(), String> {
     client.compact(v1::CompactRequest { collection: name.into(), shard: None }).await.map_err(|e| format!("compact {name}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30 * 60);
     loop {
