@@ -192,23 +192,27 @@ fn payload_indexes_answer_filters_alike_without_parsing_payloads() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let parsed = |metric: &str| counter(&metrics_a, metric) + counter(&metrics_b, metric);
+    // The segments stay as written: a compaction would load new ones (and compute their
+    // columns again) midway through the counts below.
+    a.json(&["config", "set", "compaction/auto", "off"]);
     run("write");
     wait_until_each_holds_some(&members);
     let before = run("ask");
     assert!(before.contains("\"count\""), "{before}");
 
     run("index");
-    // The first answers compute the new indexes' columns on each segment (once).
+    // The first answers compute the new indexes' columns on each segment a node holds.
     let derived_before = parsed("grape_payload_derived_rows_total");
     assert_eq!(run("ask"), before, "the first answers with indexes differ");
-    let derived = parsed("grape_payload_derived_rows_total") - derived_before;
-    assert!(derived > 0.0 && derived <= 2000.0 * 6.0, "derived column values computed: {derived}");
-    // Every condition is on an indexed key: no payload is parsed to answer them again.
-    let matched = parsed("grape_payload_match_rows_total");
-    let derived = parsed("grape_payload_derived_rows_total");
+    assert!(parsed("grape_payload_derived_rows_total") > derived_before, "no derived column was computed");
+    // Every condition is on an indexed key: no payload is parsed to answer them again, and
+    // the columns are kept (unless placement moved a segment meanwhile: the node that loads
+    // it computes them again).
+    let loads = || parsed("grape_segment_loads_total{outcome=\"ok\"}");
+    let (matched, derived, loads_before) = (parsed("grape_payload_match_rows_total"), parsed("grape_payload_derived_rows_total"), loads());
     assert_eq!(run("ask"), before, "answers with indexes differ");
     assert_eq!(parsed("grape_payload_match_rows_total"), matched, "payload_match parsed payloads despite the indexes");
-    assert_eq!(parsed("grape_payload_derived_rows_total"), derived, "derived columns were computed again");
+    assert!(parsed("grape_payload_derived_rows_total") == derived || loads() > loads_before, "derived columns were computed again");
 
     // Grape's SQL reads the typed columns by name, on both nodes' segments.
     let rows = a.json(&[
