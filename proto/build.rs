@@ -1,5 +1,5 @@
 //! Generates the tonic client and server code from `proto/` at build time: Grape's own
-//! services, and the server side of Qdrant's public gRPC API (`qdrant/`).
+//! services, and Qdrant's public gRPC API (`qdrant/`).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=grape");
     println!("cargo:rerun-if-changed=qdrant");
@@ -7,8 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &["grape/v1/grape.proto", "grape/raft/v1/raft.proto", "grape/meta/v1/meta.proto", "grape/compute/v1/compute.proto"],
         &["."],
     )?;
-    // Qdrant's files import each other by bare name, so `qdrant/` is their include root.
-    tonic_prost_build::configure().build_client(false).compile_protos(
+    // Qdrant's files import each other by bare name, so `qdrant/` is their include root. The
+    // clients serve the benchmarks (a Rust client of Grape's Qdrant gRPC API).
+    tonic_prost_build::configure().compile_protos(
         &["qdrant/qdrant.proto", "qdrant/collections_service.proto", "qdrant/points_service.proto"],
         &["qdrant"],
     )?;

@@ -20,7 +20,7 @@ use grape_compute::datagen::gaussian_mixture;
 use grape_compute::distance::Scorer;
 use grape_compute::index::hnsw::{build::BuildParams, AnnParams, HnswIndex};
 use grape_compute::index::{default_oversampling, VecVectors, Vectors};
-use grape_compute::ingest::{decode_ipc, encode_ipc, vector_type};
+use grape_compute::ingest::{encode_ipc, vector_type};
 use grape_compute::topk::{Candidate, TopK};
 use grape_meta::catalog::{Metric, Quantization};
 use grape_proto::v1::{self, grape_client::GrapeClient};
@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use tonic::codegen::tokio_stream;
 use tonic::transport::Channel;
 
+use super::askers::hit_ids;
 use super::processes::DevServer;
 use crate::report::{report, Row};
 
@@ -394,16 +395,6 @@ fn grpc_measure(
     })
 }
 
-/// The `id` column of a search answer.
-pub(super) fn hit_ids(ipc: &[u8]) -> Result<Vec<u64>, String> {
-    let (_, batches) = decode_ipc(ipc).map_err(|e| e.to_string())?;
-    let mut ids = Vec::new();
-    for batch in &batches {
-        let column = batch.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
-        ids.extend(column.ok_or("the hits have no uint64 id column")?.values().iter().copied());
-    }
-    Ok(ids)
-}
 
 /// The base rows as Arrow: `id` (= row), `vector`, `category` (id % 10), `bucket` (id % 100).
 fn base_batch(data: &Data) -> Res<RecordBatch> {

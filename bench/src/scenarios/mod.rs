@@ -1,6 +1,7 @@
 //! One module per scenario.
 
 pub mod ann;
+mod askers;
 pub mod cluster;
 pub mod cold_load;
 pub mod exact_search;

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use clap::Args;
 use grape_compute::datagen::gaussian_mixture;
 use grape_compute::index::VecVectors;
@@ -27,6 +27,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use super::ann::{connect, exact_top_k, recall};
+use super::askers::{passes, Asker, GrapeSearch};
 use super::processes::{free_port, DevServer};
 use super::qdrant::{qdrant_python, settle, write_data, Peer};
 use crate::report::{report, Row};
@@ -107,7 +108,8 @@ pub fn run(o: Options) -> Res<()> {
             let out = peer.run("rest", NAME, &["--phase", "index", "--indexes", "cat:keyword,n:integer"])?;
             rows.push(Row::new("create_payload_index cat:keyword, n:integer", out["seconds"].as_f64().unwrap_or(0.0), "s"));
             let started = Instant::now();
-            runtime.block_on(search(&mut client, &queries[..o.dim], o.k, native.search))?;
+            let mut first = GrapeSearch { client: &mut client, collection: NAME, filter: native.search };
+            runtime.block_on(first.ask(&queries[..o.dim], o.k))?;
             rows.push(Row::new("first indexed search (computes the columns)", started.elapsed().as_secs_f64() * 1000.0, "ms"));
             let memory_after = runtime.block_on(memory_bytes(&mut client))?;
             rows.push(Row::new("node memory after the first indexed search (cat's column)", memory_after as f64 / 1048576.0, "MiB"));
@@ -119,7 +121,8 @@ pub fn run(o: Options) -> Res<()> {
         if c["count"].as_u64() != Some(expected_count) {
             return Err(format!("{label}: the filtered count is {}, not {expected_count}", c["count"]).into());
         }
-        let (native_ids, native_qps) = runtime.block_on(search_all(&mut client, &o, &queries, native.search))?;
+        let asker = GrapeSearch { client: &mut client, collection: NAME, filter: native.search };
+        let (native_ids, native_qps) = runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?;
         let sql_qps = runtime.block_on(count_sql(&mut client, native.count, expected_count, o.min_secs))?;
         let figures = [
             (q["qps"].as_f64().unwrap_or(0.0), recall(&ids, &truth)),
@@ -162,38 +165,6 @@ const REQUESTS: [&str; 4] = [
 /// Bytes of segment data (and indexes) the node holds.
 async fn memory_bytes(client: &mut GrapeClient<Channel>) -> Result<u64, String> {
     Ok(client.status(v1::StatusRequest {}).await.map_err(|e| e.to_string())?.into_inner().memory_bytes)
-}
-
-/// One filtered search of Grape's own API; returns the hits' ids (the Qdrant collection's
-/// ids are utf8).
-async fn search(client: &mut GrapeClient<Channel>, vector: &[f32], k: usize, filter: &str) -> Result<Vec<u64>, String> {
-    let request = v1::SearchRequest { collection: NAME.into(), vector: vector.to_vec(), k: k as u32, filter: filter.into(), ..Default::default() };
-    let ipc = client.search(request).await.map_err(|e| e.to_string())?.into_inner().arrow_ipc;
-    let (_, batches) = decode_ipc(&ipc).map_err(|e| e.to_string())?;
-    let mut ids = Vec::new();
-    for batch in &batches {
-        let column = batch.column_by_name("id").ok_or("the hits have no id column")?;
-        let strings = column.as_string_opt::<i32>().ok_or("the hits' ids are not utf8")?;
-        ids.extend((0..strings.len()).filter(|i| strings.is_valid(*i)).filter_map(|i| strings.value(i).parse::<u64>().ok()));
-    }
-    Ok(ids)
-}
-
-/// Every query once for its hits, then passes until `min_secs` have gone by; returns the
-/// hits and the QPS.
-async fn search_all(client: &mut GrapeClient<Channel>, o: &Options, queries: &[f32], filter: &str) -> Result<(Vec<Vec<u64>>, f64), String> {
-    let mut ids = Vec::with_capacity(o.queries);
-    for q in queries.chunks(o.dim) {
-        ids.push(search(client, q, o.k, filter).await?);
-    }
-    let (started, mut answered) = (Instant::now(), 0);
-    while answered == 0 || started.elapsed().as_secs_f64() < o.min_secs {
-        for q in queries.chunks(o.dim) {
-            search(client, q, o.k, filter).await?;
-        }
-        answered += o.queries;
-    }
-    Ok((ids, answered as f64 / started.elapsed().as_secs_f64()))
 }
 
 /// Repeats `SELECT count(*) … WHERE filter` for `min_secs`, checking the count; returns QPS.

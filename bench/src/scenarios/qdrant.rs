@@ -24,7 +24,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tonic::transport::Channel;
 
-use super::ann::{connect, exact_top_k, hit_ids, recall, wait_indexed};
+use super::ann::{connect, exact_top_k, recall, wait_indexed};
+use super::askers::{passes, GrapeSearch, QdrantGrpcQuery, QdrantRestQuery};
 use super::processes::{free_port, DevServer};
 use crate::report::{report, Row};
 
@@ -105,11 +106,31 @@ pub fn run(o: Options) -> Res<()> {
     }
 
     let started = Instant::now();
-    let (ids, native_qps) = runtime.block_on(query_native(&mut client, &o, &queries))?;
+    let native = GrapeSearch { client: &mut client, collection: "native", filter: "" };
+    let (ids, native_qps) = runtime.block_on(passes(native, &queries, o.dim, o.k, o.min_secs))?;
     let native_recall = recall(&ids, &truth);
     eprintln!("grape gRPC: {native_qps:.0} QPS at recall {native_recall:.3} ({:.1} s)", started.elapsed().as_secs_f64());
     rows.push(Row::new("query, grape gRPC (Rust client): QPS", native_qps, "queries/s"));
     rows.push(Row::new(format!("query, grape gRPC: recall@{}", o.k), native_recall, "fraction"));
+    // The Qdrant layer without the Python client: Rust clients of its gRPC and REST APIs, beside
+    // Grape's own gRPC on the same (Qdrant-made) collection.
+    let on_qd = GrapeSearch { client: &mut client, collection: "qd_rest", filter: "" };
+    let (ids, own_qps) = runtime.block_on(passes(on_qd, &queries, o.dim, o.k, o.min_secs))?;
+    rows.push(Row::new("query qd_rest, grape gRPC (Rust client): QPS", own_qps, "queries/s"));
+    rows.push(Row::new(format!("query qd_rest, grape gRPC: recall@{}", o.k), recall(&ids, &truth), "fraction"));
+    let mut layers = Vec::new();
+    if !o.skip_grpc {
+        let asker = runtime.block_on(QdrantGrpcQuery::connect(&format!("127.0.0.1:{grpc}"), "qd_rest"))?;
+        layers.push(("Qdrant gRPC (Rust tonic client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
+    }
+    let asker = runtime.block_on(QdrantRestQuery::connect(&format!("127.0.0.1:{rest}"), "qd_rest"))?;
+    layers.push(("Qdrant REST (Rust HTTP/1.1 client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
+    for (what, (ids, qps)) in layers {
+        eprintln!("{what}: {qps:.0} QPS at recall {:.3}", recall(&ids, &truth));
+        rows.push(Row::new(format!("query qd_rest, {what}: QPS"), qps, "queries/s"));
+        rows.push(Row::new(format!("query qd_rest, {what}: recall@{}", o.k), recall(&ids, &truth), "fraction"));
+        rows.push(Row::new(format!("query qd_rest, {what}: QPS / grape gRPC on qd_rest"), qps / own_qps.max(1e-9), "fraction"));
+    }
     for t in &transports {
         let out = peer.run(t, "qd_rest", &["--phase", "query", "--k", &o.k.to_string(), "--min-secs", &o.min_secs.to_string()])?;
         let ids: Vec<Vec<u64>> = serde_json::from_value(out["ids"].clone())?;
@@ -214,27 +235,4 @@ pub(super) async fn settle(client: &mut GrapeClient<Channel>, name: &str) -> Res
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_indexed(client, name).await.map(|_| ())
-}
-
-/// Asks every query of `native` once for its hits, then repeats passes until `min_secs` have
-/// gone by; returns the hits and the QPS.
-async fn query_native(client: &mut GrapeClient<Channel>, o: &Options, queries: &[f32]) -> Result<(Vec<Vec<u64>>, f64), String> {
-    let request = |i: usize| v1::SearchRequest {
-        collection: "native".into(),
-        vector: queries[i * o.dim..(i + 1) * o.dim].to_vec(),
-        k: o.k as u32,
-        ..Default::default()
-    };
-    let mut ids = Vec::with_capacity(o.queries);
-    for i in 0..o.queries {
-        ids.push(hit_ids(&client.search(request(i)).await.map_err(|e| e.to_string())?.into_inner().arrow_ipc)?);
-    }
-    let (started, mut answered) = (Instant::now(), 0);
-    while answered == 0 || started.elapsed().as_secs_f64() < o.min_secs {
-        for i in 0..o.queries {
-            client.search(request(i)).await.map_err(|e| e.to_string())?;
-        }
-        answered += o.queries;
-    }
-    Ok((ids, answered as f64 / started.elapsed().as_secs_f64()))
 }

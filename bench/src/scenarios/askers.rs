@@ -1,0 +1,186 @@
+//! Single-client query loops of the Qdrant scenarios, one per way of asking Grape: its own
+//! gRPC `Search`, Qdrant's gRPC `Points/Query` and Qdrant's REST `points/query`, the last two
+//! from Rust, so that the Qdrant layer's cost is measured without the Python client's.
+
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, UInt64Array};
+use grape_compute::ingest::decode_ipc;
+use grape_proto::qdrant::{self as qd, points_client::PointsClient};
+use grape_proto::v1::{self, grape_client::GrapeClient};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tonic::transport::Channel;
+
+/// One way of asking a k-nearest-neighbour query: returns the hits' ids, best first.
+pub(super) trait Asker {
+    /// Asks for the `k` nearest neighbours of `vector`.
+    async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String>;
+}
+
+/// Asks every query once for its hits, then repeats passes until `min_secs` have gone by;
+/// returns the first pass's hits and the queries answered per second.
+pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k: usize, min_secs: f64) -> Result<(Vec<Vec<u64>>, f64), String> {
+    let mut ids = Vec::new();
+    for q in queries.chunks(dim) {
+        ids.push(asker.ask(q, k).await?);
+    }
+    let (started, mut answered) = (Instant::now(), 0);
+    while answered == 0 || started.elapsed().as_secs_f64() < min_secs {
+        for q in queries.chunks(dim) {
+            asker.ask(q, k).await?;
+        }
+        answered += ids.len();
+    }
+    Ok((ids, answered as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Grape's own gRPC `Search` on `collection`, with an optional SQL filter.
+pub(super) struct GrapeSearch<'a> {
+    /// The client.
+    pub(super) client: &'a mut GrapeClient<Channel>,
+    /// The collection.
+    pub(super) collection: &'a str,
+    /// The SQL filter (empty: none).
+    pub(super) filter: &'a str,
+}
+
+impl Asker for GrapeSearch<'_> {
+    async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
+        let request = v1::SearchRequest {
+            collection: self.collection.into(),
+            vector: vector.to_vec(),
+            k: k as u32,
+            filter: self.filter.into(),
+            ..Default::default()
+        };
+        let ipc = self.client.search(request).await.map_err(|e| e.to_string())?.into_inner().arrow_ipc;
+        hit_ids(&ipc)
+    }
+}
+
+/// The ids of a search answer's hits: a uint64 `id` column, or a utf8 one holding integers
+/// (a collection made through the Qdrant API).
+pub(super) fn hit_ids(ipc: &[u8]) -> Result<Vec<u64>, String> {
+    let (_, batches) = decode_ipc(ipc).map_err(|e| e.to_string())?;
+    let mut ids = Vec::new();
+    for batch in &batches {
+        let column = batch.column_by_name("id").ok_or("the hits have no id column")?;
+        if let Some(ints) = column.as_any().downcast_ref::<UInt64Array>() {
+            ids.extend(ints.values().iter().copied());
+        } else {
+            let strings = column.as_string_opt::<i32>().ok_or("the hits' ids are neither uint64 nor utf8")?;
+            ids.extend((0..strings.len()).filter(|i| strings.is_valid(*i)).filter_map(|i| strings.value(i).parse::<u64>().ok()));
+        }
+    }
+    Ok(ids)
+}
+
+/// Qdrant's gRPC `Points/Query` (a tonic client of Qdrant's own protos).
+pub(super) struct QdrantGrpcQuery {
+    client: PointsClient<Channel>,
+    collection: String,
+}
+
+impl QdrantGrpcQuery {
+    /// Connects to Grape's Qdrant gRPC API at `addr` (`host:port`).
+    pub(super) async fn connect(addr: &str, collection: &str) -> Result<Self, String> {
+        let channel = Channel::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+        Ok(QdrantGrpcQuery { client: PointsClient::new(channel), collection: collection.to_string() })
+    }
+}
+
+impl Asker for QdrantGrpcQuery {
+    async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
+        let dense = qd::VectorInput { variant: Some(qd::vector_input::Variant::Dense(qd::DenseVector { data: vector.to_vec() })) };
+        let request = qd::QueryPoints {
+            collection_name: self.collection.clone(),
+            query: Some(qd::Query { variant: Some(qd::query::Variant::Nearest(dense)) }),
+            limit: Some(k as u64),
+            ..Default::default()
+        };
+        let points = self.client.query(request).await.map_err(|e| e.to_string())?.into_inner().result;
+        points
+            .iter()
+            .map(|p| match p.id.as_ref().and_then(|id| id.point_id_options.as_ref()) {
+                Some(qd::point_id::PointIdOptions::Num(n)) => Ok(*n),
+                other => Err(format!("a hit without an integer id: {other:?}")),
+            })
+            .collect()
+    }
+}
+
+/// Qdrant's REST `POST /collections/{name}/points/query` over one kept-alive HTTP/1.1
+/// connection (TCP_NODELAY), JSON in and out.
+pub(super) struct QdrantRestQuery {
+    stream: BufReader<TcpStream>,
+    addr: String,
+    path: String,
+}
+
+impl QdrantRestQuery {
+    /// Connects to Grape's Qdrant REST API at `addr` (`host:port`).
+    pub(super) async fn connect(addr: &str, collection: &str) -> Result<Self, String> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(QdrantRestQuery { stream: BufReader::new(stream), addr: addr.to_string(), path: format!("/collections/{collection}/points/query") })
+    }
+
+    /// Posts `body` to `path`; returns the response body parsed.
+    async fn post(&mut self, path: &str, body: &Value) -> Result<Value, String> {
+        let body = body.to_string();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
+        let io = |e: std::io::Error| e.to_string();
+        self.stream.get_mut().write_all(head.as_bytes()).await.map_err(io)?;
+        self.stream.get_mut().write_all(body.as_bytes()).await.map_err(io)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.map_err(io)?;
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no HTTP status line: {line:?}"))?;
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.map_err(io)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+                _ => {}
+            }
+        }
+        let mut answer = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await.map_err(io)?;
+                let size = usize::from_str_radix(line.trim(), 16).map_err(|e| format!("bad chunk size {line:?}: {e}"))?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await.map_err(io)?;
+                answer.extend_from_slice(&chunk[..size]);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            answer.resize(length.ok_or("a response without a length")?, 0);
+            self.stream.read_exact(&mut answer).await.map_err(io)?;
+        }
+        if status != 200 {
+            return Err(format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&answer)));
+        }
+        serde_json::from_slice(&answer).map_err(|e| e.to_string())
+    }
+}
+
+impl Asker for QdrantRestQuery {
+    async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
+        let path = self.path.clone();
+        let answer = self.post(&path, &json!({ "query": vector, "limit": k })).await?;
+        let points = answer["result"]["points"].as_array().ok_or_else(|| format!("no points in {answer}"))?;
+        points.iter().map(|p| p["id"].as_u64().ok_or_else(|| format!("a hit without an integer id: {p}"))).collect()
+    }
+}
