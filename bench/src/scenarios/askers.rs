@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, UInt64Array};
 use grape_compute::ingest::decode_ipc;
-use grape_proto::qdrant::{self as qd, points_client::PointsClient};
+use grape_proto::qdrant::{self as qd, collections_client::CollectionsClient, points_client::PointsClient};
 use grape_proto::v1::{self, grape_client::GrapeClient};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -77,21 +77,55 @@ pub(super) fn hit_ids(ipc: &[u8]) -> Result<Vec<u64>, String> {
     Ok(ids)
 }
 
-/// Qdrant's gRPC `Points/Query` (a tonic client of Qdrant's own protos).
-pub(super) struct QdrantGrpcQuery {
+/// Qdrant's gRPC API on `collection` (tonic clients of Qdrant's own protos); as an
+/// [`Asker`], `Points/Query`.
+pub(super) struct QdrantGrpc {
     client: PointsClient<Channel>,
+    collections: CollectionsClient<Channel>,
     collection: String,
 }
 
-impl QdrantGrpcQuery {
+impl QdrantGrpc {
     /// Connects to Grape's Qdrant gRPC API at `addr` (`host:port`).
     pub(super) async fn connect(addr: &str, collection: &str) -> Result<Self, String> {
         let channel = Channel::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
-        Ok(QdrantGrpcQuery { client: PointsClient::new(channel), collection: collection.to_string() })
+        let (client, collections) = (PointsClient::new(channel.clone()), CollectionsClient::new(channel));
+        Ok(QdrantGrpc { client, collections, collection: collection.to_string() })
+    }
+
+    /// Creates the collection (Euclid), upserts the rows of `base` with id = row in batches
+    /// of `batch` (`wait=true`), and returns points/s.
+    pub(super) async fn upsert_all(&mut self, base: &[f32], dim: usize, batch: usize) -> Result<f64, String> {
+        let params = qd::VectorParams { size: dim as u64, distance: qd::Distance::Euclid as i32, ..Default::default() };
+        let create = qd::CreateCollection {
+            collection_name: self.collection.clone(),
+            vectors_config: Some(qd::VectorsConfig { config: Some(qd::vectors_config::Config::Params(params)) }),
+            ..Default::default()
+        };
+        self.collections.create(create).await.map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for (b, rows) in base.chunks(dim * batch).enumerate() {
+            let points = rows
+                .chunks(dim)
+                .enumerate()
+                .map(|(i, v)| {
+                    let dense = qd::vector::Vector::Dense(qd::DenseVector { data: v.to_vec() });
+                    let vector = qd::Vector { vector: Some(dense), ..Default::default() };
+                    qd::PointStruct {
+                        id: Some(qd::PointId { point_id_options: Some(qd::point_id::PointIdOptions::Num((b * batch + i) as u64)) }),
+                        vectors: Some(qd::Vectors { vectors_options: Some(qd::vectors::VectorsOptions::Vector(vector)) }),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let upsert = qd::UpsertPoints { collection_name: self.collection.clone(), wait: Some(true), points, ..Default::default() };
+            self.client.upsert(upsert).await.map_err(|e| e.to_string())?;
+        }
+        Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
     }
 }
 
-impl Asker for QdrantGrpcQuery {
+impl Asker for QdrantGrpc {
     async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
         let dense = qd::VectorInput { variant: Some(qd::vector_input::Variant::Dense(qd::DenseVector { data: vector.to_vec() })) };
         let request = qd::QueryPoints {
@@ -111,26 +145,42 @@ impl Asker for QdrantGrpcQuery {
     }
 }
 
-/// Qdrant's REST `POST /collections/{name}/points/query` over one kept-alive HTTP/1.1
-/// connection (TCP_NODELAY), JSON in and out.
-pub(super) struct QdrantRestQuery {
+/// Qdrant's REST API on `collection` over one kept-alive HTTP/1.1 connection (TCP_NODELAY),
+/// JSON in and out; as an [`Asker`], `POST /collections/{name}/points/query`.
+pub(super) struct QdrantRest {
     stream: BufReader<TcpStream>,
     addr: String,
-    path: String,
+    collection: String,
 }
 
-impl QdrantRestQuery {
+impl QdrantRest {
     /// Connects to Grape's Qdrant REST API at `addr` (`host:port`).
     pub(super) async fn connect(addr: &str, collection: &str) -> Result<Self, String> {
         let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        Ok(QdrantRestQuery { stream: BufReader::new(stream), addr: addr.to_string(), path: format!("/collections/{collection}/points/query") })
+        Ok(QdrantRest { stream: BufReader::new(stream), addr: addr.to_string(), collection: collection.to_string() })
     }
 
-    /// Posts `body` to `path`; returns the response body parsed.
-    async fn post(&mut self, path: &str, body: &Value) -> Result<Value, String> {
+    /// Creates the collection (Euclid), upserts the rows of `base` with id = row in batches
+    /// of `batch` (`wait=true`), and returns points/s.
+    pub(super) async fn upsert_all(&mut self, base: &[f32], dim: usize, batch: usize) -> Result<f64, String> {
+        let collection = format!("/collections/{}", self.collection);
+        self.send("PUT", &collection, &json!({ "vectors": { "size": dim, "distance": "Euclid" } })).await?;
+        let points = format!("{collection}/points?wait=true");
+        let started = Instant::now();
+        for (b, rows) in base.chunks(dim * batch).enumerate() {
+            let ids: Vec<usize> = (b * batch..b * batch + rows.len() / dim).collect();
+            let vectors: Vec<&[f32]> = rows.chunks(dim).collect();
+            self.send("PUT", &points, &json!({ "batch": { "ids": ids, "vectors": vectors } })).await?;
+        }
+        Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// Sends `body` to `path` with `method`; returns the response body parsed.
+    async fn send(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, String> {
         let body = body.to_string();
-        let head = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
+        let head =
+            format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
         let io = |e: std::io::Error| e.to_string();
         self.stream.get_mut().write_all(head.as_bytes()).await.map_err(io)?;
         self.stream.get_mut().write_all(body.as_bytes()).await.map_err(io)?;
@@ -176,10 +226,10 @@ impl QdrantRestQuery {
     }
 }
 
-impl Asker for QdrantRestQuery {
+impl Asker for QdrantRest {
     async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
-        let path = self.path.clone();
-        let answer = self.post(&path, &json!({ "query": vector, "limit": k })).await?;
+        let path = format!("/collections/{}/points/query", self.collection);
+        let answer = self.send("POST", &path, &json!({ "query": vector, "limit": k })).await?;
         let points = answer["result"]["points"].as_array().ok_or_else(|| format!("no points in {answer}"))?;
         points.iter().map(|p| p["id"].as_u64().ok_or_else(|| format!("a hit without an integer id: {p}"))).collect()
     }

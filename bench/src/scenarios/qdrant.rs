@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 use super::ann::{connect, exact_top_k, recall, wait_indexed};
-use super::askers::{passes, GrapeSearch, QdrantGrpcQuery, QdrantRestQuery};
+use super::askers::{passes, GrapeSearch, QdrantGrpc, QdrantRest};
 use super::processes::{free_port, DevServer};
 use crate::report::{report, Row};
 
@@ -77,8 +77,12 @@ pub fn run(o: Options) -> Res<()> {
     let mut flags = vec!["--qdrant-listen".to_string(), format!("127.0.0.1:{rest}")];
     flags.extend(["--qdrant-grpc-listen".to_string(), if o.skip_grpc { "off".to_string() } else { format!("127.0.0.1:{grpc}") }]);
     let server = DevServer::start_with(o.grape.as_deref(), &flags)?;
-    // Index every segment of a settled collection, however small the run.
+    // Index every segment of a settled collection, however small the run; but no index
+    // build or compaction while upserts are measured (they would share the two cores with
+    // the later paths' upserts only).
     server.cli(&["config", "set", "index/min_rows", "1000"])?;
+    server.cli(&["config", "set", "index/auto", "off"])?;
+    server.cli(&["config", "set", "compaction/auto", "off"])?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut client = runtime.block_on(connect(&server.endpoint))?;
     let peer = Peer { python, url: format!("http://127.0.0.1:{rest}"), grpc, data, dim: o.dim };
@@ -91,6 +95,20 @@ pub fn run(o: Options) -> Res<()> {
     eprintln!("grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
     let rate = runtime.block_on(insert_native(&mut client, &o, &base))?;
     rows.push(Row::new("upsert, grape gRPC (Rust client)", rate, "points/s"));
+    eprintln!("Qdrant REST (Rust client): upserting …");
+    let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
+    let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
+    rows.push(Row::new("upsert, Qdrant REST (Rust HTTP/1.1 client)", rust_rate, "points/s"));
+    rows.push(Row::new("upsert, Qdrant REST (Rust HTTP/1.1 client) / grape gRPC", rust_rate / rate.max(1e-9), "fraction"));
+    server.cli(&["collection", "drop", "qd_rust"])?;
+    if !o.skip_grpc {
+        eprintln!("Qdrant gRPC (Rust client): upserting …");
+        let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
+        let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
+        rows.push(Row::new("upsert, Qdrant gRPC (Rust tonic client)", rust_rate, "points/s"));
+        rows.push(Row::new("upsert, Qdrant gRPC (Rust tonic client) / grape gRPC", rust_rate / rate.max(1e-9), "fraction"));
+        server.cli(&["collection", "drop", "qd_rust_grpc"])?;
+    }
     for t in &transports {
         eprintln!("qdrant-client {t}: upserting …");
         let out = peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()])?;
@@ -100,6 +118,7 @@ pub fn run(o: Options) -> Res<()> {
     if !o.skip_grpc {
         server.cli(&["collection", "drop", "qd_grpc"])?;
     }
+    server.cli(&["config", "set", "index/auto", "on"])?;
     for name in ["native", "qd_rest"] {
         eprintln!("{name}: compacting and waiting for the indexes …");
         runtime.block_on(settle(&mut client, name))?;
@@ -120,10 +139,10 @@ pub fn run(o: Options) -> Res<()> {
     rows.push(Row::new(format!("query qd_rest, grape gRPC: recall@{}", o.k), recall(&ids, &truth), "fraction"));
     let mut layers = Vec::new();
     if !o.skip_grpc {
-        let asker = runtime.block_on(QdrantGrpcQuery::connect(&format!("127.0.0.1:{grpc}"), "qd_rest"))?;
+        let asker = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rest"))?;
         layers.push(("Qdrant gRPC (Rust tonic client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
     }
-    let asker = runtime.block_on(QdrantRestQuery::connect(&format!("127.0.0.1:{rest}"), "qd_rest"))?;
+    let asker = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rest"))?;
     layers.push(("Qdrant REST (Rust HTTP/1.1 client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
     for (what, (ids, qps)) in layers {
         eprintln!("{what}: {qps:.0} QPS at recall {:.3}", recall(&ids, &truth));

@@ -260,14 +260,24 @@ pub enum PayloadEdit {
 impl QdrantApi {
     /// `PUT /collections/{name}/points`.
     pub async fn upsert(&self, name: &str, body: UpsertBody) -> Outcome {
-        let name = &self.resolve(name);
-        let collection = self.collection(name)?;
-        let raw = match (body.points, body.batch) {
-            (Some(points), None) => points.iter().map(|p| (p.get("id"), p.get("vector"), p.get("payload"))).map(owned).collect(),
-            (None, Some(batch)) => batch_points(&batch)?,
+        self.collection(&self.resolve(name))?;
+        let raw: Vec<(Value, Value, Value)> = match (body.points, body.batch) {
+            (Some(points), None) => points.into_iter().map(point_parts).collect(),
+            (None, Some(batch)) => batch_points(batch)?,
             _ => return Err(QdrantError::wrong_input("an upsert has either `points` or `batch`")),
         };
-        let points = raw.into_iter().map(|(id, vector, payload)| new_point(&collection, id, vector, payload)).collect::<Result<Vec<_>, _>>()?;
+        let points = raw
+            .into_iter()
+            .map(|(id, vectors, payload)| Ok(GivenPoint { id, vectors: GivenVectors::from_json(vectors)?, payload }))
+            .collect::<Result<Vec<_>, QdrantError>>()?;
+        self.upsert_points(name, points).await
+    }
+
+    /// Upserts points as a request gives them (REST's JSON or gRPC's messages), checked
+    /// against the collection, in one commit.
+    pub async fn upsert_points(&self, name: &str, points: Vec<GivenPoint>) -> Outcome {
+        let collection = self.collection(&self.resolve(name))?;
+        let points = points.into_iter().map(|p| new_point(&collection, p)).collect::<Result<Vec<_>, _>>()?;
         self.write_points(&collection, points).await
     }
 
@@ -435,21 +445,26 @@ pub fn parse_id(value: &Value) -> Result<PointId, QdrantError> {
 }
 
 /// The `(id, vector, payload)` of a point as owned values.
-fn owned((id, vector, payload): (Option<&Value>, Option<&Value>, Option<&Value>)) -> (Value, Value, Value) {
-    let get = |v: Option<&Value>| v.cloned().unwrap_or(Value::Null);
-    (get(id), get(vector), get(payload))
+fn point_parts(mut point: Value) -> (Value, Value, Value) {
+    let mut take = |key: &str| point.as_object_mut().and_then(|p| p.remove(key)).unwrap_or(Value::Null);
+    (take("id"), take("vector"), take("payload"))
 }
 
-/// The points of the batch form.
-fn batch_points(batch: &Value) -> Result<Vec<(Value, Value, Value)>, QdrantError> {
-    let list = |key: &str| batch.get(key).and_then(Value::as_array).cloned();
-    let ids = list("ids").ok_or_else(|| QdrantError::wrong_input("a batch needs `ids`"))?;
-    let vectors = match batch.get("vectors") {
-        Some(Value::Array(list)) => list.clone(),
-        Some(Value::Object(named)) => named_batch_vectors(named, ids.len())?,
+/// The points of the batch form (taken apart, not copied: a batch may hold megabytes of
+/// vectors).
+fn batch_points(mut batch: Value) -> Result<Vec<(Value, Value, Value)>, QdrantError> {
+    let mut take = |key: &str| batch.as_object_mut().and_then(|b| b.remove(key));
+    let list = |v: Option<Value>| match v {
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
+    };
+    let ids = list(take("ids")).ok_or_else(|| QdrantError::wrong_input("a batch needs `ids`"))?;
+    let (vectors, payloads) = (take("vectors"), list(take("payloads")));
+    let vectors = match vectors {
+        Some(Value::Array(list)) => list,
+        Some(Value::Object(named)) => named_batch_vectors(&named, ids.len())?,
         _ => return Err(QdrantError::wrong_input("a batch needs `vectors`: a list, or an object of named vectors' lists")),
     };
-    let payloads = list("payloads");
     if vectors.len() != ids.len() || payloads.as_ref().is_some_and(|p| p.len() != ids.len()) {
         return Err(QdrantError::wrong_input("a batch's ids, vectors and payloads must have the same length"));
     }
@@ -472,10 +487,42 @@ fn named_batch_vectors(named: &Map<String, Value>, points: usize) -> Result<Vec<
     Ok(per_point.into_iter().map(Value::Object).collect())
 }
 
+/// A point of an upsert as a request gives it, before it is checked.
+pub struct GivenPoint {
+    /// Its id (an integer or a UUID string).
+    pub id: Value,
+    /// Its vectors.
+    pub vectors: GivenVectors,
+    /// Its payload object (`null`: none).
+    pub payload: Value,
+}
+
+/// The vectors of an upserted point as a request gives them.
+pub enum GivenVectors {
+    /// None.
+    Missing,
+    /// One unnamed vector.
+    Plain(Vec<f32>),
+    /// Named vectors, in name order (`""` is the unnamed one).
+    Named(Vec<(String, Vec<f32>)>),
+}
+
+impl GivenVectors {
+    /// Reads a point's `vector` JSON: a list of numbers, or an object of named lists.
+    pub fn from_json(value: Value) -> Result<Self, QdrantError> {
+        match value {
+            Value::Null => Ok(GivenVectors::Missing),
+            Value::Object(named) => named.into_iter().map(|(name, v)| Ok((name, vector_of(&v)?))).collect::<Result<_, _>>().map(GivenVectors::Named),
+            list => vector_of(&list).map(GivenVectors::Plain),
+        }
+    }
+}
+
 /// Checks one point of an upsert.
-fn new_point(collection: &Collection, id: Value, vector: Value, payload: Value) -> Result<NewPoint, QdrantError> {
+fn new_point(collection: &Collection, point: GivenPoint) -> Result<NewPoint, QdrantError> {
+    let GivenPoint { id, vectors, payload } = point;
     let id = parse_id(&id)?;
-    let vectors = point_vectors_of(&collection.spec, &id, &vector)?;
+    let vectors = point_vectors_of(&collection.spec, &id, vectors)?;
     let payload = match payload {
         Value::Null => None,
         Value::Object(map) => Some(map),
@@ -504,24 +551,32 @@ pub fn vector_of(value: &Value) -> Result<Vec<f32>, QdrantError> {
 /// The vectors of an upserted point, one per vector field in field order, checked and
 /// normalised: a list (or `{"": list}`) for a collection with one unnamed vector, an object
 /// with every named vector for one with named vectors (Grape needs every field of a point).
-fn point_vectors_of(spec: &CollectionSpec, id: &PointId, value: &Value) -> Result<Vec<Vec<f32>>, QdrantError> {
+fn point_vectors_of(spec: &CollectionSpec, id: &PointId, given: GivenVectors) -> Result<Vec<Vec<f32>>, QdrantError> {
     let fields = spec.vector_fields();
     if !spec.is_named() {
-        return Ok(vec![checked_vector(spec, &fields[0], vector_of(value)?, true)?]);
+        let vector = match given {
+            GivenVectors::Plain(v) => v,
+            GivenVectors::Named(mut named) if named.len() == 1 && named[0].0.is_empty() => named.remove(0).1,
+            GivenVectors::Named(named) if !named.is_empty() => {
+                return Err(QdrantError::wrong_input(format!("Not existing vector name error: {}", named[0].0)))
+            }
+            _ => return Err(QdrantError::wrong_input("a point needs a vector")),
+        };
+        return Ok(vec![checked_vector(spec, &fields[0], vector, true)?]);
     }
-    let Value::Object(given) = value else {
+    let GivenVectors::Named(mut given) = given else {
         return Err(QdrantError::wrong_input("Not existing vector name error: "));
     };
-    if let Some(unknown) = given.keys().find(|name| !fields.iter().any(|f| &f.name == *name)) {
+    if let Some((unknown, _)) = given.iter().find(|(name, _)| !fields.iter().any(|f| &f.name == name)) {
         return Err(QdrantError::wrong_input(format!("Not existing vector name error: {unknown}")));
     }
     fields
         .iter()
         .map(|field| {
-            let vector = given.get(&field.name).ok_or_else(|| {
+            let at = given.iter().position(|(name, _)| name == &field.name).ok_or_else(|| {
                 QdrantError::wrong_input(format!("point {} has no vector \"{}\": Grape needs every named vector of a point", id.key(), field.name))
             })?;
-            checked_vector(spec, field, vector_of(vector)?, true)
+            checked_vector(spec, field, std::mem::take(&mut given[at].1), true)
         })
         .collect()
 }

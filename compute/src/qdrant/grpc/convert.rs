@@ -15,6 +15,7 @@ use grape_proto::qdrant as pb;
 use serde_json::{json, Map, Number, Value};
 
 use crate::qdrant::ids::PointId;
+use crate::qdrant::points::{GivenPoint, GivenVectors};
 use crate::qdrant::reply::QdrantError;
 
 /// What a conversion gives: the converted value or the error to answer with.
@@ -114,30 +115,33 @@ pub fn id_of_json(value: &Value) -> Converted<pb::PointId> {
     Ok(pb::PointId { point_id_options: Some(options) })
 }
 
-/// The JSON of a dense vector (other kinds are refused). Older clients send the deprecated
+/// A dense vector's values (other kinds are refused). Older clients send the deprecated
 /// `data` (with `indices` for sparse and `vectors_count` for multi vectors) instead of `dense`.
 #[allow(deprecated)]
-pub fn json_of_vector(vector: pb::Vector) -> Converted<Value> {
+pub fn dense_of(vector: pb::Vector) -> Converted<Vec<f32>> {
     use pb::vector::Vector as V;
     match vector.vector {
-        Some(V::Dense(dense)) => Ok(json!(dense.data)),
+        Some(V::Dense(dense)) => Ok(dense.data),
         Some(V::Sparse(_)) => Err(unsupported("sparse vectors")),
         Some(V::MultiDense(_)) => Err(unsupported("multi vectors")),
         Some(V::Document(_) | V::Image(_) | V::Object(_)) => Err(unsupported("inference (documents, images, objects)")),
         None if vector.indices.is_some() => Err(unsupported("sparse vectors")),
         None if vector.vectors_count.is_some() => Err(unsupported("multi vectors")),
-        None => Ok(json!(vector.data)),
+        None => Ok(vector.data),
     }
 }
 
-/// The JSON of a point's vectors: one vector, or named ones as an object (`null`: none).
-pub fn json_of_vectors(vectors: Option<pb::Vectors>) -> Converted<Value> {
+/// A point's vectors: one vector, or named ones (straight to floats, never through JSON).
+pub fn given_vectors(vectors: Option<pb::Vectors>) -> Converted<GivenVectors> {
     use pb::vectors::VectorsOptions;
     match vectors.and_then(|v| v.vectors_options) {
-        None => Ok(Value::Null),
-        Some(VectorsOptions::Vector(v)) => json_of_vector(v),
+        None => Ok(GivenVectors::Missing),
+        Some(VectorsOptions::Vector(v)) => dense_of(v).map(GivenVectors::Plain),
         Some(VectorsOptions::Vectors(named)) => {
-            named.vectors.into_iter().map(|(name, v)| Ok((name, json_of_vector(v)?))).collect::<Converted<Map<_, _>>>().map(Value::Object)
+            let mut named = named.vectors.into_iter().map(|(name, v)| Ok((name, dense_of(v)?))).collect::<Converted<Vec<_>>>()?;
+            // In name order, as a JSON object lists them.
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(GivenVectors::Named(named))
         }
     }
 }
@@ -155,10 +159,10 @@ pub fn json_of_vector_input(input: pb::VectorInput) -> Converted<Value> {
     }
 }
 
-/// The JSON of a point to upsert: `{id, vector, payload}` (an empty payload is none).
-pub fn json_of_point(point: pb::PointStruct) -> Converted<Value> {
+/// A point to upsert (an empty payload is none).
+pub fn given_point(point: pb::PointStruct) -> Converted<GivenPoint> {
     let payload = if point.payload.is_empty() { Value::Null } else { Value::Object(json_of_payload(point.payload)?) };
-    Ok(json!({ "id": json_of_id(point.id)?, "vector": json_of_vectors(point.vectors)?, "payload": payload }))
+    Ok(GivenPoint { id: json_of_id(point.id)?, vectors: given_vectors(point.vectors)?, payload })
 }
 
 /// The JSON of `with_payload` (`null`: absent, the endpoint's default).
@@ -320,14 +324,14 @@ mod tests {
         assert_eq!(json_of_id(Some(id_of_json(&json!(uuid)).unwrap())).unwrap(), json!(uuid));
         assert!(json_of_id(Some(pb::PointId::default())).is_err());
         let dense = pb::Vector { vector: Some(pb::vector::Vector::Dense(pb::DenseVector { data: vec![0.5, 1.0] })), ..Default::default() };
-        assert_eq!(json_of_vector(dense).unwrap(), json!([0.5, 1.0]));
+        assert_eq!(dense_of(dense).unwrap(), vec![0.5, 1.0]);
         #[allow(deprecated)]
         let (legacy, sparse) = (
             pb::Vector { data: vec![0.25], ..Default::default() },
             pb::Vector { data: vec![0.25], indices: Some(pb::SparseIndices { data: vec![3] }), ..Default::default() },
         );
-        assert_eq!(json_of_vector(legacy).unwrap(), json!([0.25]));
-        assert_eq!(json_of_vector(sparse).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(dense_of(legacy).unwrap(), vec![0.25]);
+        assert_eq!(dense_of(sparse).unwrap_err().status(), StatusCode::BAD_REQUEST);
         let hit = scored_point(json!({"id": 3, "payload": {"a": 1}, "vector": [0.5], "score": 0.75, "version": 0})).unwrap();
         assert_eq!(hit.score, 0.75);
         assert_eq!(hit.payload.len(), 1);

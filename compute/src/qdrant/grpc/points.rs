@@ -12,7 +12,7 @@ use super::convert::{self, json_of_ids, json_of_payload, malformed, points_field
 use super::filter::json_of_filter;
 use super::search;
 use super::{timed, unimplemented, QdrantGrpc, Reply};
-use crate::qdrant::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody, VectorSelector};
+use crate::qdrant::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, VectorSelector};
 use crate::qdrant::reply::QdrantError;
 
 /// The answer of a write (`result`: `{operation_id, status}`).
@@ -116,8 +116,8 @@ impl pb::points_server::Points for QdrantGrpc {
             if r.update_mode.is_some_and(|m| m != pb::UpdateMode::Upsert as i32) {
                 return Err(unsupported("insert-only and update-only upserts (update_mode)"));
             }
-            let points = r.points.into_iter().map(convert::json_of_point).collect::<Converted<Vec<_>>>()?;
-            self.0.upsert(&r.collection_name, UpsertBody { points: Some(points), batch: None }).await
+            let points = r.points.into_iter().map(convert::given_point).collect::<Converted<Vec<_>>>()?;
+            self.0.upsert_points(&r.collection_name, points).await
         })
         .await
     }

@@ -7,7 +7,7 @@ use grape_proto::qdrant as pb;
 use serde_json::{json, Map, Value};
 
 use super::convert::{
-    json_of_id, json_of_ids, json_of_params, json_of_vector, json_of_vector_input, json_of_with_payload, json_of_with_vectors, malformed,
+    json_of_id, json_of_ids, dense_of, json_of_params, json_of_vector_input, json_of_with_payload, json_of_with_vectors, malformed,
     rfc3339, unsupported, Converted,
 };
 use super::filter::json_of_optional_filter;
@@ -187,7 +187,7 @@ pub fn recommend_body(r: pb::RecommendPoints) -> Converted<Value> {
     let examples = |ids: Vec<pb::PointId>, vectors: Vec<pb::Vector>| -> Converted<Vec<Value>> {
         let mut out = json_of_ids(ids)?;
         for vector in vectors {
-            out.push(json_of_vector(vector)?);
+            out.push(serde_json::json!(dense_of(vector)?));
         }
         Ok(out)
     };
