@@ -677,7 +677,8 @@ mod tests {
     fn named_vectors_of_a_point_are_checked_per_field() {
         let spec = named();
         let id = PointId::Num(1);
-        let vectors = point_vectors_of(&spec, &id, &json!({"text": [1, 2, 3], "image": [3, 4]})).unwrap();
+        let given = |v: &Value| GivenVectors::from_json(v.clone()).unwrap();
+        let vectors = point_vectors_of(&spec, &id, given(&json!({"text": [1, 2, 3], "image": [3, 4]}))).unwrap();
         assert_eq!(vectors, [vec![0.6, 0.8], vec![1.0, 2.0, 3.0]], "field order; cosine vectors normalised, dot ones not");
         for (value, wanted) in [
             (json!([1, 2]), "Not existing vector name error: "),
@@ -685,7 +686,7 @@ mod tests {
             (json!({"image": [1, 2]}), "has no vector \"text\""),
             (json!({"image": [1, 2], "text": [1, 2]}), "expected dim: 3, got 2"),
         ] {
-            let err = point_vectors_of(&spec, &id, &value).unwrap_err().to_string();
+            let err = point_vectors_of(&spec, &id, given(&value)).unwrap_err().to_string();
             assert!(err.contains(wanted), "{value}: {err}");
         }
     }
