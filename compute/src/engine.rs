@@ -217,11 +217,11 @@ impl Engine {
             }
             let (ready, missing): (Vec<WantedSegment>, Vec<WantedSegment>) =
                 wanted.into_iter().filter(|w| !held.loading.contains(&w.meta.id)).partition(|w| held.ready.contains_key(&w.meta.id));
-            // Derived columns of payload indexes deleted since are dropped; those of new
-            // indexes are computed by the first filter that needs them.
+            // Derived columns of payload indexes deleted since (or named by queries) are
+            // dropped; those of new indexes are computed by the first filter that needs them.
             for w in &ready {
                 if let Some(segment) = held.ready.get(&w.meta.id) {
-                    segment.retain_derived(&w.derived);
+                    segment.keep_derived(&w.derived);
                 }
             }
             held.loading.extend(missing.iter().map(|w| w.meta.id.clone()));
@@ -298,6 +298,7 @@ impl Engine {
         let batches = self.storage.read_segment(&meta).await?;
         let segment = tokio::task::spawn_blocking(move || {
             let segment = LoadedSegment::with_vectors(meta, schema, &batches, &vectors)?;
+            segment.keep_derived(&derived);
             if let Err(e) = segment.batch_with(&derived) {
                 tracing::warn!(segment = %segment.meta.id, error = %e, "derived payload columns of the payload indexes not computed");
             }

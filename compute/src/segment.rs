@@ -1,10 +1,10 @@
 //! A segment held in memory: its rows as one Arrow batch and each vector column's vectors as
 //! one flat slice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float32Type, SchemaRef};
 use grape_storage::format::SegmentMeta;
@@ -34,8 +34,29 @@ pub struct LoadedSegment {
     columns: Vec<VectorColumn>,
     /// Which rows newer writes replaced or deleted, as last computed (see [`crate::liveness`]).
     pub liveness: SegmentLiveness,
-    /// Derived payload columns computed so far, by name (see [`crate::derived`]).
-    derived: RwLock<HashMap<String, arrow::array::ArrayRef>>,
+    /// Derived payload columns kept (see [`crate::derived`]).
+    derived: RwLock<DerivedCache>,
+}
+
+/// The derived payload columns a segment keeps: those of its collection's payload indexes
+/// (wanted), and others that queries named, within a budget.
+#[derive(Debug, Default)]
+struct DerivedCache {
+    /// Names of the columns of payload indexes: always kept.
+    wanted: HashSet<String>,
+    /// The columns kept, by name.
+    columns: HashMap<String, ArrayRef>,
+}
+
+impl DerivedCache {
+    /// Keeps `array` as column `name` if it is wanted, or if the unwanted columns kept would
+    /// stay within `budget` bytes (so that queries naming many keys cannot fill memory).
+    fn keep(&mut self, name: String, array: ArrayRef, budget: usize) {
+        let unwanted: usize = self.columns.iter().filter(|(n, _)| !self.wanted.contains(*n)).map(|(_, a)| a.get_array_memory_size()).sum();
+        if self.wanted.contains(&name) || unwanted + array.get_array_memory_size() <= budget {
+            self.columns.entry(name).or_insert(array);
+        }
+    }
 }
 
 /// One vector column of a loaded segment: its vectors as one flat slice, their norms, and
@@ -194,51 +215,59 @@ impl LoadedSegment {
 
     /// Bytes of memory the segment holds, its indexes and derived columns included.
     pub fn memory_bytes(&self) -> usize {
-        let derived: usize = self.derived.read().unwrap_or_else(|e| e.into_inner()).values().map(|a| a.get_array_memory_size()).sum();
+        let derived: usize = self.derived_cache().columns.values().map(|a| a.get_array_memory_size()).sum();
         self.batch.get_array_memory_size() + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>() + derived
     }
 
     /// The segment's rows with the derived payload `columns` appended, in order. Columns the
-    /// segment has not computed yet are computed (one payload parse per row for all of them)
-    /// and kept until [`LoadedSegment::retain_derived`] lets them go.
+    /// segment does not keep are computed (one payload parse per row for all of them) and
+    /// kept if they are wanted ([`LoadedSegment::keep_derived`]) or while the unwanted ones
+    /// kept hold at most a quarter of the segment's bytes.
     pub fn batch_with(&self, columns: &[DerivedColumn]) -> Result<RecordBatch, ComputeError> {
         if columns.is_empty() {
             return Ok(self.batch.clone());
         }
         let names: Vec<String> = columns.iter().map(DerivedColumn::name).collect();
-        let missing: Vec<DerivedColumn> = {
-            let cache = self.derived.read().unwrap_or_else(|e| e.into_inner());
-            columns.iter().zip(&names).filter(|(_, n)| !cache.contains_key(*n)).map(|(c, _)| c.clone()).collect()
+        let mut arrays: Vec<Option<ArrayRef>> = {
+            let cache = self.derived_cache();
+            names.iter().map(|n| cache.columns.get(n).cloned()).collect()
         };
+        let missing: Vec<usize> = (0..columns.len()).filter(|i| arrays[*i].is_none()).collect();
         if !missing.is_empty() {
             let payloads = self.batch.column_by_name(crate::derived::PAYLOAD_COLUMN).ok_or_else(|| {
                 ComputeError::InvalidArgument(format!("segment {} has no `{}` column to derive columns from", self.meta.id, crate::derived::PAYLOAD_COLUMN))
             })?;
-            let computed = crate::derived::extract(payloads, &missing)?;
-            crate::metrics::payload_rows_derived(self.rows() * missing.len());
+            let to_compute: Vec<DerivedColumn> = missing.iter().map(|i| columns[*i].clone()).collect();
+            let computed = crate::derived::extract(payloads, &to_compute)?;
+            crate::metrics::payload_rows_derived(self.rows() * to_compute.len());
+            let budget = self.batch.get_array_memory_size() / 4;
             let mut cache = self.derived.write().unwrap_or_else(|e| e.into_inner());
-            for (column, array) in missing.iter().zip(computed) {
-                cache.entry(column.name()).or_insert(array);
+            for (i, array) in missing.into_iter().zip(computed) {
+                cache.keep(names[i].clone(), array.clone(), budget);
+                arrays[i] = Some(array);
             }
         }
-        let cache = self.derived.read().unwrap_or_else(|e| e.into_inner());
-        let arrays = names
-            .iter()
-            .map(|n| cache.get(n).cloned().ok_or_else(|| ComputeError::Internal(format!("derived column {n} vanished while in use"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        crate::derived::with_columns(&self.batch, columns, arrays)
+        crate::derived::with_columns(&self.batch, columns, arrays.into_iter().flatten().collect())
     }
 
-    /// Drops the derived columns not named in `keep` (those of payload indexes deleted since,
-    /// or computed for one query).
-    pub fn retain_derived(&self, keep: &[DerivedColumn]) {
-        let keep: Vec<String> = keep.iter().map(DerivedColumn::name).collect();
-        self.derived.write().unwrap_or_else(|e| e.into_inner()).retain(|name, _| keep.contains(name));
+    /// Makes `wanted` (the columns of the collection's payload indexes) the derived columns
+    /// always kept, and drops every other (those of indexes deleted since, or named by
+    /// queries).
+    pub fn keep_derived(&self, wanted: &[DerivedColumn]) {
+        let mut cache = self.derived.write().unwrap_or_else(|e| e.into_inner());
+        cache.wanted = wanted.iter().map(DerivedColumn::name).collect();
+        let DerivedCache { wanted, columns } = &mut *cache;
+        columns.retain(|name, _| wanted.contains(name));
     }
 
-    /// The names of the derived columns the segment holds.
+    /// The names of the derived columns the segment keeps.
     pub fn derived_names(&self) -> Vec<String> {
-        self.derived.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+        self.derived_cache().columns.keys().cloned().collect()
+    }
+
+    /// The derived columns kept, for reading.
+    fn derived_cache(&self) -> std::sync::RwLockReadGuard<'_, DerivedCache> {
+        self.derived.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The first vector column's ANN index, if one is loaded.
@@ -265,3 +294,50 @@ impl Vectors for LoadedSegment {
 
 /// A shared handle to a loaded segment.
 pub type SegmentRef = Arc<LoadedSegment>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derived::Kind;
+    use arrow::array::{Float32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    /// A segment of `n` rows with payloads `{"k<j>": "v<i>"}` for every j < 100.
+    fn segment_with_payloads(n: usize) -> LoadedSegment {
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let vectors = FixedSizeListArray::try_new(item, 2, Arc::new(Float32Array::from(vec![1.0; n * 2])), None).unwrap();
+        let payloads: Vec<String> =
+            (0..n).map(|i| serde_json::Value::Object((0..100).map(|j| (format!("k{j}"), format!("v{i}").into())).collect()).to_string()).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(ID_COLUMN, DataType::Utf8, false),
+            Field::new(VECTOR_COLUMN, vectors.data_type().clone(), false),
+            Field::new(crate::derived::PAYLOAD_COLUMN, DataType::Utf8, true),
+        ]));
+        let ids = StringArray::from_iter_values((0..n).map(|i| i.to_string()));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(vectors), Arc::new(StringArray::from(payloads))]).unwrap();
+        LoadedSegment::new(SegmentMeta { id: "s".into(), rows: n as u64, ..Default::default() }, schema, &[batch]).unwrap()
+    }
+
+    #[test]
+    fn wanted_columns_are_kept_and_others_only_within_a_budget() {
+        let segment = segment_with_payloads(1000);
+        let column = |key: &str| DerivedColumn::new(Kind::Str, key).unwrap();
+        segment.keep_derived(&[column("k0")]);
+        let batch = segment.batch_with(&[column("k0"), column("k1")]).unwrap();
+        assert_eq!(batch.num_columns(), 5);
+        assert_eq!(batch.column(3).as_list::<i32>().value(7).as_string::<i32>().value(0), "v7");
+        let mut kept = segment.derived_names();
+        kept.sort();
+        assert_eq!(kept, ["payload:str:k0", "payload:str:k1"], "wanted, and one more within the budget");
+        // Many keys named by queries: the columns are computed, but what is kept stays bounded.
+        let before = segment.memory_bytes();
+        for j in 2..100 {
+            assert_eq!(segment.batch_with(&[column(&format!("k{j}"))]).unwrap().num_columns(), 4);
+        }
+        let unwanted = segment.memory_bytes() - before;
+        assert!(unwanted <= segment.batch.get_array_memory_size() / 4, "{unwanted} bytes of unwanted columns kept");
+        // A sync drops all but the wanted.
+        segment.keep_derived(&[column("k0")]);
+        assert_eq!(segment.derived_names(), ["payload:str:k0"]);
+    }
+}

@@ -34,6 +34,10 @@ pub const PAYLOAD_COLUMN: &str = "payload";
 /// Prefix of every derived column's name.
 pub const PREFIX: &str = "payload:";
 
+/// Derived columns one filter or query may name: each is computed over every segment it
+/// reads, so their number bounds the memory a request can make a node spend on them.
+pub const MAX_DERIVED_COLUMNS: usize = 64;
+
 /// Which values of a key a derived column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -230,8 +234,8 @@ fn has_payload(schema: &Schema) -> bool {
 
 /// `base` with the derived columns among `names` appended (in order, once each), and those
 /// columns. A name that is a column of `base` already is left alone (a real column is never
-/// shadowed), as is every name when `base` has no payload column; a malformed derived name
-/// is an `InvalidArgument` error.
+/// shadowed), as is every name when `base` has no payload column; a malformed derived name,
+/// or more than [`MAX_DERIVED_COLUMNS`] of them, is an `InvalidArgument` error.
 pub fn extend_schema<'a>(base: &Schema, names: impl IntoIterator<Item = &'a str>) -> Result<(Schema, Vec<DerivedColumn>), ComputeError> {
     let mut derived: Vec<DerivedColumn> = Vec::new();
     if has_payload(base) {
@@ -241,6 +245,9 @@ pub fn extend_schema<'a>(base: &Schema, names: impl IntoIterator<Item = &'a str>
             }
             if let Some(column) = DerivedColumn::parse(name) {
                 derived.push(column.map_err(ComputeError::InvalidArgument)?);
+                if derived.len() > MAX_DERIVED_COLUMNS {
+                    return Err(ComputeError::InvalidArgument(format!("more than {MAX_DERIVED_COLUMNS} derived payload columns in one request")));
+                }
             }
         }
     }
@@ -395,6 +402,8 @@ mod tests {
         assert_eq!(derived.len(), 2);
         assert_eq!(schema.fields().len(), 4);
         assert!(extend_schema(&base, ["payload:xx:c"]).is_err());
+        let many: Vec<String> = (0..=MAX_DERIVED_COLUMNS).map(|i| format!("payload:str:k{i}")).collect();
+        assert!(extend_schema(&base, many.iter().map(String::as_str)).is_err(), "one request names at most {MAX_DERIVED_COLUMNS}");
         let real = Schema::new(vec![Field::new(PAYLOAD_COLUMN, DataType::Utf8, true), Field::new("payload:str:c", DataType::Int64, true)]);
         assert!(extend_schema(&real, ["payload:str:c"]).unwrap().1.is_empty());
         let no_payload = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
