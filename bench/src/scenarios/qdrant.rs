@@ -124,6 +124,7 @@ pub fn run(o: Options) -> Res<()> {
         runtime.block_on(settle(&mut client, name))?;
     }
 
+    eprintln!("grape gRPC: querying …");
     let started = Instant::now();
     let native = GrapeSearch { client: &mut client, collection: "native", filter: "" };
     let (ids, native_qps) = runtime.block_on(passes(native, &queries, o.dim, o.k, o.min_secs))?;
