@@ -97,6 +97,9 @@ struct Held {
     /// The artifacts each segment failed to load: not tried again until the manifest names
     /// another (a rebuild), so a corrupt object costs one read, not one per sync.
     index_failed: HashMap<String, HashSet<String>>,
+    /// The derived payload columns each wanted segment keeps, as of the last sync (a segment
+    /// still loading then takes them when it is ready).
+    derived: HashMap<String, Arc<[DerivedColumn]>>,
 }
 
 /// Index artifacts this node has loaded and failed to load since it started.
@@ -203,6 +206,7 @@ impl Engine {
             let dropped: Vec<String> = held.ready.keys().filter(|id| !ids.contains(id.as_str())).cloned().collect();
             for id in dropped {
                 if let Some(seg) = held.ready.remove(&id) {
+                    seg.retire_derived();
                     held.retired.insert(id, (now, seg));
                 }
             }
@@ -215,6 +219,7 @@ impl Engine {
                     held.ready.insert(id, seg);
                 }
             }
+            held.derived = wanted.iter().map(|w| (w.meta.id.clone(), w.derived.clone())).collect();
             let (ready, missing): (Vec<WantedSegment>, Vec<WantedSegment>) =
                 wanted.into_iter().filter(|w| !held.loading.contains(&w.meta.id)).partition(|w| held.ready.contains_key(&w.meta.id));
             // Derived columns of payload indexes deleted since (or named by queries) are
@@ -271,6 +276,10 @@ impl Engine {
                     match result {
                         Ok(None) => {}
                         Ok(Some(seg)) => {
+                            // A sync since the load began may have changed the payload indexes.
+                            if let Some(derived) = held.derived.get(&id) {
+                                seg.keep_derived(derived);
+                            }
                             held.failed.remove(&id);
                             held.ready.insert(id, seg);
                         }

@@ -44,6 +44,9 @@ pub struct LoadedSegment {
 struct DerivedCache {
     /// Names of the columns of payload indexes: always kept.
     wanted: HashSet<String>,
+    /// Keep every column computed: the segment is retired (it answers for a few seconds
+    /// more, and no sync tells it its collection's payload indexes any longer).
+    keep_all: bool,
     /// The columns kept, by name.
     columns: HashMap<String, ArrayRef>,
 }
@@ -53,7 +56,7 @@ impl DerivedCache {
     /// stay within `budget` bytes (so that queries naming many keys cannot fill memory).
     fn keep(&mut self, name: String, array: ArrayRef, budget: usize) {
         let unwanted: usize = self.columns.iter().filter(|(n, _)| !self.wanted.contains(*n)).map(|(_, a)| a.get_array_memory_size()).sum();
-        if self.wanted.contains(&name) || unwanted + array.get_array_memory_size() <= budget {
+        if self.keep_all || self.wanted.contains(&name) || unwanted + array.get_array_memory_size() <= budget {
             self.columns.entry(name).or_insert(array);
         }
     }
@@ -255,9 +258,16 @@ impl LoadedSegment {
     /// queries).
     pub fn keep_derived(&self, wanted: &[DerivedColumn]) {
         let mut cache = self.derived.write().unwrap_or_else(|e| e.into_inner());
+        cache.keep_all = false;
         cache.wanted = wanted.iter().map(DerivedColumn::name).collect();
-        let DerivedCache { wanted, columns } = &mut *cache;
+        let DerivedCache { wanted, columns, .. } = &mut *cache;
         columns.retain(|name, _| wanted.contains(name));
+    }
+
+    /// Keeps every derived column computed from now on: the segment is retired, and answers
+    /// only until its grace period ends.
+    pub fn retire_derived(&self) {
+        self.derived.write().unwrap_or_else(|e| e.into_inner()).keep_all = true;
     }
 
     /// The names of the derived columns the segment keeps.
@@ -339,5 +349,11 @@ mod tests {
         // A sync drops all but the wanted.
         segment.keep_derived(&[column("k0")]);
         assert_eq!(segment.derived_names(), ["payload:str:k0"]);
+        // A retired segment (answering a few seconds more, told nothing by syncs) keeps all.
+        segment.retire_derived();
+        for j in 1..20 {
+            segment.batch_with(&[column(&format!("k{j}"))]).unwrap();
+        }
+        assert_eq!(segment.derived_names().len(), 20);
     }
 }

@@ -12,6 +12,8 @@
 //!   [`aliases`] and [`payload_index`] (indexes declared, facets, `order_by`), which keep what
 //!   the catalog does not hold in the versioned config ([`settings`]); [`fusion`]: prefetch
 //!   and the fusion or re-ranking of its results.
+//! - [`given`]: points to upsert as requests give them (REST's body read straight into
+//!   floats).
 //! - [`reply`]: Qdrant's response envelope and error shape.
 //! - [`json_path`]: payload key paths and the values they reach.
 //! - [`condition`]: Qdrant's filter language, parsed and evaluated on one payload.
@@ -23,6 +25,7 @@ pub mod collections;
 pub mod compile;
 pub mod condition;
 pub mod fusion;
+pub mod given;
 pub mod grpc;
 pub mod ids;
 pub mod json_path;

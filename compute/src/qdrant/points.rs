@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::compile::PAYLOAD_COLUMN;
+use super::given::{GivenPoint, GivenVectors, UpsertBody};
 use super::ids::PointId;
 use super::json_path::{KeyPath, Step};
 use super::reply::{Outcome, QdrantError};
@@ -212,15 +213,6 @@ impl Rows {
     }
 }
 
-/// The body of `PUT /collections/{name}/points`.
-#[derive(Debug, Deserialize)]
-pub struct UpsertBody {
-    /// The list form: `[{id, vector, payload}]`.
-    pub points: Option<Vec<Value>>,
-    /// The batch form: `{ids, vectors, payloads}`.
-    pub batch: Option<Value>,
-}
-
 /// A selection of points: by ids (`points`) or by `filter`.
 #[derive(Debug, Deserialize, Default)]
 pub struct Selection {
@@ -261,16 +253,7 @@ impl QdrantApi {
     /// `PUT /collections/{name}/points`.
     pub async fn upsert(&self, name: &str, body: UpsertBody) -> Outcome {
         self.collection(&self.resolve(name))?;
-        let raw: Vec<(Value, Value, Value)> = match (body.points, body.batch) {
-            (Some(points), None) => points.into_iter().map(point_parts).collect(),
-            (None, Some(batch)) => batch_points(batch)?,
-            _ => return Err(QdrantError::wrong_input("an upsert has either `points` or `batch`")),
-        };
-        let points = raw
-            .into_iter()
-            .map(|(id, vectors, payload)| Ok(GivenPoint { id, vectors: GivenVectors::from_json(vectors)?, payload }))
-            .collect::<Result<Vec<_>, QdrantError>>()?;
-        self.upsert_points(name, points).await
+        self.upsert_points(name, body.into_points()?).await
     }
 
     /// Upserts points as a request gives them (REST's JSON or gRPC's messages), checked
@@ -444,80 +427,6 @@ pub fn parse_id(value: &Value) -> Result<PointId, QdrantError> {
     PointId::from_json(value).map_err(|e| QdrantError::BadRequest(format!("Format error in JSON body: {e}")))
 }
 
-/// The `(id, vector, payload)` of a point as owned values.
-fn point_parts(mut point: Value) -> (Value, Value, Value) {
-    let mut take = |key: &str| point.as_object_mut().and_then(|p| p.remove(key)).unwrap_or(Value::Null);
-    (take("id"), take("vector"), take("payload"))
-}
-
-/// The points of the batch form (taken apart, not copied: a batch may hold megabytes of
-/// vectors).
-fn batch_points(mut batch: Value) -> Result<Vec<(Value, Value, Value)>, QdrantError> {
-    let mut take = |key: &str| batch.as_object_mut().and_then(|b| b.remove(key));
-    let list = |v: Option<Value>| match v {
-        Some(Value::Array(items)) => Some(items),
-        _ => None,
-    };
-    let ids = list(take("ids")).ok_or_else(|| QdrantError::wrong_input("a batch needs `ids`"))?;
-    let (vectors, payloads) = (take("vectors"), list(take("payloads")));
-    let vectors = match vectors {
-        Some(Value::Array(list)) => list,
-        Some(Value::Object(named)) => named_batch_vectors(&named, ids.len())?,
-        _ => return Err(QdrantError::wrong_input("a batch needs `vectors`: a list, or an object of named vectors' lists")),
-    };
-    if vectors.len() != ids.len() || payloads.as_ref().is_some_and(|p| p.len() != ids.len()) {
-        return Err(QdrantError::wrong_input("a batch's ids, vectors and payloads must have the same length"));
-    }
-    let payloads = payloads.unwrap_or_else(|| vec![Value::Null; ids.len()]);
-    Ok(ids.into_iter().zip(vectors).zip(payloads).map(|((i, v), p)| (i, v, p)).collect())
-}
-
-/// The named vectors of a batch (`{name: [vector per point]}`) as one `{name: vector}`
-/// object per point.
-fn named_batch_vectors(named: &Map<String, Value>, points: usize) -> Result<Vec<Value>, QdrantError> {
-    let mut per_point = vec![Map::new(); points];
-    for (name, list) in named {
-        let list = list.as_array().filter(|l| l.len() == points).ok_or_else(|| {
-            QdrantError::wrong_input(format!("a batch's vectors \"{name}\" must be a list with one vector per id"))
-        })?;
-        for (point, vector) in per_point.iter_mut().zip(list) {
-            point.insert(name.clone(), vector.clone());
-        }
-    }
-    Ok(per_point.into_iter().map(Value::Object).collect())
-}
-
-/// A point of an upsert as a request gives it, before it is checked.
-pub struct GivenPoint {
-    /// Its id (an integer or a UUID string).
-    pub id: Value,
-    /// Its vectors.
-    pub vectors: GivenVectors,
-    /// Its payload object (`null`: none).
-    pub payload: Value,
-}
-
-/// The vectors of an upserted point as a request gives them.
-pub enum GivenVectors {
-    /// None.
-    Missing,
-    /// One unnamed vector.
-    Plain(Vec<f32>),
-    /// Named vectors, in name order (`""` is the unnamed one).
-    Named(Vec<(String, Vec<f32>)>),
-}
-
-impl GivenVectors {
-    /// Reads a point's `vector` JSON: a list of numbers, or an object of named lists.
-    pub fn from_json(value: Value) -> Result<Self, QdrantError> {
-        match value {
-            Value::Null => Ok(GivenVectors::Missing),
-            Value::Object(named) => named.into_iter().map(|(name, v)| Ok((name, vector_of(&v)?))).collect::<Result<_, _>>().map(GivenVectors::Named),
-            list => vector_of(&list).map(GivenVectors::Plain),
-        }
-    }
-}
-
 /// Checks one point of an upsert.
 fn new_point(collection: &Collection, point: GivenPoint) -> Result<NewPoint, QdrantError> {
     let GivenPoint { id, vectors, payload } = point;
@@ -677,7 +586,7 @@ mod tests {
     fn named_vectors_of_a_point_are_checked_per_field() {
         let spec = named();
         let id = PointId::Num(1);
-        let given = |v: &Value| GivenVectors::from_json(v.clone()).unwrap();
+        let given = |v: &Value| serde_json::from_value::<GivenVectors>(v.clone()).unwrap();
         let vectors = point_vectors_of(&spec, &id, given(&json!({"text": [1, 2, 3], "image": [3, 4]}))).unwrap();
         assert_eq!(vectors, [vec![0.6, 0.8], vec![1.0, 2.0, 3.0]], "field order; cosine vectors normalised, dot ones not");
         for (value, wanted) in [
@@ -714,8 +623,5 @@ mod tests {
         assert_eq!(rows.vector("text"), Some(&[vec![1.0, 2.0, 3.0]][..]));
         let records = rows.records(&PayloadSelector::Nothing);
         assert_eq!(records[0]["vector"], json!({"image": [1.0, 0.0], "text": [1.0, 2.0, 3.0]}));
-        let batch = named_batch_vectors(json!({"image": [[1, 2], [3, 4]]}).as_object().unwrap(), 2).unwrap();
-        assert_eq!(batch, [json!({"image": [1, 2]}), json!({"image": [3, 4]})]);
-        assert!(named_batch_vectors(json!({"image": [[1, 2]]}).as_object().unwrap(), 2).is_err());
     }
 }

@@ -14,7 +14,8 @@ use grape_proto::auth::{Access, AuthError, Keys};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, UpsertBody};
+use super::given::UpsertBody;
+use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection};
 use super::reply::{parse_body, respond, QdrantError};
 use super::{QdrantApi, QDRANT_VERSION};
 

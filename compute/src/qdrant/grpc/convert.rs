@@ -15,7 +15,7 @@ use grape_proto::qdrant as pb;
 use serde_json::{json, Map, Number, Value};
 
 use crate::qdrant::ids::PointId;
-use crate::qdrant::points::{GivenPoint, GivenVectors};
+use crate::qdrant::given::{GivenPoint, GivenVectors};
 use crate::qdrant::reply::QdrantError;
 
 /// What a conversion gives: the converted value or the error to answer with.
