@@ -98,15 +98,13 @@ pub fn run(o: Options) -> Res<()> {
     eprintln!("Qdrant REST (Rust client): upserting …");
     let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
     let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
-    rows.push(Row::new("upsert, Qdrant REST (Rust HTTP/1.1 client)", rust_rate, "points/s"));
-    rows.push(Row::new("upsert, Qdrant REST (Rust HTTP/1.1 client) / grape gRPC", rust_rate / rate.max(1e-9), "fraction"));
+    upsert_rows(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", rust_rate, rate);
     server.cli(&["collection", "drop", "qd_rust"])?;
     if !o.skip_grpc {
         eprintln!("Qdrant gRPC (Rust client): upserting …");
         let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
         let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
-        rows.push(Row::new("upsert, Qdrant gRPC (Rust tonic client)", rust_rate, "points/s"));
-        rows.push(Row::new("upsert, Qdrant gRPC (Rust tonic client) / grape gRPC", rust_rate / rate.max(1e-9), "fraction"));
+        upsert_rows(&mut rows, "Qdrant gRPC (Rust tonic client)", rust_rate, rate);
         server.cli(&["collection", "drop", "qd_rust_grpc"])?;
     }
     for t in &transports {
@@ -164,6 +162,13 @@ pub fn run(o: Options) -> Res<()> {
     let params = json!({ "rows": o.rows, "dim": o.dim, "queries": o.queries, "k": o.k, "batch": o.batch, "clients": 1, "profile": profile, "metric": "l2 (Euclid)" });
     report("Qdrant API: upserts and queries through qdrant-client beside Grape's gRPC (grape dev, 1 client)", params, &rows, &o.out)?;
     Ok(())
+}
+
+/// Adds the rows of one upsert path through the Qdrant layer: its points/s, and that as a
+/// fraction of Grape's own (`native`).
+fn upsert_rows(rows: &mut Vec<Row>, path: &str, rate: f64, native: f64) {
+    rows.push(Row::new(format!("upsert, {path}"), rate, "points/s"));
+    rows.push(Row::new(format!("upsert, {path} / grape gRPC"), rate / native.max(1e-9), "fraction"));
 }
 
 /// Writes `base.f32` and `queries.f32` beside the result file `out`; returns their directory.
