@@ -257,6 +257,18 @@ impl LoadedSegment {
     /// always kept, and drops every other (those of indexes deleted since, or named by
     /// queries).
     pub fn keep_derived(&self, wanted: &[DerivedColumn]) {
+        {
+            // Every sync (every catalog change) calls this on every segment: most of the
+            // time nothing changed, and nothing need be written.
+            let cache = self.derived_cache();
+            let same = !cache.keep_all
+                && cache.wanted.len() == wanted.len()
+                && wanted.iter().all(|c| cache.wanted.contains(&c.name()))
+                && cache.columns.keys().all(|n| cache.wanted.contains(n));
+            if same {
+                return;
+            }
+        }
         let mut cache = self.derived.write().unwrap_or_else(|e| e.into_inner());
         cache.keep_all = false;
         cache.wanted = wanted.iter().map(DerivedColumn::name).collect();
