@@ -1,4 +1,4 @@
-"""Peer side of Grape's ANN benchmark: runs hnswlib and faiss on the data set the
+"""Peer side of Grape's ANN benchmark: runs hnswlib, faiss and usearch on the data set the
 Rust bench wrote, with the same queries and ground truth, so Grape's recall/QPS
 curve can be compared with theirs.
 
@@ -11,7 +11,7 @@ queries.f32 (Q*D f32) and truth.u32 (Q*k u32 row numbers, closest first).
 Writes DIR/peer.json and prints a table.
 
 QPS: T Python threads each issue single-query searches (each call itself
-single-threaded; both libraries release the GIL while searching) over their
+single-threaded; the libraries release the GIL while searching) over their
 share of the queries; QPS = queries answered / wall time. With few queries the
 pass is repeated until it lasts at least --min-secs. Recall@k = mean fraction of
 the true top-k ids found in the returned top-k (measured on the first pass).
@@ -32,6 +32,8 @@ import time
 import faiss
 import hnswlib
 import numpy as np
+import usearch
+from usearch.index import Index as UsearchIndex
 
 M, EF_CONSTRUCTION = 16, 200
 LIBC = ctypes.CDLL("libc.so.6")
@@ -185,12 +187,52 @@ def bench_faiss(meta, base, queries, truth, min_secs, hnsw):
     return out | {"curve": sweep(meta, set_ef, search, queries, truth, min_secs)}
 
 
+def sweep_batched(meta, set_ef, search_all, truth, min_secs):
+    """Like `sweep`, but each pass is one call answering every query on T threads of the
+    library's own: for usearch, whose Python binding costs more per call than its search
+    (single-query calls from 2 threads ran slower than from 1)."""
+    curve = []
+    for ef in meta["efs"]:
+        set_ef(max(ef, truth.shape[1]))
+        for T in meta["threads"]:
+            start = time.perf_counter()
+            rec, passes = recall(search_all(T), truth), 1
+            while time.perf_counter() - start < min_secs:
+                search_all(T)
+                passes += 1
+            qps = passes * len(truth) / (time.perf_counter() - start)
+            curve.append({"ef": ef, "threads": T, "recall": rec, "qps": qps})
+    return curve
+
+
+def bench_usearch(meta, base, queries, truth, min_secs, dtype):
+    """usearch's HNSW with vectors stored as `dtype` (f32, or f16: half the memory), built
+    with the same M and ef_construction. Its i8 is left out: it assumes components in
+    [-1, 1] (unit vectors), which this data's are not."""
+    metric = {"l2": "l2sq", "cosine": "cos", "dot": "ip"}[meta["metric"]]
+    n, dim, k = base.shape[0], base.shape[1], truth.shape[1]
+    threads = max(meta["threads"])
+
+    def build():
+        index = UsearchIndex(ndim=dim, metric=metric, dtype=dtype, connectivity=M, expansion_add=EF_CONSTRUCTION)
+        index.add(np.arange(n, dtype=np.uint64), base, threads=threads)
+        return index
+
+    index, secs, grown = timed_build(build)
+    set_ef = lambda ef: setattr(index, "expansion_search", ef)  # noqa: E731
+    search_all = lambda T: index.search(queries, k, threads=T).keys  # noqa: E731
+    return {"build_secs": secs, "bytes_per_vector": grown / n, "M": M, "ef_construction": EF_CONSTRUCTION,
+            "package": f"usearch {usearch.__version__}", "dtype": dtype, "batched": True,
+            "curve": sweep_batched(meta, set_ef, search_all, truth, min_secs)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir")
     ap.add_argument("--min-secs", type=float, default=1.0,
                     help="repeat each query pass until it lasts this long (0 = one pass)")
     ap.add_argument("--no-faiss-hnsw", action="store_true", help="skip faiss IndexHNSWFlat")
+    ap.add_argument("--no-usearch", action="store_true", help="skip usearch")
     args = ap.parse_args()
 
     meta, base, queries, truth = load(args.dir)
@@ -201,6 +243,9 @@ def main():
     out["faiss_exact"] = bench_faiss(meta, base, queries, truth, args.min_secs, hnsw=False)
     if not args.no_faiss_hnsw:
         out["faiss_hnsw"] = bench_faiss(meta, base, queries, truth, args.min_secs, hnsw=True)
+    if not args.no_usearch:
+        for dtype in ("f32", "f16"):
+            out[f"usearch_{dtype}"] = bench_usearch(meta, base, queries, truth, args.min_secs, dtype)
     with open(os.path.join(args.dir, "peer.json"), "w") as f:
         json.dump(out, f, indent=2)
 

@@ -5,7 +5,7 @@ Usage (venv from bench/peers/setup.sh, which installs matplotlib):
 
 Reads the scenario's JSON ("curves": points with series, ef, threads, recall, qps) and
 draws recall@k (x) against QPS (y, log scale): one colour per series (Grape in process and
-through gRPC per quantization, hnswlib, faiss_hnsw), solid at the most threads measured
+through gRPC per quantization, hnswlib, faiss_hnsw, usearch), solid at the most threads measured
 and dashed at 1 thread; exact searches (Grape gRPC exact, faiss exact) as single markers.
 """
 import json

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (idempotently) the Python venv used by bench/peers/ann_peer.py and
-# install the peer ANN libraries into it: numpy, hnswlib, faiss-cpu, matplotlib.
+# install the peer ANN libraries into it: numpy, hnswlib, faiss-cpu, usearch, matplotlib.
 #
 #   bash bench/peers/setup.sh            # venv at ~/.cache/grape-peer-venv
 #   GRAPE_PEER_VENV=/some/dir bash bench/peers/setup.sh
@@ -22,7 +22,7 @@ fi
 pip_q() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
 
 pip_q --upgrade pip
-pip_q numpy faiss-cpu matplotlib
+pip_q numpy faiss-cpu usearch matplotlib
 
 # hnswlib: the upstream package ships only an sdist on some Python versions and
 # must compile (needs a C++ compiler and Python headers). Fall back to
@@ -39,10 +39,10 @@ else
 fi
 
 "$PY" - <<'PYEOF' >&2
-import importlib.metadata as md, numpy, faiss, hnswlib, matplotlib
+import importlib.metadata as md, numpy, faiss, hnswlib, usearch, matplotlib
 dists = {d.metadata["Name"].lower(): d.version for d in md.distributions()}
 hn = "hnswlib " + dists["hnswlib"] if "hnswlib" in dists else "chroma-hnswlib " + dists.get("chroma-hnswlib", "?")
-print(f"ok: numpy {numpy.__version__}, faiss-cpu {faiss.__version__}, {hn}, matplotlib {matplotlib.__version__}")
+print(f"ok: numpy {numpy.__version__}, faiss-cpu {faiss.__version__}, {hn}, usearch {usearch.__version__}, matplotlib {matplotlib.__version__}")
 PYEOF
 
 echo "$PY"

@@ -541,14 +541,14 @@ pub struct SearchArgs {
     /// warning on stderr names how many were missed) instead of failing.
     #[arg(long)]
     pub allow_partial: bool,
-    /// ANN search breadth (default 128): larger finds more of the true neighbours, slower.
+    /// ANN search breadth (default 128, 256 with bq): larger finds more of the true neighbours, slower.
     #[arg(long)]
     pub ef: Option<u32>,
     /// Scan every row instead of using the ANN indexes: exact hits, to measure recall.
     #[arg(long)]
     pub exact: bool,
     /// With quantized indexes, rescore the best `oversampling × k` candidates on the full
-    /// vectors (default 1 for none, 2 for sq8, 10 for bq).
+    /// vectors (default 1 for none, 2 for sq8; bq rescores every candidate, at least 10 × k).
     #[arg(long)]
     pub oversampling: Option<f32>,
     /// The named vector field to search (default: the first).

@@ -2,7 +2,7 @@
 //! the rows of a 10% and a 1% filter; a row's number is its id). Per quantization (none, sq8,
 //! bq): build time, memory per vector, and recall@k / QPS over `ef` with 1 and 2 threads —
 //! in process, and through a real `grape dev` (index built by the job after a one-segment
-//! ingest, plus exact and filtered searches); then hnswlib and faiss on the same data
+//! ingest, plus exact and filtered searches); then hnswlib, faiss and usearch on the same data
 //! (bench/peers/ann_peer.py). The JSON holds every curve point under `curves`, drawn beside
 //! it by bench/peers/plot_curve.py. Rows reach `grape dev` over the `Ingest` stream in one
 //! message (what `grape ingest FILE --batch-rows ROWS` sends): this crate has no Parquet writer.
@@ -63,7 +63,7 @@ pub struct Options {
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Search breadths swept.
-    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
+    #[arg(long, value_delimiter = ',', default_value = "16,32,48,64,96,128,256,512")]
     efs: Vec<usize>,
     /// Thread (client) counts measured.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
@@ -269,38 +269,19 @@ fn in_process(o: &Options, data: &Data, metric: Metric, q: Quantization, res: &m
     res.row(format!("{series}: index memory (graph + codes)"), bytes, "bytes/vector");
     res.row(format!("{series}: index memory, % of f32 vectors"), 100.0 * bytes / f32_bytes, "%");
     res.row(format!("{series}: codes alone, % of f32 vectors"), 100.0 * codes / f32_bytes, "%");
-    for (series, rescore_all) in sweeps(&series, q) {
-        for &ef in &o.efs {
-            let oversampling = if rescore_all { rescore_all_oversampling(ef, o.k) } else { default_oversampling(q) };
-            let params = AnnParams { ef, oversampling };
-            let search = |_: &mut (), i: usize| {
-                let (query, mut top) = (data.query(i), TopK::new(o.k));
-                index.search(&data.base, 0, query, &Scorer::new(metric, query), &params, None, &mut top);
-                Ok(top.into_sorted().iter().map(|c| c.row as u64).collect())
-            };
-            for &threads in &o.threads {
-                let (found, qps) = measure(data.truth.len(), threads, o.min_secs, || Ok(()), search)?;
-                res.point(true, &series, Some(ef), threads, recall(&found, &data.truth), qps);
-            }
+    for &ef in &o.efs {
+        let params = AnnParams { ef, oversampling: default_oversampling(q, ef, o.k) };
+        let search = |_: &mut (), i: usize| {
+            let (query, mut top) = (data.query(i), TopK::new(o.k));
+            index.search(&data.base, 0, query, &Scorer::new(metric, query), &params, None, &mut top);
+            Ok(top.into_sorted().iter().map(|c| c.row as u64).collect())
+        };
+        for &threads in &o.threads {
+            let (found, qps) = measure(data.truth.len(), threads, o.min_secs, || Ok(()), search)?;
+            res.point(true, &series, Some(ef), threads, recall(&found, &data.truth), qps);
         }
     }
     Ok((bytes / f32_bytes, codes / f32_bytes))
-}
-
-/// The curves measured for quantization `q`: `series` at the default oversampling and, for
-/// `bq`, a second one that rescores every row the graph search found (whose 1-bit codes rank
-/// too coarsely for the default to reach high recall on 128 dimensions).
-fn sweeps(series: &str, q: Quantization) -> Vec<(String, bool)> {
-    let mut sweeps = vec![(series.to_string(), false)];
-    if q == Quantization::Bq {
-        sweeps.push((format!("{series} rescore-all"), true));
-    }
-    sweeps
-}
-
-/// The oversampling that rescores all `ef` rows a search finds for `k` hits.
-fn rescore_all_oversampling(ef: usize, k: usize) -> f32 {
-    (ef as f32 / k.max(1) as f32).clamp(1.0, grape_compute::index::MAX_OVERSAMPLING)
 }
 
 /// The measurements through a `grape dev`: one collection per quantization.
@@ -343,13 +324,11 @@ fn grpc(o: &Options, data: &Data, metric: Metric, res: &mut Results) -> Res<()> 
                 ..Default::default()
             }
         };
-        for (series, rescore_all) in sweeps(&series, q) {
-            for &ef in &o.efs {
-                let oversampling = rescore_all.then(|| rescore_all_oversampling(ef, o.k));
-                for &clients in &o.threads {
-                    let (found, qps) = grpc_measure(&server.endpoint, o, data, clients, request(Some(ef), false, "", oversampling))?;
-                    res.point(true, &series, Some(ef), clients, recall(&found, &data.truth), qps);
-                }
+        // The server's default oversampling, as a user gets it.
+        for &ef in &o.efs {
+            for &clients in &o.threads {
+                let (found, qps) = grpc_measure(&server.endpoint, o, data, clients, request(Some(ef), false, "", None))?;
+                res.point(true, &series, Some(ef), clients, recall(&found, &data.truth), qps);
             }
         }
         if q == Quantization::None {
@@ -482,9 +461,12 @@ fn peer(o: &Options, data: &Data) -> Res<(Value, String)> {
     Ok((serde_json::from_str(&std::fs::read_to_string(dir.join("peer.json"))?)?, python))
 }
 
+/// The engines `ann_peer.py` measures, as named in its JSON.
+const PEERS: [&str; 5] = ["hnswlib", "faiss_hnsw", "faiss_exact", "usearch_f32", "usearch_f16"];
+
 /// The peers' curves as points, and their build times and memory as rows.
 fn peer_results(peer: &Value, res: &mut Results) {
-    for engine in ["hnswlib", "faiss_hnsw", "faiss_exact"] {
+    for engine in PEERS {
         let Some(result) = peer.get(engine) else { continue };
         for p in result["curve"].as_array().into_iter().flatten() {
             let (ef, threads) = (p["ef"].as_u64().map(|e| e as usize), p["threads"].as_u64().unwrap_or(0) as usize);
@@ -507,7 +489,8 @@ fn goals(o: &Options, memory: &[(f64, f64)], peer: Option<&Value>, res: &mut Res
     let grpc = res.best_qps(most, |s| s.starts_with("grape gRPC") && s != "grape gRPC exact");
     let in_process = res.best_qps(most, |s| s.starts_with("grape in-process"));
     let hnswlib = res.best_qps(most, |s| s == "hnswlib");
-    for (name, qps) in [("gRPC", grpc), ("in-process", in_process), ("hnswlib", hnswlib)] {
+    let usearch = res.best_qps(most, |s| s == "usearch_f32");
+    for (name, qps) in [("gRPC", grpc), ("in-process", in_process), ("hnswlib", hnswlib), ("usearch f32", usearch)] {
         if let Some(qps) = qps {
             res.row(format!("best {name} QPS at recall ≥ {GOAL_RECALL}, {most} threads"), qps, "queries/s");
         }
@@ -525,9 +508,14 @@ fn goals(o: &Options, memory: &[(f64, f64)], peer: Option<&Value>, res: &mut Res
             res.row(format!("{}: best recall@{} in process (any ef, with rescoring)", q.as_str(), o.k), best, "fraction");
         }
     }
+    if let (Some(grape), Some(peer)) = (in_process, usearch) {
+        res.row(format!("in-process QPS / usearch f32 QPS at recall ≥ {GOAL_RECALL}, {most} threads"), grape / peer, "ratio");
+    }
     let build = res.rows.iter().find(|r| r.metric == "grape in-process none: build").map(|r| r.value);
-    if let (Some(grape), Some(peer)) = (build, peer.and_then(|p| p["hnswlib"]["build_secs"].as_f64())) {
-        res.row("goal: in-process build (none) / hnswlib build", grape / peer, "ratio");
+    for (engine, name) in [("hnswlib", "goal: in-process build (none) / hnswlib build"), ("usearch_f32", "in-process build (none) / usearch f32 build")] {
+        if let (Some(grape), Some(peer)) = (build, peer.and_then(|p| p[engine]["build_secs"].as_f64())) {
+            res.row(name, grape / peer, "ratio");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use grape_meta::catalog::{Metric, Quantization};
 
 use super::graph::Graph;
 use super::HnswIndex;
-use crate::index::codes::{bq_words, Codes};
+use crate::index::codes::{bq_words, from_bf16, to_bf16, Codes};
 
 /// First bytes of every index artifact.
 const MAGIC: &[u8; 8] = b"GRAPEANN";
@@ -129,7 +129,8 @@ pub fn encode(index: &HnswIndex) -> Vec<u8> {
         Codes::Bq { centroids, cluster, alpha, offset, bits } => {
             w.f32s(centroids);
             w.bytes(cluster);
-            w.f32s(alpha);
+            // Stored as f32, as before step sizes were bfloat16: older artifacts still load.
+            w.f32s(&alpha.iter().map(|a| from_bf16(*a)).collect::<Vec<_>>());
             w.f32s(offset);
             w.u64s(bits);
         }
@@ -182,7 +183,7 @@ pub fn decode(bytes: &[u8]) -> Result<HnswIndex, ArtifactError> {
             if let Some(c) = cluster.iter().find(|c| **c as usize >= k) {
                 return Err(ArtifactError(format!("a row names centroid {c} of {k}")));
             }
-            let (alpha, offset) = (r.f32s(Some(rows))?, r.f32s(Some(rows))?);
+            let (alpha, offset) = (r.f32s(Some(rows))?.into_iter().map(to_bf16).collect(), r.f32s(Some(rows))?);
             Codes::Bq { centroids, cluster, alpha, offset, bits: r.u64s(rows * bq_words(dim))? }
         }
         q => return Err(ArtifactError(format!("unknown quantization {q}"))),
