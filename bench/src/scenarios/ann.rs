@@ -36,7 +36,6 @@ use crate::report::{report, Row};
 type Res<T> = Result<T, Box<dyn Error>>;
 
 /// Quantizations measured.
-const QUANTIZATIONS: [Quantization; 3] = [Quantization::None, Quantization::Sq8, Quantization::Bq];
 /// Filtered searches: label, filter, and the ids it allows (`id % modulus == value`).
 const FILTERS: [(&str, &str, usize, usize); 2] = [("10%", "category = 3", 10, 3), ("1%", "bucket = 7", 100, 7)];
 /// How long the index build jobs of one collection may take.
@@ -68,6 +67,9 @@ pub struct Options {
     /// Thread (client) counts measured.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
+    /// Quantizations measured (in process and through gRPC).
+    #[arg(long, value_delimiter = ',', default_value = "none,sq8,bq")]
+    quantizations: Vec<String>,
     /// l2, cosine, dot or manhattan.
     #[arg(long, default_value = "l2")]
     metric: String,
@@ -152,16 +154,21 @@ pub fn run(o: Options) -> Res<()> {
     if o.efs.is_empty() || o.threads.is_empty() || o.threads.contains(&0) || o.k == 0 || o.rows < o.k {
         return Err("need --efs, --threads (each ≥ 1) and 1 ≤ k ≤ rows".into());
     }
+    let quantizations = o
+        .quantizations
+        .iter()
+        .map(|q| Quantization::parse(q).ok_or_else(|| format!("unknown quantization {q:?} (none, sq8 or bq)")))
+        .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     eprintln!("data: {} × {} in {} clusters, {} queries, exact top-{} …", o.rows, o.dim, o.clusters, o.queries, o.k);
     let data = generate(&o, metric);
     let mut res = Results::default();
     let mut memory = Vec::new();
-    for q in QUANTIZATIONS {
-        memory.push(in_process(&o, &data, metric, q, &mut res)?);
+    for &q in &quantizations {
+        memory.push((q, in_process(&o, &data, metric, q, &mut res)?));
     }
     if !o.skip_grpc {
-        grpc(&o, &data, metric, &mut res)?;
+        grpc(&o, &data, metric, &quantizations, &mut res)?;
     }
     let peer = if o.skip_peer { None } else { Some(peer(&o, &data)?) };
     if let Some((peer, _)) = &peer {
@@ -172,7 +179,7 @@ pub fn run(o: Options) -> Res<()> {
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
     let build = BuildParams::default();
     let params = json!({
-        "rows": o.rows, "dim": o.dim, "clusters": o.clusters, "queries": o.queries, "k": o.k, "efs": o.efs,
+        "rows": o.rows, "dim": o.dim, "clusters": o.clusters, "queries": o.queries, "k": o.k, "efs": o.efs, "quantizations": o.quantizations,
         "threads": o.threads, "metric": metric.as_str(), "min_secs": o.min_secs, "profile": profile,
         "hnsw": { "m": build.m, "ef_construction": build.ef_construction }, "grpc": !o.skip_grpc,
         "hnswlib": peer.as_ref().map(|p| p.0["hnswlib"]["package"].clone()), "secs": started.elapsed().as_secs_f64().round(),
@@ -285,14 +292,14 @@ fn in_process(o: &Options, data: &Data, metric: Metric, q: Quantization, res: &m
 }
 
 /// The measurements through a `grape dev`: one collection per quantization.
-fn grpc(o: &Options, data: &Data, metric: Metric, res: &mut Results) -> Res<()> {
+fn grpc(o: &Options, data: &Data, metric: Metric, quantizations: &[Quantization], res: &mut Results) -> Res<()> {
     let server = DevServer::start(o.grape.as_deref())?;
     server.cli(&["config", "set", "index/min_rows", "1000"])?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut client = runtime.block_on(connect(&server.endpoint))?;
     let batch = base_batch(data)?;
     let ipc = encode_ipc(&batch.schema(), &[batch])?;
-    for q in QUANTIZATIONS {
+    for &q in quantizations {
         let (name, series) = (format!("ann_{}", q.as_str()), format!("grape gRPC {}", q.as_str()));
         eprintln!("{series}: ingesting into {name} and waiting for its index …");
         let create = v1::CreateCollectionRequest {
@@ -479,7 +486,7 @@ fn peer_results(peer: &Value, res: &mut Results) {
 
 /// The goals as ratios (those whose inputs were measured). `memory` is what [`in_process`]
 /// returned per quantization.
-fn goals(o: &Options, memory: &[(f64, f64)], peer: Option<&Value>, res: &mut Results) {
+fn goals(o: &Options, memory: &[(Quantization, (f64, f64))], peer: Option<&Value>, res: &mut Results) {
     for &t in &o.threads {
         if let (Some(grape), Some(faiss)) = (res.best_qps(t, |s| s == "grape gRPC exact"), res.best_qps(t, |s| s == "faiss_exact")) {
             res.row(format!("goal: gRPC exact QPS / faiss exact QPS, {t} threads"), grape / faiss, "ratio");
@@ -498,7 +505,7 @@ fn goals(o: &Options, memory: &[(f64, f64)], peer: Option<&Value>, res: &mut Res
     if let (Some(grape), Some(peer)) = (grpc, hnswlib) {
         res.row(format!("goal: best gRPC QPS / best hnswlib QPS at recall ≥ {GOAL_RECALL}, {most} threads"), grape / peer, "ratio");
     }
-    for (q, (index, codes)) in QUANTIZATIONS.iter().zip(memory).skip(1) {
+    for (q, (index, codes)) in memory.iter().filter(|(q, _)| *q != Quantization::None) {
         res.row(format!("goal: {} index memory / f32 vectors (graph + codes)", q.as_str()), *index, "ratio");
         res.row(format!("goal: {} codes / f32 vectors", q.as_str()), *codes, "ratio");
         // The memory goal holds at recall ≥ GOAL_RECALL after rescoring: the best recall reached.
