@@ -40,9 +40,9 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile, keys: Keys) -> Result<(
         None => stored_node_id(&args.data_dir)?,
     };
     let forwarder = MetaEndpoint::Forwarded(MetaForwarder::new(&addrs)?);
-    let node =
-        NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &args.gc.settings(), config.limits.clone(), forwarder, keys)
-            .await?;
+    let threads = crate::cli::serving_threads(args.serving_threads);
+    let (gc, limits) = (args.gc.settings(), config.limits.clone());
+    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &gc, limits, forwarder, keys, threads).await?;
     if let Some(listen) = &args.qdrant_listen {
         let addr = node.serve_qdrant(listen).await?;
         eprintln!("grape compute {id}: Qdrant REST API on http://{addr}");

@@ -24,7 +24,7 @@ const BATCH_ROWS: usize = 25_000;
 pub async fn run(args: DemoArgs, storage: StorageSettings) -> Result<(), CliError> {
     let dir = tempfile::tempdir().map_err(|source| CliError::File { path: "temporary directory".into(), source })?;
     println!("Grape demo: one process, data under {}\n", dir.path().display());
-    let server = DevServer::start(dir.path(), "127.0.0.1:0", &storage, &GcSettings::default(), Default::default(), Default::default()).await?;
+    let server = DevServer::start(dir.path(), "127.0.0.1:0", &storage, &GcSettings::default(), Default::default(), Default::default(), 0).await?;
     let mut client = connect(&server.endpoint()).await?;
 
     let t = Instant::now();

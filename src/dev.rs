@@ -25,7 +25,8 @@ pub struct DevServer {
 
 impl DevServer {
     /// Starts meta, the engine and the gateway on `data_dir`, listening on `listen`, with
-    /// `limits` on requests, admitting the callers `keys` allow.
+    /// `limits` on requests, admitting the callers `keys` allow, on `serving_threads` serving
+    /// threads (0: on the shared runtime).
     ///
     /// Fails before serving anything if the storage is unusable (missing bucket, rejected
     /// credentials, unreachable endpoint), with a message that says which.
@@ -36,6 +37,7 @@ impl DevServer {
         gc: &GcSettings,
         limits: Limits,
         keys: Keys,
+        serving_threads: usize,
     ) -> Result<DevServer, CliError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CliError::File { path: data_dir.display().to_string(), source })?;
         let (storage, _) = open_storage(data_dir, storage).await?;
@@ -43,7 +45,7 @@ impl DevServer {
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
         let served = MetaEndpoint::Served(MetaService::new(meta.clone()));
-        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served, keys).await?;
+        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served, keys, serving_threads).await?;
         Ok(DevServer { meta, node })
     }
 

@@ -68,7 +68,7 @@ fn main() -> std::process::ExitCode {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stack size of the runtime's and rayon's threads.
-const THREAD_STACK_BYTES: usize = 8 << 20;
+const THREAD_STACK_BYTES: usize = grape_proto::serving::STACK_BYTES;
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let format = cli.output;
@@ -87,7 +87,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let storage = args.storage.resolve(&config.storage);
             let keys = args.security.keys(api_key, &config.security)?;
             args.security.use_tls(&config.security)?;
-            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits, keys).await?;
+            let server = dev::DevServer::start(&args.data_dir, &args.listen, &storage, &args.gc.settings(), config.limits, keys, cli::serving_threads(args.serving_threads)).await?;
             eprintln!("grape dev: listening on {} (data in {})", server.endpoint(), args.data_dir.display());
             if args.qdrant_listen != "off" {
                 let addr = server.serve_qdrant(&args.qdrant_listen).await?;

@@ -49,9 +49,11 @@ pub struct NodeServer {
     /// Sending `true` stops the server and every background task of the node.
     stop: watch::Sender<bool>,
     /// The gRPC server task.
-    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    serving: JoinHandle<Result<(), grape_proto::serving::ServeError>>,
     /// Who may call this node's servers.
     keys: Keys,
+    /// Serving threads of each of its ports (0: the shared runtime).
+    serving_threads: usize,
 }
 
 impl NodeServer {
@@ -70,6 +72,7 @@ impl NodeServer {
         limits: Limits,
         meta_service: MetaEndpoint,
         keys: Keys,
+        serving_threads: usize,
     ) -> Result<NodeServer, CliError> {
         let engine = Arc::new(Engine::new(storage.clone()));
         let leaf = LeafService::new(engine.clone(), meta.clone());
@@ -96,8 +99,9 @@ impl NodeServer {
             .add_service(leaf.into_server())
             .add_optional_service(served)
             .add_optional_service(forwarded);
-        let serving = tokio::spawn(router.serve_with_incoming_shutdown(grape_proto::net::incoming(listener), until_stopped(&stop)));
-        Ok(NodeServer { addr, gateway, stop, serving, keys })
+        let serving =
+            tokio::spawn(grape_proto::serving::serve(router, listener, serving_threads, until_stopped(&stop)));
+        Ok(NodeServer { addr, gateway, stop, serving, keys, serving_threads })
     }
 
     /// The endpoint clients connect to.
@@ -116,9 +120,9 @@ impl NodeServer {
     pub async fn serve_qdrant(&self, listen: &str) -> Result<SocketAddr, CliError> {
         let (listener, addr) = bind(listen, "qdrant-listen").await?;
         let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
-        let (keys, stopped) = (self.keys.clone(), until_stopped(&self.stop));
+        let (keys, stopped, threads) = (self.keys.clone(), until_stopped(&self.stop), self.serving_threads);
         tokio::spawn(async move {
-            if let Err(e) = grape_compute::qdrant::serve(listener, api, keys, stopped).await {
+            if let Err(e) = grape_compute::qdrant::serve(listener, api, keys, threads, stopped).await {
                 tracing::error!("the Qdrant API on {addr} stopped: {e}");
             }
         });
@@ -130,9 +134,9 @@ impl NodeServer {
     pub async fn serve_qdrant_grpc(&self, listen: &str) -> Result<SocketAddr, CliError> {
         let (listener, addr) = bind(listen, "qdrant-grpc-listen").await?;
         let api = grape_compute::qdrant::QdrantApi { gateway: self.gateway.clone() };
-        let (keys, stopped) = (self.keys.clone(), until_stopped(&self.stop));
+        let (keys, stopped, threads) = (self.keys.clone(), until_stopped(&self.stop), self.serving_threads);
         tokio::spawn(async move {
-            if let Err(e) = grape_compute::qdrant::grpc::serve(listener, api, keys, stopped).await {
+            if let Err(e) = grape_compute::qdrant::grpc::serve(listener, api, keys, threads, stopped).await {
                 tracing::error!("the Qdrant gRPC API on {addr} stopped: {e}");
             }
         });

@@ -5,14 +5,17 @@
 use std::io;
 use std::net::SocketAddr;
 
-use futures::StreamExt;
-use grape_proto::net::{http_incoming, Conn, Incoming};
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use grape_proto::net::{http_incoming, Conn};
+use grape_proto::serving::LaneIncoming;
 use tokio::net::TcpListener;
 use tonic::transport::server::Connected;
 
 /// An axum listener (`axum::serve(HttpListener::new(listener)?, app)`).
 pub struct HttpListener {
-    incoming: Incoming,
+    incoming: Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>,
     addr: SocketAddr,
 }
 
@@ -20,7 +23,13 @@ impl HttpListener {
     /// Accepts on `listener`.
     pub fn new(listener: TcpListener) -> io::Result<HttpListener> {
         let addr = listener.local_addr()?;
-        Ok(HttpListener { incoming: http_incoming(listener), addr })
+        Ok(HttpListener { incoming: Box::pin(http_incoming(listener)), addr })
+    }
+
+    /// The connections a serving thread is given (see [`grape_proto::serving`]) by the
+    /// listener on `addr`.
+    pub fn on_lane(incoming: LaneIncoming, addr: SocketAddr) -> HttpListener {
+        HttpListener { incoming: Box::pin(incoming), addr }
     }
 }
 

@@ -115,11 +115,13 @@ pub const INLINE_WORK: usize = 20_000;
 /// About how many distances `query` computes over `segments` (rows scanned count one each,
 /// and so do rows a filter is evaluated on).
 pub fn estimated_work(segments: &[LiveSegment], query: &SearchQuery) -> usize {
-    let ef = query.params.ef.unwrap_or(crate::index::DEFAULT_EF).max(query.k);
     segments
         .iter()
         .map(|s| match (query.params.exact || query.filter.is_some(), s.segment.column(&query.using).and_then(|c| c.ann())) {
-            (false, Some(_)) => ef * 24,
+            (false, Some(ann)) => {
+                let ef = query.params.ef.unwrap_or_else(|| crate::index::default_ef(ann.codes.quantization()));
+                ef.max(query.k) * 24
+            }
             _ => s.segment.rows(),
         })
         .sum()
@@ -174,8 +176,10 @@ fn search_segments_until(
     Ok(SearchResult { hits, rows_scanned })
 }
 
-/// [`search_segments`] for async callers: a search within [`INLINE_WORK`] runs right here;
-/// a larger one on a blocking thread, where dropping the future (the request was abandoned)
+/// [`search_segments`] for async callers: a search within [`INLINE_WORK`] runs right here,
+/// unless this is a serving thread with other requests waiting
+/// ([`grape_proto::serving::others_in_flight`]); a larger one, or one that would hold
+/// others up, on a blocking thread, where dropping the future (the request was abandoned)
 /// stops it before the segments it has not started.
 pub async fn search_segments_async(
     metric: Metric,
@@ -190,7 +194,7 @@ pub async fn search_segments_async(
             self.0.store(true, Ordering::Relaxed);
         }
     }
-    if estimated_work(&segments, &query) <= INLINE_WORK {
+    if estimated_work(&segments, &query) <= INLINE_WORK && !grape_proto::serving::others_in_flight() {
         return search_segments_until(metric, schema.as_ref(), &segments, &query, &AtomicBool::new(false), false);
     }
     let flag = Arc::new(AtomicBool::new(false));

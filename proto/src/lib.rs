@@ -14,6 +14,7 @@
 //!   from Qdrant under the Apache License 2.0, whose server side every gateway serves for
 //!   existing Qdrant clients.
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
+//! - [`serving`]: serving threads, one single-threaded runtime per core, for the nodes' public port.
 //! - [`auth`]: API keys and the cluster secret, checked on every server and sent by every client.
 //! - [`rpc_metrics`]: request counts and latencies of every gRPC server, for Prometheus.
 //! - [`tls`]: TLS (rustls) for every server and channel.
@@ -22,6 +23,7 @@
 pub mod auth;
 pub mod net;
 pub mod rpc_metrics;
+pub mod serving;
 pub mod tls;
 pub mod trace;
 

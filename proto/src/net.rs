@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -32,12 +33,36 @@ pub enum Incoming {
     Tls(TlsIncoming),
 }
 
-/// One accepted connection of an [`Incoming`].
+/// One accepted connection of an [`Incoming`] or of a serving thread ([`crate::serving`]).
 pub enum Conn {
-    /// Plain TCP.
-    Plain(TcpStream),
+    /// Plain TCP; on a serving thread, counted in its open connections while it lives.
+    Plain(TcpStream, Option<OpenConn>),
     /// TLS over TCP.
     Tls(TlsConn),
+}
+
+impl Conn {
+    /// A plain TCP connection that `open` counts while it lives.
+    pub(crate) fn served(tcp: TcpStream, open: OpenConn) -> Conn {
+        Conn::Plain(tcp, Some(open))
+    }
+}
+
+/// One connection counted in a serving thread's open connections while it lives.
+pub struct OpenConn(Arc<AtomicUsize>);
+
+impl OpenConn {
+    /// Counts one more open connection in `open`.
+    pub(crate) fn new(open: Arc<AtomicUsize>) -> OpenConn {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConn(open)
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The connections accepted on `listener` for a gRPC server (TLS with ALPN `h2` when the
@@ -63,7 +88,7 @@ impl Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.get_mut() {
-            Incoming::Plain(tcp) => Pin::new(tcp).poll_next(cx).map(|next| next.map(|conn| conn.map(Conn::Plain))),
+            Incoming::Plain(tcp) => Pin::new(tcp).poll_next(cx).map(|next| next.map(|conn| conn.map(|tcp| Conn::Plain(tcp, None)))),
             Incoming::Tls(tls) => Pin::new(tls).poll_next(cx).map(|next| next.map(|conn| Ok(Conn::Tls(conn.unwrap_or_else(|e| match e {})))))
         }
     }
@@ -74,7 +99,7 @@ impl Connected for Conn {
 
     fn connect_info(&self) -> TcpConnectInfo {
         match self {
-            Conn::Plain(tcp) => tcp.connect_info(),
+            Conn::Plain(tcp, _) => tcp.connect_info(),
             Conn::Tls(tls) => tls.connect_info(),
         }
     }
@@ -83,7 +108,7 @@ impl Connected for Conn {
 impl AsyncRead for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Conn::Plain(tcp, _) => Pin::new(tcp).poll_read(cx, buf),
             Conn::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
         }
     }
@@ -92,35 +117,35 @@ impl AsyncRead for Conn {
 impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Conn::Plain(tcp, _) => Pin::new(tcp).poll_write(cx, buf),
             Conn::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
         }
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Conn::Plain(tcp, _) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Conn::Tls(tls) => Pin::new(tls).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Conn::Plain(tcp) => tcp.is_write_vectored(),
+            Conn::Plain(tcp, _) => tcp.is_write_vectored(),
             Conn::Tls(tls) => tls.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Conn::Plain(tcp, _) => Pin::new(tcp).poll_flush(cx),
             Conn::Tls(tls) => Pin::new(tls).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Conn::Plain(tcp, _) => Pin::new(tcp).poll_shutdown(cx),
             Conn::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
         }
     }
@@ -174,6 +199,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
+        let in_flight = crate::serving::InFlight::enter();
         let path = request.uri().path();
         let (service, method) = crate::rpc_metrics::service_and_method(path);
         let id = crate::trace::sent_request_id(request.headers()).unwrap_or_else(crate::trace::new_request_id);
@@ -192,6 +218,7 @@ where
                     let code = answer.as_ref().map_or("UNAVAILABLE", crate::rpc_metrics::code_of);
                     crate::rpc_metrics::record(&service, &method, code, started);
                     tracing::debug!(code, micros = started.elapsed().as_micros() as u64, "answered");
+                    drop(in_flight);
                     answer
                 })
                 .instrument(span),

@@ -291,7 +291,7 @@ impl Stream for TlsIncoming {
 }
 
 /// Accept errors about one connection only, after which the next accept may well succeed.
-fn is_transient(e: &io::Error) -> bool {
+pub(crate) fn is_transient(e: &io::Error) -> bool {
     use io::ErrorKind as K;
     matches!(e.kind(), K::ConnectionAborted | K::ConnectionReset | K::Interrupted | K::WouldBlock | K::TimedOut)
 }
@@ -391,11 +391,13 @@ pub fn use_client_tls(config: Arc<ClientConfig>) {
 
 /// A channel to `endpoint` connecting on first use: over TLS once [`use_client_tls`] was
 /// called, else plain (`Endpoint::connect_lazy`). The replacement of `endpoint.connect_lazy()`.
+/// The channel's tasks run on the shared runtime, also when made on a serving thread
+/// ([`crate::serving::on_shared_runtime`]).
 pub fn connect_lazy(endpoint: Endpoint) -> Channel {
-    match CLIENT_TLS.get() {
+    crate::serving::on_shared_runtime(|| match CLIENT_TLS.get() {
         Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
         None => endpoint.connect_lazy(),
-    }
+    })
 }
 
 /// A channel to `endpoint`, connected now: over TLS once [`use_client_tls`] was called, else

@@ -140,6 +140,11 @@ pub struct DevArgs {
     /// and the status page at `/` (`off`: none).
     #[arg(long, default_value = "127.0.0.1:9800")]
     pub metrics_listen: String,
+    /// Threads serving the gRPC port, each a single-threaded runtime that owns the
+    /// connections it is given: a request is read, answered and written by one thread
+    /// (default: one per core; 0: serve on the process's shared runtime).
+    #[arg(long)]
+    pub serving_threads: Option<usize>,
     /// Where segments are stored.
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -206,6 +211,11 @@ pub struct ComputeArgs {
     /// and the status page at `/` (default: none).
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Threads serving the gRPC port, each a single-threaded runtime that owns the
+    /// connections it is given: a request is read, answered and written by one thread
+    /// (default: one per core; 0: serve on the process's shared runtime).
+    #[arg(long)]
+    pub serving_threads: Option<usize>,
     /// Address other nodes and clients reach this node at, `HOST:PORT` (default: the address
     /// it listens on; required when that is unspecified, such as 0.0.0.0).
     #[arg(long)]
@@ -594,4 +604,9 @@ pub struct SqlArgs {
     /// stderr says how many were left out) instead of failing.
     #[arg(long)]
     pub allow_partial: bool,
+}
+
+/// The serving threads `--serving-threads` asks for: one per core by default.
+pub fn serving_threads(flag: Option<usize>) -> usize {
+    flag.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

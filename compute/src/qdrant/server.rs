@@ -59,16 +59,25 @@ pub fn router(api: QdrantApi) -> Router {
         .with_state(api)
 }
 
-/// Serves the API of `api` on `listener` until `shutdown` resolves, to callers `keys` admit.
+/// Serves the API of `api` on `listener` until `shutdown` resolves, to callers `keys` admit,
+/// on `threads` serving threads (0: on this runtime; see [`grape_proto::serving`]).
 pub async fn serve(
     listener: TcpListener,
     api: QdrantApi,
     keys: Keys,
+    threads: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = crate::http_listener::HttpListener::new(listener)?;
+) -> Result<(), grape_proto::serving::ServeError> {
     let app = router(api).layer(axum::middleware::from_fn_with_state(Arc::new(keys), check_key));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    if threads == 0 || grape_proto::tls::http_acceptor().is_some() {
+        let listener = crate::http_listener::HttpListener::new(listener)?;
+        return Ok(axum::serve(listener, app).with_graceful_shutdown(shutdown).await?);
+    }
+    let addr = listener.local_addr()?;
+    grape_proto::serving::serve_on_threads(listener, threads, shutdown, move |incoming, stop| {
+        std::future::IntoFuture::into_future(axum::serve(crate::http_listener::HttpListener::on_lane(incoming, addr), app.clone()).with_graceful_shutdown(stop))
+    })
+    .await
 }
 
 /// Refuses a request whose API key does not allow it (401 without a valid key, 403 for a

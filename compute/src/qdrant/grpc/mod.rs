@@ -39,13 +39,14 @@ use crate::gateway::MAX_MESSAGE_BYTES;
 pub struct QdrantGrpc(pub QdrantApi);
 
 /// Serves Qdrant's gRPC API of `api` on `listener` (with `TCP_NODELAY`) until `shutdown`
-/// resolves.
+/// resolves, on `threads` serving threads (0: on this runtime; see [`grape_proto::serving`]).
 pub async fn serve(
     listener: TcpListener,
     api: QdrantApi,
     keys: grape_proto::auth::Keys,
+    threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), grape_proto::serving::ServeError> {
     let service = QdrantGrpc(api);
     let collections = pb::collections_server::CollectionsServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -53,13 +54,12 @@ pub async fn serve(
     let points = pb::points_server::PointsServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    grape_proto::net::server(keys)
+    let router = grape_proto::net::server(keys)
         .add_service(tonic_health::server::health_reporter().1)
         .add_service(pb::qdrant_server::QdrantServer::new(service))
         .add_service(collections)
-        .add_service(points)
-        .serve_with_incoming_shutdown(grape_proto::net::incoming(listener), shutdown)
-        .await
+        .add_service(points);
+    grape_proto::serving::serve(router, listener, threads, shutdown).await
 }
 
 /// What an RPC answers.
