@@ -79,6 +79,10 @@ pub struct Options {
     /// Skip hnswlib and faiss.
     #[arg(long)]
     skip_peer: bool,
+    /// Peers: hnswlib and faiss's exact search only, no faiss HNSW or usearch (a 1M run's
+    /// peers otherwise take longer than all of Grape's part).
+    #[arg(long)]
+    only_hnswlib: bool,
     /// Skip the measurements through `grape dev`.
     #[arg(long)]
     skip_grpc: bool,
@@ -298,7 +302,14 @@ fn grpc(o: &Options, data: &Data, metric: Metric, quantizations: &[Quantization]
     let runtime = tokio::runtime::Runtime::new()?;
     let mut client = runtime.block_on(connect(&server.endpoint))?;
     let batch = base_batch(data)?;
-    let ipc = encode_ipc(&batch.schema(), &[batch])?;
+    // Messages of at most INGEST_ROWS rows: 1M × 128 in one would pass the 256 MiB limit.
+    let ipc = (0..batch.num_rows())
+        .step_by(INGEST_ROWS)
+        .map(|start| {
+            let part = batch.slice(start, INGEST_ROWS.min(batch.num_rows() - start));
+            encode_ipc(&part.schema(), &[part])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     for &q in quantizations {
         let (name, series) = (format!("ann_{}", q.as_str()), format!("grape gRPC {}", q.as_str()));
         eprintln!("{series}: ingesting into {name} and waiting for its index …");
@@ -313,7 +324,7 @@ fn grpc(o: &Options, data: &Data, metric: Metric, quantizations: &[Quantization]
         runtime.block_on(client.create_collection(create))?;
         let started = Instant::now();
         runtime.block_on(ingest(&mut client, &name, ipc.clone()))?;
-        res.row(format!("{series}: ingest (one message)"), started.elapsed().as_secs_f64(), "s");
+        res.row(format!("{series}: ingest (one job)"), started.elapsed().as_secs_f64(), "s");
         let started = Instant::now();
         let info = runtime.block_on(wait_indexed(&mut client, &name))?;
         res.row(format!("{series}: index build through the job"), started.elapsed().as_secs_f64(), "s");
@@ -402,13 +413,14 @@ fn base_batch(data: &Data) -> Res<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-/// Ingests `ipc` into `name` as one job of one message, and waits for its commit.
-async fn ingest(client: &mut GrapeClient<Channel>, name: &str, ipc: Vec<u8>) -> Result<(), String> {
-    let messages = vec![
-        v1::IngestRequest { collection: name.into(), ..Default::default() },
-        v1::IngestRequest { arrow_ipc: ipc, ..Default::default() },
-        v1::IngestRequest { commit: true, ..Default::default() },
-    ];
+/// Rows per message of [`ingest`].
+const INGEST_ROWS: usize = 200_000;
+
+/// Ingests the Arrow IPC messages `ipc` into `name` as one job, and waits for its commit.
+async fn ingest(client: &mut GrapeClient<Channel>, name: &str, ipc: Vec<Vec<u8>>) -> Result<(), String> {
+    let mut messages = vec![v1::IngestRequest { collection: name.into(), ..Default::default() }];
+    messages.extend(ipc.into_iter().map(|arrow_ipc| v1::IngestRequest { arrow_ipc, ..Default::default() }));
+    messages.push(v1::IngestRequest { commit: true, ..Default::default() });
     let mut replies = client.ingest(tokio_stream::iter(messages)).await.map_err(|e| format!("ingest: {e}"))?.into_inner();
     while let Some(reply) = replies.message().await.map_err(|e| format!("ingest: {e}"))? {
         if reply.committed {
@@ -461,7 +473,13 @@ fn peer(o: &Options, data: &Data) -> Res<(Value, String)> {
     if !setup.status.success() || python.is_empty() {
         return Err(format!("bench/peers/setup.sh failed ({})", setup.status).into());
     }
-    let status = Command::new(&python).arg(peers.join("ann_peer.py")).arg(&dir).args(["--min-secs", &o.min_secs.to_string()]).status()?;
+    let only_hnswlib: &[&str] = if o.only_hnswlib { &["--no-faiss-hnsw", "--no-usearch"] } else { &[] };
+    let status = Command::new(&python)
+        .arg(peers.join("ann_peer.py"))
+        .arg(&dir)
+        .args(["--min-secs", &o.min_secs.to_string()])
+        .args(only_hnswlib)
+        .status()?;
     if !status.success() {
         return Err(format!("ann_peer.py failed ({status})").into());
     }
