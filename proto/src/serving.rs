@@ -37,9 +37,9 @@ use crate::net::{Conn, Layers, OpenConn};
 /// Why a server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A serving thread or its runtime could not be started.
-    #[error("cannot start a serving thread: {0}")]
-    Thread(#[from] std::io::Error),
+    /// Reading the listener's address, or starting a serving thread or its runtime, failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
     /// The server failed.
     #[error(transparent)]
     Server(Box<dyn std::error::Error + Send + Sync>),
