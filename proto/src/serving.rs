@@ -75,8 +75,8 @@ pub fn others_in_flight() -> bool {
 }
 
 /// One request counted in its serving thread's [`others_in_flight`] while it lives. Made by
-/// every Grape gRPC server's layer ([`crate::net::server`]) when a request arrives; off
-/// serving threads it counts nothing.
+/// every Grape gRPC server's layer ([`crate::net::server`]) and by the Qdrant REST API's key
+/// check when a request arrives; off serving threads it counts nothing.
 #[derive(Debug)]
 pub struct InFlight(Option<Arc<AtomicUsize>>);
 

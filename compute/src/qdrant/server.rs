@@ -81,8 +81,11 @@ pub async fn serve(
 }
 
 /// Refuses a request whose API key does not allow it (401 without a valid key, 403 for a
-/// change with the read-only key), as Qdrant does.
+/// change with the read-only key), as Qdrant does. Every request passes here, so this is
+/// also where it is counted in its serving thread's requests in flight, as the gRPC servers'
+/// layer does ([`grape_proto::serving::InFlight`]).
 async fn check_key(State(keys): State<Arc<Keys>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let _in_flight = grape_proto::serving::InFlight::enter();
     let needed = rest_access(request.method(), request.uri().path());
     match keys.check(needed, request.headers()) {
         Ok(()) => next.run(request).await,
