@@ -42,7 +42,7 @@ pub async fn run(args: ComputeArgs, config: &ConfigFile, keys: Keys) -> Result<(
     let forwarder = MetaEndpoint::Forwarded(MetaForwarder::new(&addrs)?);
     let threads = crate::cli::serving_threads(args.serving_threads);
     let (gc, limits) = (args.gc.settings(), config.limits.clone());
-    let node = NodeServer::start(meta.clone(), storage, id, Role::Cluster, &args.listen, &gc, limits, forwarder, keys, threads).await?;
+    let node = NodeServer::start(meta.clone(), storage, &args.data_dir, id, Role::Cluster, &args.listen, &gc, limits, forwarder, keys, threads).await?;
     if let Some(listen) = &args.qdrant_listen {
         let addr = node.serve_qdrant(listen).await?;
         eprintln!("grape compute {id}: Qdrant REST API on http://{addr}");
@@ -81,7 +81,6 @@ async fn heartbeats(meta: Arc<WatchedMeta>, gateway: Arc<Gateway>, id: u64, addr
     let mut changes = engine.changes();
     loop {
         changes.borrow_and_update();
-        engine.purge_retired();
         let (segments, rows, used) = engine.stats();
         let states = engine.states();
         let beat = pb::HeartbeatRequest {

@@ -45,7 +45,7 @@ impl DevServer {
         // One port serves the public API and the meta service (for `grape status` and
         // `grape config`), as a compute node and a meta member would separately.
         let served = MetaEndpoint::Served(MetaService::new(meta.clone()));
-        let node = NodeServer::start(meta.clone(), storage, 1, Role::Standalone, listen, gc, limits, served, keys, serving_threads).await?;
+        let node = NodeServer::start(meta.clone(), storage, data_dir, 1, Role::Standalone, listen, gc, limits, served, keys, serving_threads).await?;
         Ok(DevServer { meta, node })
     }
 

@@ -11,6 +11,7 @@ use grape_compute::leaf::LeafService;
 use grape_compute::limits::Limits;
 use grape_compute::meta_client::MetaClient;
 use grape_compute::router::Role;
+use grape_compute::vector_files::VectorFiles;
 use grape_compute::{Engine, Gateway};
 use grape_meta::service::MetaService;
 use grape_proto::auth::Keys;
@@ -60,11 +61,13 @@ impl NodeServer {
     /// Starts node `node_id` in `role` over `meta` and `storage` on `listen`, enforcing
     /// `limits`. The port serves the public API, the leaf service other nodes' gateways ask,
     /// and the meta service: `meta_service` itself (`grape dev`), or forwarded to the meta
-    /// group (`grape compute`). Every port of the node admits the callers `keys` allow.
+    /// group (`grape compute`). Every port of the node admits the callers `keys` allow. The
+    /// vectors of collections with vectors on disk go to files in `data_dir/vectors`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         meta: Arc<dyn MetaClient>,
         storage: Storage,
+        data_dir: &Path,
         node_id: u64,
         role: Role,
         listen: &str,
@@ -74,7 +77,9 @@ impl NodeServer {
         keys: Keys,
         serving_threads: usize,
     ) -> Result<NodeServer, CliError> {
-        let engine = Arc::new(Engine::new(storage.clone()));
+        let vector_dir = data_dir.join("vectors");
+        let vector_files = VectorFiles::open(&vector_dir).map_err(|source| CliError::File { path: vector_dir.display().to_string(), source })?;
+        let engine = Arc::new(Engine::new(storage.clone()).with_vector_files(vector_files));
         let leaf = LeafService::new(engine.clone(), meta.clone());
         let gateway = Arc::new(Gateway::new(meta, engine.clone(), storage, node_id, role).with_gc_grace(gc.grace).with_limits(limits));
         let listener = TcpListener::bind(listen).await.map_err(|source| CliError::File { path: format!("listen {listen}"), source })?;
@@ -86,6 +91,7 @@ impl NodeServer {
             tokio::spawn(gateway.clone().run_gc_job(interval, until_stopped(&stop)));
         }
         tokio::spawn(gateway.clone().run_job_worker(until_stopped(&stop)));
+        tokio::spawn(engine.clone().purge_retired_until(until_stopped(&stop)));
         let (served, forwarded) = match meta_service {
             MetaEndpoint::Served(service) => {
                 tokio::spawn(service.watch_jobs(until_stopped(&stop)));

@@ -87,7 +87,7 @@ pub fn query(dim: u32, seed: u64) -> Vec<f32> {
 
 /// A one-shard catalog entry for a collection of generated rows made of `segments`.
 pub fn collection(name: &str, dim: u32, metric: Metric, segments: Vec<SegmentMeta>) -> Collection {
-    let spec = CollectionSpec { name: name.into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema(dim).as_ref().clone()), quantization: Default::default(), vectors: vec![] };
+    let spec = CollectionSpec { name: name.into(), dim, metric, shards: 1, replicas: 1, schema: Some(schema(dim).as_ref().clone()), quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
     let manifest = ShardManifest { version: 1, segments, ..Default::default() };
     Collection { spec, id: 1, shards: vec![manifest], version: 1 }
 }

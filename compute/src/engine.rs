@@ -27,6 +27,7 @@ use crate::derived::DerivedColumn;
 use crate::error::ComputeError;
 use crate::liveness::KeyCache;
 use crate::segment::{LoadedSegment, SegmentRef};
+use crate::vector_files::VectorFiles;
 
 /// How many segments are read from storage at once.
 const LOAD_CONCURRENCY: usize = 8;
@@ -75,12 +76,14 @@ pub struct WantedSegment {
     /// The derived payload columns of its collection's payload indexes: computed when it
     /// loads and kept while wanted (see [`crate::derived`]).
     pub derived: Arc<[DerivedColumn]>,
+    /// Its collection keeps vectors on disk (see [`crate::vector_files`]).
+    pub vectors_on_disk: bool,
 }
 
 impl WantedSegment {
     /// A segment of a collection with the one vector column `vector` and no payload index.
     pub fn unnamed(meta: SegmentMeta, schema: SchemaRef) -> Self {
-        Self { meta, schema, vectors: Arc::from([crate::segment::VECTOR_COLUMN.to_string()]), derived: Arc::from([]) }
+        Self { meta, schema, vectors: Arc::from([crate::segment::VECTOR_COLUMN.to_string()]), derived: Arc::from([]), vectors_on_disk: false }
     }
 }
 
@@ -133,6 +136,9 @@ pub struct Engine {
     changed: watch::Sender<u64>,
     /// Index artifacts loaded so far.
     index_loads: IndexLoads,
+    /// Where the vectors of collections with vectors on disk go; without it they stay in
+    /// memory.
+    vector_files: Option<Arc<VectorFiles>>,
 }
 
 impl Engine {
@@ -144,7 +150,14 @@ impl Engine {
             held: RwLock::new(Held::default()),
             changed: watch::Sender::new(0),
             index_loads: IndexLoads::default(),
+            vector_files: None,
         }
+    }
+
+    /// This engine keeping the vectors of collections with vectors on disk in `files`.
+    pub fn with_vector_files(mut self, files: VectorFiles) -> Self {
+        self.vector_files = Some(Arc::new(files));
+        self
     }
 
     /// The storage segments are read from.
@@ -303,10 +316,11 @@ impl Engine {
     }
 
     async fn load_segment(&self, w: WantedSegment) -> Result<SegmentRef, ComputeError> {
-        let WantedSegment { meta, schema, vectors, derived } = w;
+        let WantedSegment { meta, schema, vectors, derived, vectors_on_disk } = w;
         let batches = self.storage.read_segment(&meta).await?;
+        let files = self.vector_files.clone().filter(|_| vectors_on_disk);
         let segment = tokio::task::spawn_blocking(move || {
-            let segment = LoadedSegment::with_vectors(meta, schema, &batches, &vectors)?;
+            let segment = LoadedSegment::with_vectors_in(meta, schema, &batches, &vectors, files.as_deref())?;
             segment.keep_derived(&derived);
             if let Err(e) = segment.batch_with(&derived) {
                 tracing::warn!(segment = %segment.meta.id, error = %e, "derived payload columns of the payload indexes not computed");
@@ -365,6 +379,20 @@ impl Engine {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Forgets retired segments once their grace period has ended, checking every second
+    /// until `stopped` (on every node: without it, a standalone node kept every segment a
+    /// compaction or a drop retired).
+    pub async fn purge_retired_until(self: Arc<Self>, stopped: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stopped);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.purge_retired(),
+                () = &mut stopped => return,
+            }
+        }
+    }
+
     /// Forgets retired segments whose grace period has ended.
     pub fn purge_retired(&self) {
         let mut held = self.write();
@@ -387,6 +415,11 @@ impl Engine {
     pub fn stats(&self) -> (u64, u64, u64) {
         let held = self.read();
         held.ready.values().fold((0, 0, 0), |(n, rows, bytes), s| (n + 1, rows + s.rows() as u64, bytes + s.memory_bytes() as u64))
+    }
+
+    /// Bytes of the ready segments' vectors kept in mapped files instead of memory.
+    pub fn vector_bytes_on_disk(&self) -> u64 {
+        self.read().ready.values().map(|s| s.vector_bytes_on_disk() as u64).sum()
     }
 
     /// Rows of the ready segments' vector columns that have an ANN index loaded (a row counts

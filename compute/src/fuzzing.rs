@@ -21,7 +21,7 @@ pub fn sample_insert() -> Vec<u8> {
 /// as the gateway does; returns the rows accepted. It may fail, never panic.
 pub fn decode_insert(bytes: &[u8]) -> Result<usize, ComputeError> {
     let schema = datagen::schema(DIM);
-    let spec = CollectionSpec { name: "fuzz".into(), dim: DIM, metric: Metric::L2, shards: 2, replicas: 1, schema: Some(schema.as_ref().clone()), quantization: Default::default(), vectors: vec![] };
+    let spec = CollectionSpec { name: "fuzz".into(), dim: DIM, metric: Metric::L2, shards: 2, replicas: 1, schema: Some(schema.as_ref().clone()), quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
     let (_, batches) = decode_ipc(bytes)?;
     let mut rows = 0;
     for batch in &batches {

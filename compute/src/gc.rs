@@ -96,7 +96,7 @@ mod tests {
         segment.set_index("vector", index("s.vector.hnsw"));
         segment.set_index("text", index("s.v1.hnsw"));
         let manifest = ShardManifest { segments: vec![segment], ..Default::default() };
-        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
+        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
         let mut catalog = Catalog::default();
         catalog.collections.insert("docs".into(), Collection { spec, id: 1, shards: vec![manifest], version: 1 });
         let mut paths: Vec<_> = referenced_paths(&catalog).into_iter().collect();
@@ -111,7 +111,7 @@ mod tests {
         let kept = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         let orphan = storage.write_segment("collections/docs-1", 0, std::slice::from_ref(&batch)).await.unwrap();
         storage.put_if_absent("other/file", bytes::Bytes::from_static(b"x")).await.unwrap();
-        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
+        let spec = CollectionSpec { name: "docs".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
         let ids: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::UInt64Array::from(vec![3]));
         let log = storage.write_delete_log("collections/docs-1", 0, &ids).await.unwrap();
         let manifest = ShardManifest { version: 1, segments: vec![kept.clone()], delete_logs: vec![log.clone()], ..Default::default() };

@@ -292,7 +292,7 @@ mod tests {
     use grape_meta::catalog::Metric;
 
     fn spec(dim: u32) -> CollectionSpec {
-        CollectionSpec { name: "docs".into(), dim, metric: Metric::L2, shards: 2, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] }
+        CollectionSpec { name: "docs".into(), dim, metric: Metric::L2, shards: 2, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false }
     }
 
     fn rows(vectors: Vec<Option<Vec<Option<f32>>>>) -> RecordBatch {

@@ -65,6 +65,7 @@ pub mod settings;
 pub mod sql;
 pub mod table;
 pub mod topk;
+pub mod vector_files;
 
 #[cfg(test)]
 mod testutil;

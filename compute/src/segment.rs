@@ -15,6 +15,7 @@ use crate::error::ComputeError;
 use crate::index::hnsw::HnswIndex;
 use crate::index::{FlatVectors, Vectors};
 use crate::liveness::SegmentLiveness;
+use crate::vector_files::VectorFiles;
 
 /// Name of the vector column of a collection without named vector fields.
 pub const VECTOR_COLUMN: &str = grape_meta::catalog::DEFAULT_VECTOR;
@@ -72,6 +73,8 @@ pub struct VectorColumn {
     pub dim: usize,
     /// Row-major vectors: row `r` is `vectors[r*dim .. (r+1)*dim]`. Shares the Arrow buffer.
     vectors: arrow::buffer::ScalarBuffer<f32>,
+    /// The vectors are in a mapped file (see [`crate::vector_files`]), not in memory.
+    on_disk: bool,
     /// Euclidean norm of each row's vector, for cosine distance.
     norms: Vec<f32>,
     /// The column's ANN index once its artifact is loaded (see [`crate::index::hnsw`]), and
@@ -97,7 +100,7 @@ impl VectorColumn {
         let start = list.offset() * dim;
         let vectors = values.values().slice(start, list.len() * dim);
         let norms = if dim == 0 { vec![0.0; list.len()] } else { vectors.chunks_exact(dim).map(norm).collect() };
-        Ok(Self { name: name.to_string(), dim, vectors, norms, ann: RwLock::new(None) })
+        Ok(Self { name: name.to_string(), dim, vectors, on_disk: false, norms, ann: RwLock::new(None) })
     }
 
     /// The vector of row `row`.
@@ -143,6 +146,15 @@ impl VectorColumn {
     fn memory_bytes(&self) -> usize {
         self.norms.len() * 4 + self.ann().map_or(0, |a| a.memory_bytes())
     }
+
+    /// Bytes of the column's vectors kept in a mapped file rather than in memory.
+    fn bytes_on_disk(&self) -> usize {
+        if self.on_disk {
+            self.vectors.len() * 4
+        } else {
+            0
+        }
+    }
 }
 
 impl Vectors for VectorColumn {
@@ -164,8 +176,26 @@ impl LoadedSegment {
     /// [`LoadedSegment::new`] for a collection whose vector columns are `vectors`, in field
     /// order (at least one): each must be a `fixed_size_list<float32>` without nulls.
     pub fn with_vectors(meta: SegmentMeta, schema: SchemaRef, batches: &[RecordBatch], vectors: &[String]) -> Result<Self, ComputeError> {
-        let batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
-        let columns = vectors.iter().map(|name| VectorColumn::read(&batch, name, &meta.path)).collect::<Result<Vec<_>, _>>()?;
+        Self::with_vectors_in(meta, schema, batches, vectors, None)
+    }
+
+    /// [`LoadedSegment::with_vectors`] keeping the vectors in mapped files of `on_disk`
+    /// instead of in memory, when given (see [`crate::vector_files`]).
+    pub fn with_vectors_in(
+        meta: SegmentMeta,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        vectors: &[String],
+        on_disk: Option<&VectorFiles>,
+    ) -> Result<Self, ComputeError> {
+        let mut batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
+        if let Some(files) = on_disk {
+            batch = files.map_columns(batch, vectors)?;
+        }
+        let mut columns = vectors.iter().map(|name| VectorColumn::read(&batch, name, &meta.path)).collect::<Result<Vec<_>, _>>()?;
+        for column in &mut columns {
+            column.on_disk = on_disk.is_some() && !column.vectors.is_empty();
+        }
         let Some(dim) = columns.first().map(|c| c.dim) else {
             return Err(ComputeError::Internal(format!("segment {} was loaded without a vector column", meta.path)));
         };
@@ -216,10 +246,17 @@ impl LoadedSegment {
         self.first().norm(row)
     }
 
-    /// Bytes of memory the segment holds, its indexes and derived columns included.
+    /// Bytes of memory the segment holds, its indexes and derived columns included, and its
+    /// vectors unless they are in mapped files ([`LoadedSegment::vector_bytes_on_disk`]).
     pub fn memory_bytes(&self) -> usize {
         let derived: usize = self.derived_cache().columns.values().map(|a| a.get_array_memory_size()).sum();
-        self.batch.get_array_memory_size() + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>() + derived
+        let batch = self.batch.get_array_memory_size().saturating_sub(self.vector_bytes_on_disk());
+        batch + self.columns.iter().map(VectorColumn::memory_bytes).sum::<usize>() + derived
+    }
+
+    /// Bytes of the segment's vectors kept in mapped files instead of memory.
+    pub fn vector_bytes_on_disk(&self) -> usize {
+        self.columns.iter().map(VectorColumn::bytes_on_disk).sum()
     }
 
     /// The segment's rows with the derived payload `columns` appended, in order. Columns the

@@ -303,7 +303,7 @@ mod tests {
     use crate::catalog::Metric;
 
     fn spec(name: &str, shards: u32) -> CollectionSpec {
-        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] }
+        CollectionSpec { name: name.to_string(), dim: 4, metric: Metric::L2, shards, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false }
     }
 
     fn seg(id: &str, shard: u32, rows: u64) -> SegmentMeta {

@@ -138,6 +138,12 @@ pub struct CollectionSpec {
     /// mirror the first field, so code that knows one vector shows the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vectors: Vec<VectorField>,
+    /// Keep the f32 vectors of loaded segments in files of the compute node's data directory,
+    /// mapped into memory, instead of in its heap: the node's memory holds the codes and
+    /// graphs, and the kernel reads vectors from local disk when a search touches them
+    /// (rescoring, exact scans). Set at creation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vectors_on_disk: bool,
 }
 
 impl CollectionSpec {

@@ -131,7 +131,7 @@ mod tests {
 
     fn catalog_with(segments: usize) -> Catalog {
         let mut c = Catalog::default();
-        let spec = CollectionSpec { name: "c".into(), dim: 2, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
+        let spec = CollectionSpec { name: "c".into(), dim: 2, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
         apply(&mut c, &Command::CreateCollection { spec });
         let segments = (0..segments).map(|i| seg(i, 10)).collect();
         apply(&mut c, &Command::CommitSegments { collection: "c".into(), collection_id: 0, segments, delete_logs: vec![], job: None });

@@ -75,6 +75,7 @@ mod tests {
             schema: None,
             quantization: Quantization::Sq8,
             vectors: vec![],
+            vectors_on_disk: false,
         };
         apply(&mut c, &Command::CreateCollection { spec });
         let segments = rows

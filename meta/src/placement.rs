@@ -234,7 +234,7 @@ mod tests {
 
         let mut catalog = crate::Catalog::default();
         assert_eq!(plan(&catalog), None, "no nodes: nothing to plan");
-        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 2, schema: None, quantization: Default::default(), vectors: vec![] };
+        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 2, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
         apply(&mut catalog, &Command::CreateCollection { spec });
         let segment = |id: &str| {
             serde_json::from_value(serde_json::json!({"id": id, "shard": 0, "path": format!("p/{id}"), "rows": 1, "size_bytes": 1}))
@@ -280,7 +280,7 @@ mod tests {
         use crate::command::Command;
 
         let mut catalog = crate::Catalog::default();
-        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] };
+        let spec = CollectionSpec { name: "c".into(), dim: 4, metric: Metric::L2, shards: 1, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false };
         apply(&mut catalog, &Command::CreateCollection { spec });
         let segments = (0..100)
             .map(|i| {

@@ -79,6 +79,7 @@ fn create_request(args: CreateArgs) -> Result<v1::CreateCollectionRequest, CliEr
         id_type: args.id_type,
         quantization,
         vectors,
+        vectors_on_disk: args.vectors_on_disk,
     })
 }
 
@@ -113,6 +114,7 @@ pub fn info_json(c: &v1::CollectionInfo) -> Value {
         "indexed_rows": c.indexed_rows,
         "index_bytes_per_vector": c.index_bytes_per_vector,
         "vector_bytes_per_vector": c.dim as u64 * 4,
+        "vectors_on_disk": c.vectors_on_disk,
         "vectors": c.vectors.iter().map(vector_field_json).collect::<Vec<_>>(),
     })
 }

@@ -53,6 +53,7 @@ pub async fn status(endpoint: &str, format: OutputFormat) -> Result<(), CliError
                 "index_load_failures": s.index_load_failures,
                 "indexed_rows_loaded": s.indexed_rows_loaded,
                 "index_memory_bytes": s.index_memory_bytes,
+                "vector_bytes_on_disk": s.vector_bytes_on_disk,
                 "index_bytes_per_vector": if s.indexed_rows_loaded == 0 { 0.0 } else { s.index_memory_bytes as f64 / s.indexed_rows_loaded as f64 },
             });
             if !s.catalog_error.is_empty() {

@@ -510,6 +510,11 @@ pub struct CreateArgs {
     /// dimension); hits are always rescored on the full vectors.
     #[arg(long, default_value = "none", conflicts_with = "vector_fields")]
     pub quantization: String,
+    /// Keep the f32 vectors in files on the compute nodes' local disk, mapped, instead of in
+    /// memory: nodes hold the codes and graphs, and read vectors from disk when a search
+    /// touches them (rescoring, exact scans). Best with `--quantization sq8` or `bq`.
+    #[arg(long)]
+    pub vectors_on_disk: bool,
 }
 
 /// Arguments of `grape ingest`.

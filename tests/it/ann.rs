@@ -229,3 +229,72 @@ fn a_killed_index_builder_s_job_finishes_elsewhere_while_searches_answer_exactly
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Bytes of the files in `dir`.
+fn bytes_in(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+#[test]
+fn vectors_on_disk_are_searched_like_vectors_in_memory_and_their_files_follow_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut grape = DevProcess::start(dir.path());
+    grape.json(&["config", "set", "index/min_rows", "1000"]);
+    let vector_bytes = ROWS * DIM as u64 * 4;
+    let info = grape.json(&["collection", "create", "docs", "--dim", &DIM.to_string(), "--quantization", "sq8", "--vectors-on-disk"]);
+    assert_eq!(info["vectors_on_disk"], true, "{info:#}");
+    grape.json(&["collection", "create", "mem", "--dim", &DIM.to_string(), "--quantization", "sq8"]);
+    let (rows, queries) = rows_and_queries(21);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = rt.block_on(client(&grape));
+    for collection in ["docs", "mem"] {
+        rt.block_on(c.insert(v1::InsertRequest { collection: collection.into(), arrow_ipc: ipc(&rows) })).expect("insert");
+    }
+    wait_jobs(&grape, 120, "both index builds", |jobs| builds_succeeded(jobs) == 2);
+    wait_describe(&grape, "the index attached", |i| i["indexed_segments"] == 1);
+
+    // Only the on-disk collection's vectors are in files, and the node counts them apart
+    // from its memory.
+    let vectors = dir.path().join("vectors");
+    let status = grape.json(&["status"]);
+    assert_eq!(status["vector_bytes_on_disk"], vector_bytes, "{status:#}");
+    assert_eq!(bytes_in(&vectors), vector_bytes);
+
+    // Searches through the index and exact scans answer as they do over vectors in memory.
+    let search_in = |c: &mut GrapeClient<Channel>, collection: &str, q: &[f32], exact: bool| {
+        let req = v1::SearchRequest { collection: collection.into(), vector: q.to_vec(), k: 10, exact, ..Default::default() };
+        ids_and_prices(&rt.block_on(c.search(req)).expect("search").into_inner().arrow_ipc)
+    };
+    let same_answers = |c: &mut GrapeClient<Channel>| {
+        for q in &queries {
+            for exact in [false, true] {
+                assert_eq!(search_in(c, "docs", q, exact), search_in(c, "mem", q, exact), "exact: {exact}");
+            }
+        }
+    };
+    same_answers(&mut c);
+    let sql = grape.json(&["sql", "SELECT count(*) AS n FROM docs WHERE vector[1] > -2"]);
+    assert!(sql.to_string().contains(&ROWS.to_string()), "SQL reads the mapped vectors: {sql:#}");
+
+    // A restart clears what the killed process left and maps the loaded segments afresh.
+    drop(c);
+    grape = grape.restart_after_kill();
+    let mut c = rt.block_on(client(&grape));
+    wait_describe(&grape, "the index loaded", |i| i["indexed_segments"] == 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while grape.json(&["status"])["vector_bytes_on_disk"] != vector_bytes {
+        assert!(Instant::now() < deadline, "the on-disk segment never loaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(bytes_in(&vectors), vector_bytes, "one file per loaded vector column, none left over");
+    same_answers(&mut c);
+
+    // Dropping the collection removes its files once the grace of its segments ends.
+    grape.json(&["collection", "drop", "docs"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bytes_in(&vectors) > 0 {
+        assert!(Instant::now() < deadline, "the vector files of a dropped collection stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(grape.json(&["status"])["vector_bytes_on_disk"], 0);
+}

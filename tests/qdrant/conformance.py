@@ -390,6 +390,23 @@ def step_collections_delete_missing(c):
     return {"deleted": c.delete_collection("conf_col_missing"), "exists": c.collection_exists("conf_col_missing")}
 
 
+def step_collections_on_disk(c):
+    """Vectors kept on disk (`on_disk=True`) are searched as vectors in memory are."""
+    rng = rng_for("collections_on_disk")
+    n = "conf_col_on_disk"
+    drop(c, n)
+    try:
+        c.create_collection(n, vectors_config=M.VectorParams(size=8, distance=EUC, on_disk=True))
+        query_collection(c, n, rng)
+        q = vec(rng, 8)
+        return {
+            "on_disk": c.get_collection(n).config.params.vectors.on_disk,
+            "hits": hits(c.query_points(n, query=q, limit=10).points),
+        }
+    finally:
+        drop(c, n)
+
+
 # ---------------------------------------------------------------------------------------------
 # steps: upsert
 

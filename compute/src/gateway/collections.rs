@@ -70,6 +70,7 @@ pub fn collection_info(c: &Collection) -> v1::CollectionInfo {
         indexed_rows: first.indexed_rows,
         index_bytes_per_vector: first.index_bytes_per_vector,
         vectors: if c.spec.is_named() { vectors } else { Vec::new() },
+        vectors_on_disk: c.spec.vectors_on_disk,
     }
 }
 
@@ -151,6 +152,7 @@ impl Gateway {
             schema,
             quantization,
             vectors,
+            vectors_on_disk: req.vectors_on_disk,
         };
         outcome(self.meta.write(Command::CreateCollection { spec }).await?)?;
         self.refresh().await;

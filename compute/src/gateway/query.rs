@@ -161,6 +161,7 @@ impl Gateway {
             index_load_failures: self.engine.index_loads().failed.load(Ordering::Relaxed),
             indexed_rows_loaded,
             index_memory_bytes,
+            vector_bytes_on_disk: self.engine.vector_bytes_on_disk(),
         })
     }
 }

@@ -118,6 +118,10 @@ impl QdrantApi {
             }
             _ => return Err(QdrantError::wrong_input(format!("vectors must be {{size, distance}} or named ones, got {vectors}"))),
         }
+        // Grape keeps a collection's vectors on disk or in memory as a whole: any vector
+        // `on_disk` puts them all there.
+        let on_disk = |params: &Value| params.get("on_disk").and_then(Value::as_bool) == Some(true);
+        req.vectors_on_disk = on_disk(&vectors) || vectors.as_object().is_some_and(|named| named.values().any(on_disk));
         let gateway = &self.gateway;
         gateway.guarded(Write, gateway.create_collection(req)).await.map_err(|e| match QdrantError::from(e) {
             QdrantError::Conflict(_) => QdrantError::Conflict(format!("Wrong input: Collection `{name}` already exists!")),
@@ -158,13 +162,20 @@ impl QdrantApi {
         let name = &self.resolve(name);
         let info = self.gateway.describe_collection(name).await.map_err(|e| self.not_found_as_qdrant(name, e))?;
         let distance = |metric: &str| Metric::parse(metric).map_or("Euclid", distance_name);
+        let params_of = |dim: u32, metric: &str| {
+            let mut params = json!({ "size": dim, "distance": distance(metric) });
+            if info.vectors_on_disk {
+                params["on_disk"] = json!(true);
+            }
+            params
+        };
         let (vectors, quantization, indexed) = if info.vectors.is_empty() {
-            (json!({ "size": info.dim, "distance": distance(&info.metric) }), quantization_config(&info.quantization), info.indexed_rows)
+            (params_of(info.dim, &info.metric), quantization_config(&info.quantization), info.indexed_rows)
         } else {
             let mut named = serde_json::Map::new();
             for v in &info.vectors {
                 let f = v.field.clone().unwrap_or_default();
-                let mut params = json!({ "size": f.dim, "distance": distance(&f.metric) });
+                let mut params = params_of(f.dim, &f.metric);
                 if f.quantization != "none" {
                     params["quantization_config"] = quantization_config(&f.quantization);
                 }

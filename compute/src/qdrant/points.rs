@@ -579,6 +579,7 @@ mod tests {
             schema: None,
             quantization: Quantization::None,
             vectors: vec![field("image", 2, Metric::Cosine), field("text", 3, Metric::Dot)],
+            vectors_on_disk: false,
         }
     }
 

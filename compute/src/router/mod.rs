@@ -144,6 +144,7 @@ impl Router {
                         schema: schema.clone(),
                         vectors: vectors.clone(),
                         derived: derived.clone(),
+                        vectors_on_disk: collection.spec.vectors_on_disk,
                     });
                 }
             }

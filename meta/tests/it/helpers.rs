@@ -4,7 +4,7 @@ use grape_meta::{CollectionSpec, Command, Metric};
 use grape_storage::format::{DeleteLogMeta, SegmentMeta};
 
 pub fn spec(name: &str, shards: u32) -> CollectionSpec {
-    CollectionSpec { name: name.to_string(), dim: 8, metric: Metric::Cosine, shards, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![] }
+    CollectionSpec { name: name.to_string(), dim: 8, metric: Metric::Cosine, shards, replicas: 1, schema: None, quantization: Default::default(), vectors: vec![], vectors_on_disk: false }
 }
 
 pub fn segment(id: &str, shard: u32, rows: u64) -> SegmentMeta {

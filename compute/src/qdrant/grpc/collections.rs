@@ -137,6 +137,17 @@ async fn aliases(work: impl std::future::Future<Output = Result<(Value, f64), to
     Ok(Response::new(pb::ListAliasesResponse { aliases, time }))
 }
 
+/// Whether a vector's params keep it on disk: `memory` (cold or cached: on disk; pinned: in
+/// memory), else the older `on_disk` that clients still send.
+#[allow(deprecated)]
+fn vectors_on_disk(p: &pb::VectorParams) -> Option<bool> {
+    match p.memory.and_then(|m| pb::Memory::try_from(m).ok()) {
+        Some(pb::Memory::Cold | pb::Memory::Cached) => Some(true),
+        Some(pb::Memory::Pinned) => Some(false),
+        Some(pb::Memory::Unknown) | None => p.on_disk,
+    }
+}
+
 /// REST's `vectors` of a vectors config: `{size, distance}`, or named ones as an object.
 fn json_of_vectors_config(config: pb::VectorsConfig) -> Converted<Value> {
     use pb::vectors_config::Config;
@@ -144,6 +155,9 @@ fn json_of_vectors_config(config: pb::VectorsConfig) -> Converted<Value> {
         let mut rest = json!({ "size": p.size, "distance": distance_name(p.distance) });
         if let Some(q) = p.quantization_config.and_then(|q| q.quantization) {
             rest["quantization_config"] = json_of_quantization(q);
+        }
+        if let Some(on_disk) = vectors_on_disk(&p) {
+            rest["on_disk"] = json!(on_disk);
         }
         rest
     };
@@ -266,12 +280,14 @@ fn payload_schema(schema: &Value) -> HashMap<String, pb::PayloadSchemaInfo> {
 }
 
 /// The gRPC vectors config of REST's `{size, distance}`.
+#[allow(deprecated)]
 fn vectors_config(vectors: &Value) -> Option<pb::VectorsConfig> {
     let params = |v: &Value| -> Option<pb::VectorParams> {
         let size = v.get("size").and_then(Value::as_u64)?;
         let distance = v.get("distance").and_then(Value::as_str).and_then(pb::Distance::from_str_name)?;
         let quantization_config = v.get("quantization_config").and_then(quantization_config);
-        Some(pb::VectorParams { size, distance: distance as i32, quantization_config, ..Default::default() })
+        let on_disk = v.get("on_disk").and_then(Value::as_bool);
+        Some(pb::VectorParams { size, distance: distance as i32, quantization_config, on_disk, ..Default::default() })
     };
     let config = match vectors.as_object() {
         Some(one) if one.contains_key("size") => pb::vectors_config::Config::Params(params(vectors)?),
@@ -326,6 +342,13 @@ mod tests {
         let config = pb::VectorsConfig { config: Some(pb::vectors_config::Config::Params(params)) };
         assert_eq!(json_of_vectors_config(config).unwrap(), json!({"size": 8, "distance": "Euclid"}));
         assert_eq!(distance_name(99), "UnknownDistance");
+        // Vectors on disk, as older clients (`on_disk`) and newer ones (`memory`) say it.
+        #[allow(deprecated)]
+        for (on_disk, memory, rest) in [(Some(true), None, Some(true)), (None, Some(pb::Memory::Cold), Some(true)), (Some(true), Some(pb::Memory::Pinned), Some(false))] {
+            let params = pb::VectorParams { size: 8, on_disk, memory: memory.map(|m| m as i32), ..Default::default() };
+            let config = pb::VectorsConfig { config: Some(pb::vectors_config::Config::Params(params)) };
+            assert_eq!(json_of_vectors_config(config).unwrap().get("on_disk").and_then(Value::as_bool), rest, "{on_disk:?} {memory:?}");
+        }
     }
 
     #[test]
