@@ -30,7 +30,8 @@ use tonic::codegen::tokio_stream;
 use tonic::transport::Channel;
 
 use super::askers::hit_ids;
-use super::processes::DevServer;
+use super::memory_cap::MemoryCap;
+use super::processes::{status_bytes, DevServer};
 use crate::report::{report, Row};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -86,6 +87,15 @@ pub struct Options {
     /// Skip the measurements through `grape dev`.
     #[arg(long)]
     skip_grpc: bool,
+    /// Also measure each quantization with its vectors on disk (`--vectors-on-disk`
+    /// collections): node memory, the curve with the page cache warm, and the curve again
+    /// with the server's memory capped at its heap plus `--cap-headroom-mib` (a child memory
+    /// cgroup, when the benchmark may make one), so that vectors come from disk.
+    #[arg(long)]
+    vectors_on_disk: bool,
+    /// Memory above the server's heap that the cap of `--vectors-on-disk` leaves (MiB).
+    #[arg(long, default_value_t = 64)]
+    cap_headroom_mib: u64,
     /// The `grape` binary (default: beside this benchmark's binary).
     #[arg(long)]
     grape: Option<PathBuf>,
@@ -295,12 +305,17 @@ fn in_process(o: &Options, data: &Data, metric: Metric, q: Quantization, res: &m
     Ok((bytes / f32_bytes, codes / f32_bytes))
 }
 
-/// The measurements through a `grape dev`: one collection per quantization.
+/// The measurements through a `grape dev`: one collection per quantization, and with
+/// `--vectors-on-disk` a second one with its vectors on disk. Each is dropped once measured,
+/// so the server holds one at a time.
 fn grpc(o: &Options, data: &Data, metric: Metric, quantizations: &[Quantization], res: &mut Results) -> Res<()> {
     let server = DevServer::start(o.grape.as_deref())?;
+    let cap = o.vectors_on_disk.then(|| MemoryCap::adopt(server.pid())).and_then(|cap| {
+        cap.map_err(|e| eprintln!("no memory cap, so no capped measurement: {e}")).ok()
+    });
     server.cli(&["config", "set", "index/min_rows", "1000"])?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut client = runtime.block_on(connect(&server.endpoint))?;
+    let client = runtime.block_on(connect(&server.endpoint))?;
     let batch = base_batch(data)?;
     // Messages of at most INGEST_ROWS rows: 1M × 128 in one would pass the 256 MiB limit.
     let ipc = (0..batch.num_rows())
@@ -310,60 +325,120 @@ fn grpc(o: &Options, data: &Data, metric: Metric, quantizations: &[Quantization]
             encode_ipc(&part.schema(), &[part])
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut run = GrpcRun { o, data, metric, server: &server, runtime, client, ipc, cap };
     for &q in quantizations {
-        let (name, series) = (format!("ann_{}", q.as_str()), format!("grape gRPC {}", q.as_str()));
+        run.collection(q, false, res)?;
+        if o.vectors_on_disk {
+            run.collection(q, true, res)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the measurements through one `grape dev` share.
+struct GrpcRun<'a> {
+    o: &'a Options,
+    data: &'a Data,
+    metric: Metric,
+    server: &'a DevServer,
+    runtime: tokio::runtime::Runtime,
+    client: GrapeClient<Channel>,
+    /// The rows, as ingest messages.
+    ipc: Vec<Vec<u8>>,
+    /// The server's memory cgroup, when the benchmark could make one.
+    cap: Option<MemoryCap>,
+}
+
+impl GrpcRun<'_> {
+    /// Ingests the rows into a new collection of quantization `q` (its vectors on disk when
+    /// `on_disk`), waits for its index, measures it and drops it.
+    fn collection(&mut self, q: Quantization, on_disk: bool, res: &mut Results) -> Res<()> {
+        let (o, data) = (self.o, self.data);
+        let suffix = if on_disk { "_disk" } else { "" };
+        let (name, series) = (format!("ann_{}{suffix}", q.as_str()), format!("grape gRPC {}{}", q.as_str(), if on_disk { " on disk" } else { "" }));
         eprintln!("{series}: ingesting into {name} and waiting for its index …");
         let create = v1::CreateCollectionRequest {
             name: name.clone(),
             dim: data.dim as u32,
-            metric: metric.as_str().into(),
+            metric: self.metric.as_str().into(),
             shards: 1,
             quantization: q.as_str().into(),
+            vectors_on_disk: on_disk,
             ..Default::default()
         };
-        runtime.block_on(client.create_collection(create))?;
+        self.runtime.block_on(self.client.create_collection(create))?;
         let started = Instant::now();
-        runtime.block_on(ingest(&mut client, &name, ipc.clone()))?;
+        self.runtime.block_on(ingest(&mut self.client, &name, self.ipc.clone()))?;
         res.row(format!("{series}: ingest (one job)"), started.elapsed().as_secs_f64(), "s");
         let started = Instant::now();
-        let info = runtime.block_on(wait_indexed(&mut client, &name))?;
+        let info = self.runtime.block_on(wait_indexed(&mut self.client, &name))?;
         res.row(format!("{series}: index build through the job"), started.elapsed().as_secs_f64(), "s");
         res.row(format!("{series}: index memory (describe)"), info.index_bytes_per_vector, "bytes/vector");
-        let request = |ef: Option<usize>, exact: bool, filter: &'static str, oversampling: Option<f32>| {
+        let request = |ef: Option<usize>, exact: bool, filter: &'static str| {
             let (collection, k, ef) = (name.clone(), o.k as u32, ef.map(|e| e as u32));
-            move |i| v1::SearchRequest {
-                collection: collection.clone(),
-                vector: data.query(i).to_vec(),
-                k,
-                filter: filter.into(),
-                ef,
-                exact,
-                oversampling,
-                ..Default::default()
-            }
+            // The server's default oversampling, as a user gets it.
+            move |i| v1::SearchRequest { collection: collection.clone(), vector: data.query(i).to_vec(), k, filter: filter.into(), ef, exact, ..Default::default() }
         };
-        // The server's default oversampling, as a user gets it.
-        for &ef in &o.efs {
-            for &clients in &o.threads {
-                let (found, qps) = grpc_measure(&server.endpoint, o, data, clients, request(Some(ef), false, "", None))?;
-                res.point(true, &series, Some(ef), clients, recall(&found, &data.truth), qps);
+        let sweep = |series: &str, res: &mut Results| -> Res<()> {
+            for &ef in &o.efs {
+                for &clients in &o.threads {
+                    let (found, qps) = grpc_measure(&self.server.endpoint, o, data, clients, request(Some(ef), false, ""))?;
+                    res.point(true, series, Some(ef), clients, recall(&found, &data.truth), qps);
+                }
+            }
+            Ok(())
+        };
+        sweep(&series, res)?;
+        if on_disk {
+            self.memory_rows(&series, res)?;
+            if let Some(cap) = &self.cap {
+                // Room for the heap the cgroup holds now, plus the headroom for page cache:
+                // the vectors' pages (4 × dim bytes a row) mostly have to come from disk.
+                let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+                let (heap, cache) = cap.charged();
+                res.row(format!("{series}: cgroup heap before the cap"), mib(heap), "MiB");
+                res.row(format!("{series}: cgroup page cache before the cap"), mib(cache), "MiB");
+                let limit = heap + o.cap_headroom_mib * (1 << 20);
+                cap.limit(limit)?;
+                let capped = format!("{series}, memory capped");
+                res.row(format!("{capped}: cap (cgroup heap + {} MiB)", o.cap_headroom_mib), mib(limit), "MiB");
+                sweep(&capped, res)?;
+                let (heap, cache) = cap.charged();
+                res.row(format!("{capped}: cgroup heap after the sweep"), mib(heap), "MiB");
+                res.row(format!("{capped}: cgroup page cache after the sweep"), mib(cache), "MiB");
+                cap.unlimit()?;
+            }
+        } else {
+            if q == Quantization::None {
+                // Exact search does not depend on the quantization: measured once.
+                for &clients in &o.threads {
+                    let (found, qps) = grpc_measure(&self.server.endpoint, o, data, clients, request(None, true, ""))?;
+                    res.point(true, "grape gRPC exact", None, clients, recall(&found, &data.truth), qps);
+                }
+            }
+            for (&(label, filter, _, _), truth) in FILTERS.iter().zip(&data.filtered) {
+                let (found, qps) = grpc_measure(&self.server.endpoint, o, data, 1, request(None, false, filter))?;
+                let what = format!("{series}: filter {label} ({filter}), default ef, 1 client");
+                res.row(format!("{what}: recall@{}", o.k), recall(&found, truth), "fraction");
+                res.row(format!("{what}: QPS"), qps, "queries/s");
             }
         }
-        if q == Quantization::None {
-            // Exact search does not depend on the quantization: measured once.
-            for &clients in &o.threads {
-                let (found, qps) = grpc_measure(&server.endpoint, o, data, clients, request(None, true, "", None))?;
-                res.point(true, "grape gRPC exact", None, clients, recall(&found, &data.truth), qps);
-            }
-        }
-        for (&(label, filter, _, _), truth) in FILTERS.iter().zip(&data.filtered) {
-            let (found, qps) = grpc_measure(&server.endpoint, o, data, 1, request(None, false, filter, None))?;
-            let what = format!("{series}: filter {label} ({filter}), default ef, 1 client");
-            res.row(format!("{what}: recall@{}", o.k), recall(&found, truth), "fraction");
-            res.row(format!("{what}: QPS"), qps, "queries/s");
-        }
+        self.runtime.block_on(self.client.drop_collection(v1::DropCollectionRequest { name }))?;
+        Ok(())
     }
-    Ok(())
+
+    /// What the server holds with one collection's vectors on disk: its own count of memory
+    /// and of vector bytes in files, and the process's resident heap and mapped files.
+    fn memory_rows(&mut self, series: &str, res: &mut Results) -> Res<()> {
+        let status = self.runtime.block_on(self.client.status(v1::StatusRequest {}))?.into_inner();
+        let rows = self.data.base.rows() as f64;
+        res.row(format!("{series}: node memory (segments and indexes, status)"), status.memory_bytes as f64 / rows, "bytes/vector");
+        res.row(format!("{series}: vectors in files (status)"), status.vector_bytes_on_disk as f64 / rows, "bytes/vector");
+        let pid = self.server.pid();
+        res.row(format!("{series}: process heap (RssAnon)"), status_bytes(pid, "RssAnon") as f64 / f64::from(1 << 20), "MiB");
+        res.row(format!("{series}: mapped files resident (RssFile)"), status_bytes(pid, "RssFile") as f64 / f64::from(1 << 20), "MiB");
+        Ok(())
+    }
 }
 
 /// A client of `endpoint` that takes messages as large as the server does (256 MiB).
@@ -511,11 +586,14 @@ fn goals(o: &Options, memory: &[(Quantization, (f64, f64))], peer: Option<&Value
         }
     }
     let most = o.threads.iter().copied().max().unwrap_or(1);
-    let grpc = res.best_qps(most, |s| s.starts_with("grape gRPC") && s != "grape gRPC exact");
+    let grpc = res.best_qps(most, |s| s.starts_with("grape gRPC") && s != "grape gRPC exact" && !s.contains("on disk"));
+    let on_disk = res.best_qps(most, |s| s.starts_with("grape gRPC") && s.ends_with("on disk"));
+    let capped = res.best_qps(most, |s| s.starts_with("grape gRPC") && s.ends_with("memory capped"));
     let in_process = res.best_qps(most, |s| s.starts_with("grape in-process"));
     let hnswlib = res.best_qps(most, |s| s == "hnswlib");
     let usearch = res.best_qps(most, |s| s == "usearch_f32");
-    for (name, qps) in [("gRPC", grpc), ("in-process", in_process), ("hnswlib", hnswlib), ("usearch f32", usearch)] {
+    let named = [("gRPC", grpc), ("gRPC, vectors on disk", on_disk), ("gRPC, vectors on disk, memory capped", capped)];
+    for (name, qps) in named.into_iter().chain([("in-process", in_process), ("hnswlib", hnswlib), ("usearch f32", usearch)]) {
         if let Some(qps) = qps {
             res.row(format!("best {name} QPS at recall ≥ {GOAL_RECALL}, {most} threads"), qps, "queries/s");
         }

@@ -5,6 +5,7 @@ mod askers;
 pub mod cluster;
 pub mod cold_load;
 pub mod exact_search;
+pub mod memory_cap;
 pub mod meta;
 pub mod payload_index;
 pub mod processes;

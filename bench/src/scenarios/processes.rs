@@ -116,6 +116,11 @@ impl DevServer {
         Ok(server)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs the client command `grape ARGS` against the server; an error if it fails.
     pub fn cli(&self, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
         let out = Command::new(&self.bin).args(["--endpoint", &self.endpoint]).args(args).output()?;
@@ -152,8 +157,13 @@ pub fn wait_listening(port: u16) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`); 0 if unknown.
 pub fn resident_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+    status_bytes(pid, "VmRSS")
+}
+
+/// A size in bytes that `/proc/PID/status` gives in kB, by its name: `VmRSS`, `RssAnon`
+/// (heap and stacks), `RssFile` (mapped files); 0 if unknown.
+pub fn status_bytes(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok());
+    kib.map_or(0, |kib| kib * 1024)
 }
