@@ -121,7 +121,7 @@ pub fn encode(index: &HnswIndex) -> Vec<u8> {
     w.u32s(&g.upper);
     match &index.codes {
         Codes::None => {}
-        Codes::Sq8 { min, scale, codes } => {
+        Codes::Sq8 { min, scale, codes, .. } => {
             w.f32s(min);
             w.f32s(scale);
             w.bytes(codes);
@@ -172,7 +172,7 @@ pub fn decode(bytes: &[u8]) -> Result<HnswIndex, ArtifactError> {
     graph.validate().map_err(ArtifactError)?;
     let codes = match quantization {
         0 => Codes::None,
-        1 => Codes::Sq8 { min: r.f32s(Some(dim))?, scale: r.f32s(Some(dim))?, codes: r.array(1, rows.checked_mul(dim))?.to_vec() },
+        1 => Codes::sq8(r.f32s(Some(dim))?, r.f32s(Some(dim))?, r.array(1, rows.checked_mul(dim))?.to_vec()),
         2 => {
             let centroids = r.f32s(None)?;
             let k = centroids.len() / dim.max(1);
