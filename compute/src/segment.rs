@@ -189,12 +189,13 @@ impl LoadedSegment {
         on_disk: Option<&VectorFiles>,
     ) -> Result<Self, ComputeError> {
         let mut batch = concat_batches(&schema, batches).map_err(|e| ComputeError::Corrupt(format!("segment {}: {e}", meta.path)))?;
+        let mut mapped = Vec::new();
         if let Some(files) = on_disk {
-            batch = files.map_columns(batch, vectors)?;
+            (batch, mapped) = files.map_columns(batch, vectors)?;
         }
         let mut columns = vectors.iter().map(|name| VectorColumn::read(&batch, name, &meta.path)).collect::<Result<Vec<_>, _>>()?;
         for column in &mut columns {
-            column.on_disk = on_disk.is_some() && !column.vectors.is_empty();
+            column.on_disk = mapped.contains(&column.name);
         }
         let Some(dim) = columns.first().map(|c| c.dim) else {
             return Err(ComputeError::Internal(format!("segment {} was loaded without a vector column", meta.path)));

@@ -68,19 +68,21 @@ impl VectorFiles {
         &self.dir
     }
 
-    /// `batch` with its vector columns `names` moved to mapped files. Columns that are not
-    /// `fixed_size_list<float32>`, or hold no values, stay as they are (the segment's checks
-    /// report the former).
-    pub fn map_columns(&self, batch: RecordBatch, names: &[String]) -> Result<RecordBatch, ComputeError> {
+    /// `batch` with its vector columns `names` moved to mapped files, and the names of those
+    /// moved. Columns that are not `fixed_size_list<float32>` without nulls, or hold no
+    /// values, stay as they are (the segment's checks report the former).
+    pub fn map_columns(&self, batch: RecordBatch, names: &[String]) -> Result<(RecordBatch, Vec<String>), ComputeError> {
         let schema = batch.schema();
         let mut columns = batch.columns().to_vec();
+        let mut mapped_names = Vec::new();
         for name in names {
             let Ok(at) = schema.index_of(name) else { continue };
             if let Some(mapped) = self.map_column(&columns[at])? {
                 columns[at] = mapped;
+                mapped_names.push(name.clone());
             }
         }
-        Ok(RecordBatch::try_new(schema, columns)?)
+        Ok((RecordBatch::try_new(schema, columns)?, mapped_names))
     }
 
     /// `column` with its values in a mapped file, or `None` when it is not a non-empty
@@ -157,7 +159,8 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("v", list.data_type().clone(), false)]));
         let batch = RecordBatch::try_new(schema, vec![list.clone()]).unwrap();
 
-        let mapped = files.map_columns(batch, &["v".to_string(), "absent".to_string()]).unwrap();
+        let (mapped, names) = files.map_columns(batch, &["v".to_string(), "absent".to_string()]).unwrap();
+        assert_eq!(names, ["v"]);
         assert_eq!(mapped.column(0).as_ref(), list.as_ref(), "the same values, offset view included");
         assert_eq!(fs::read_dir(files.dir()).unwrap().count(), 1);
         assert_eq!(fs::metadata(files.dir().join("vectors-0.f32")).unwrap().len(), 6 * 4 * 4);
