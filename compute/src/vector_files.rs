@@ -101,12 +101,8 @@ impl VectorFiles {
             ComputeError::Internal(format!("vectors not written to {}: {e}", self.dir.display()))
         })?;
         let mapped = Float32Array::new(ScalarBuffer::new(buffer, 0, list.len() * dim), None);
-        let field = match list.data_type() {
-            DataType::FixedSizeList(field, _) => field.clone(),
-            other => return Err(ComputeError::Internal(format!("a fixed-size list typed {other}"))),
-        };
-        let nulls = list.nulls().cloned();
-        Ok(Some(Arc::new(FixedSizeListArray::try_new(field, dim as i32, Arc::new(mapped), nulls)?)))
+        let (field, size, _, nulls) = list.clone().into_parts();
+        Ok(Some(Arc::new(FixedSizeListArray::try_new(field, size, Arc::new(mapped), nulls)?)))
     }
 
     /// Writes `bytes` to a new file and maps it read-only, for random access.
