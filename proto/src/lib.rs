@@ -13,6 +13,8 @@
 //! - `qdrant/*.proto` → [`qdrant`]: Qdrant's published gRPC API (package `qdrant`), copied
 //!   from Qdrant under the Apache License 2.0, whose server side every gateway serves for
 //!   existing Qdrant clients.
+//! - [`codec`]: the protobuf codec of every service and client (messages decoded from one
+//!   slice).
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
 //! - [`serving`]: serving threads, one single-threaded runtime per core, for the nodes' public port.
 //! - [`auth`]: API keys and the cluster secret, checked on every server and sent by every client.
@@ -21,6 +23,7 @@
 //! - [`trace`]: a span per request and its id carried between processes.
 
 pub mod auth;
+pub mod codec;
 pub mod net;
 pub mod rpc_metrics;
 pub mod serving;
