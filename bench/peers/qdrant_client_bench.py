@@ -10,7 +10,8 @@ DIR holds `base.f32` and `queries.f32` (row-major little-endian float32). `upser
 collection (Euclid) and upserts every base row with id = row in batches (wait=true), with
 `--payloads` each with the payload `{"cat": "c<row % 100>", "n": row % 1000}`, and prints
 `{"points_per_s": …}`. `query` asks every query once for its hits, then repeats passes until
-`--min-secs` have gone by, and prints `{"qps": …, "ids": [[…], …]}`. `count` repeats an exact
+`--min-secs` have gone by, and prints `{"qps": …, "asked": …, "ids": [[…], …]}` (`asked`: queries in all,
+the first pass included). `count` repeats an exact
 count for as long and prints `{"qps": …, "count": …}`. Both take `--filter` (Qdrant's filter
 JSON). `index` creates the payload indexes `--indexes` and prints `{"seconds": …}`. One
 client, one call at a time.
@@ -80,7 +81,7 @@ def main():
             for q in queries:
                 ask(q)
             answered += len(queries)
-        print(json.dumps({"qps": answered / (time.perf_counter() - started), "ids": ids}))
+        print(json.dumps({"qps": answered / (time.perf_counter() - started), "asked": answered + len(ids), "ids": ids}))
 
 
 if __name__ == "__main__":

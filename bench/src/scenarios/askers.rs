@@ -8,6 +8,7 @@ use arrow::array::{Array, AsArray, UInt64Array};
 use grape_compute::ingest::decode_ipc;
 use grape_proto::qdrant::{self as qd, collections_client::CollectionsClient, points_client::PointsClient};
 use grape_proto::v1::{self, grape_client::GrapeClient};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -19,9 +20,18 @@ pub(super) trait Asker {
     async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String>;
 }
 
-/// Asks every query once for its hits, then repeats passes until `min_secs` have gone by;
-/// returns the first pass's hits and the queries answered per second.
-pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k: usize, min_secs: f64) -> Result<(Vec<Vec<u64>>, f64), String> {
+/// What [`passes`] measured.
+pub(super) struct Passes {
+    /// The first pass's hits, one list per query.
+    pub(super) ids: Vec<Vec<u64>>,
+    /// Queries answered per second in the timed passes.
+    pub(super) qps: f64,
+    /// Queries asked in all, the first pass included.
+    pub(super) asked: usize,
+}
+
+/// Asks every query once for its hits, then repeats passes until `min_secs` have gone by.
+pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k: usize, min_secs: f64) -> Result<Passes, String> {
     let mut ids = Vec::new();
     for q in queries.chunks(dim) {
         ids.push(asker.ask(q, k).await?);
@@ -33,7 +43,8 @@ pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k
         }
         answered += ids.len();
     }
-    Ok((ids, answered as f64 / started.elapsed().as_secs_f64()))
+    let qps = answered as f64 / started.elapsed().as_secs_f64();
+    Ok(Passes { asked: answered + ids.len(), ids, qps })
 }
 
 /// Grape's own gRPC `Search` on `collection`, with an optional SQL filter.
@@ -171,14 +182,16 @@ impl QdrantRest {
         for (b, rows) in base.chunks(dim * batch).enumerate() {
             let ids: Vec<usize> = (b * batch..b * batch + rows.len() / dim).collect();
             let vectors: Vec<&[f32]> = rows.chunks(dim).collect();
-            self.send("PUT", &points, &json!({ "batch": { "ids": ids, "vectors": vectors } })).await?;
+            self.send("PUT", &points, &UpsertBody { batch: Batch { ids, vectors } }).await?;
         }
         Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
     }
 
-    /// Sends `body` to `path` with `method`; returns the response body parsed.
-    async fn send(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, String> {
-        let body = body.to_string();
+    /// Sends `body` to `path` with `method`; returns the response body parsed. A typed body
+    /// writes each f32 in its shortest form, as a Rust client would (a `json!` value would
+    /// widen it to f64 and write 17 digits).
+    async fn send(&mut self, method: &str, path: &str, body: &impl Serialize) -> Result<Value, String> {
+        let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
         let head =
             format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
         let io = |e: std::io::Error| e.to_string();
@@ -226,10 +239,30 @@ impl QdrantRest {
     }
 }
 
+/// The body of a batch upsert: `{"batch": {"ids": [...], "vectors": [[...], ...]}}`.
+#[derive(Serialize)]
+struct UpsertBody<'a> {
+    batch: Batch<'a>,
+}
+
+/// The columns of [`UpsertBody`].
+#[derive(Serialize)]
+struct Batch<'a> {
+    ids: Vec<usize>,
+    vectors: Vec<&'a [f32]>,
+}
+
+/// The body of a nearest-vector `query_points`.
+#[derive(Serialize)]
+struct QueryBody<'a> {
+    query: &'a [f32],
+    limit: usize,
+}
+
 impl Asker for QdrantRest {
     async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
         let path = format!("/collections/{}/points/query", self.collection);
-        let answer = self.send("POST", &path, &json!({ "query": vector, "limit": k })).await?;
+        let answer = self.send("POST", &path, &QueryBody { query: vector, limit: k }).await?;
         let points = answer["result"]["points"].as_array().ok_or_else(|| format!("no points in {answer}"))?;
         points.iter().map(|p| p["id"].as_u64().ok_or_else(|| format!("a hit without an integer id: {p}"))).collect()
     }

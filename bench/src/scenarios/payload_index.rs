@@ -27,7 +27,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use super::ann::{connect, exact_top_k, recall};
-use super::askers::{passes, Asker, GrapeSearch};
+use super::askers::{passes, Asker, GrapeSearch, Passes};
 use super::processes::{free_port, DevServer};
 use super::qdrant::{qdrant_python, settle, write_data, Peer};
 use crate::report::{report, Row};
@@ -122,7 +122,7 @@ pub fn run(o: Options) -> Res<()> {
             return Err(format!("{label}: the filtered count is {}, not {expected_count}", c["count"]).into());
         }
         let asker = GrapeSearch { client: &mut client, collection: NAME, filter: native.search };
-        let (native_ids, native_qps) = runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?;
+        let Passes { ids: native_ids, qps: native_qps, .. } = runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?;
         let sql_qps = runtime.block_on(count_sql(&mut client, native.count, expected_count, o.min_secs))?;
         let figures = [
             (q["qps"].as_f64().unwrap_or(0.0), recall(&ids, &truth)),

@@ -160,6 +160,17 @@ pub fn resident_bytes(pid: u32) -> u64 {
     status_bytes(pid, "VmRSS")
 }
 
+/// CPU time process `pid` has used so far, user and system, all threads, in seconds (from
+/// `/proc/PID/stat`, whose clock ticks are Linux's fixed 100 per second); 0 if unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: count fields after its closing parenthesis, where
+    // utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
 /// A size in bytes that `/proc/PID/status` gives in kB, by its name: `VmRSS`, `RssAnon`
 /// (heap and stacks), `RssFile` (mapped files); 0 if unknown.
 pub fn status_bytes(pid: u32, name: &str) -> u64 {

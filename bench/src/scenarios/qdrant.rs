@@ -1,12 +1,12 @@
-//! `qdrant`: what the Qdrant API costs. One `grape dev` serves the same clustered data three
-//! ways: upserted in batches through Grape's own gRPC API (`Insert`, a Rust client), and
-//! through the official Python `qdrant-client` over REST and over gRPC. After compaction and
-//! index builds settle, one client asks the same queries through each path at the default
-//! search parameters; the table shows points/s, QPS and recall@k side by side, and the Qdrant
-//! paths' QPS as a fraction of Grape's own.
-//!
-//! The Qdrant paths include the Python client's own cost per call: this is the figure a Qdrant
-//! user sees, not the server layer alone.
+//! `qdrant`: what the Qdrant API costs. One `grape dev` takes the same clustered points in
+//! batches through Grape's own gRPC API (`Insert`, a Rust client), through the Qdrant layer
+//! with Rust clients (its REST API over one kept-alive HTTP/1.1 connection, its gRPC API with
+//! tonic), and through the official Python `qdrant-client` over REST and over gRPC. After
+//! compaction and index builds settle, one client asks the same queries through each path at
+//! the default search parameters. The table shows points/s, QPS and recall@k side by side,
+//! each Qdrant path as a fraction of Grape's own, and the server's CPU time per point and per
+//! query on each path: the Rust clients and the server's CPU measure the Qdrant layer itself,
+//! `qdrant-client` adds its own cost per call, which is what a Python user sees.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,8 +25,8 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 use super::ann::{connect, exact_top_k, recall, wait_indexed};
-use super::askers::{passes, GrapeSearch, QdrantGrpc, QdrantRest};
-use super::processes::{free_port, DevServer};
+use super::askers::{passes, GrapeSearch, Passes, QdrantGrpc, QdrantRest};
+use super::processes::{cpu_seconds, free_port, DevServer};
 use crate::report::{report, Row};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -86,6 +86,7 @@ pub fn run(o: Options) -> Res<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut client = runtime.block_on(connect(&server.endpoint))?;
     let peer = Peer { python, url: format!("http://127.0.0.1:{rest}"), grpc, data, dim: o.dim };
+    let cpu = ServerCpu(server.pid());
     let mut rows = Vec::new();
     let mut transports = vec!["rest"];
     if !o.skip_grpc {
@@ -93,24 +94,27 @@ pub fn run(o: Options) -> Res<()> {
     }
 
     eprintln!("grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
-    let rate = runtime.block_on(insert_native(&mut client, &o, &base))?;
-    rows.push(Row::new("upsert, grape gRPC (Rust client)", rate, "points/s"));
+    let (rate, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base)));
+    let native = Upserts { rate: rate?, cpu: seconds / o.rows as f64 };
+    rows.push(Row::new("upsert, grape gRPC (Rust client)", native.rate, "points/s"));
+    rows.push(Row::new("upsert, grape gRPC: server CPU per point", native.cpu * 1e6, "µs"));
     eprintln!("Qdrant REST (Rust client): upserting …");
     let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
-    let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
-    upsert_rows(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", rust_rate, rate);
+    let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
+    Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", &native);
     server.cli(&["collection", "drop", "qd_rust"])?;
     if !o.skip_grpc {
         eprintln!("Qdrant gRPC (Rust client): upserting …");
         let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
-        let rust_rate = runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch))?;
-        upsert_rows(&mut rows, "Qdrant gRPC (Rust tonic client)", rust_rate, rate);
+        let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
+        Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant gRPC (Rust tonic client)", &native);
         server.cli(&["collection", "drop", "qd_rust_grpc"])?;
     }
     for t in &transports {
         eprintln!("qdrant-client {t}: upserting …");
-        let out = peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()])?;
-        rows.push(Row::new(format!("upsert, qdrant-client {t}"), out["points_per_s"].as_f64().unwrap_or(0.0), "points/s"));
+        let (out, seconds) = cpu.during(|| peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()]));
+        let rate = out?["points_per_s"].as_f64().unwrap_or(0.0);
+        Upserts { rate, cpu: seconds / o.rows as f64 }.push(&mut rows, &format!("qdrant-client {t}"), &native);
     }
     // The gRPC copy only measured upserts; it would build indexes beside the queries.
     if !o.skip_grpc {
@@ -124,39 +128,32 @@ pub fn run(o: Options) -> Res<()> {
 
     eprintln!("grape gRPC: querying …");
     let started = Instant::now();
-    let native = GrapeSearch { client: &mut client, collection: "native", filter: "" };
-    let (ids, native_qps) = runtime.block_on(passes(native, &queries, o.dim, o.k, o.min_secs))?;
-    let native_recall = recall(&ids, &truth);
-    eprintln!("grape gRPC: {native_qps:.0} QPS at recall {native_recall:.3} ({:.1} s)", started.elapsed().as_secs_f64());
-    rows.push(Row::new("query, grape gRPC (Rust client): QPS", native_qps, "queries/s"));
-    rows.push(Row::new(format!("query, grape gRPC: recall@{}", o.k), native_recall, "fraction"));
+    let asker = GrapeSearch { client: &mut client, collection: "native", filter: "" };
+    let (measured, seconds) = cpu.during(|| runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs)));
+    eprintln!("grape gRPC: {:.1} s", started.elapsed().as_secs_f64());
+    Queries::of(measured?, seconds, &truth).push(&mut rows, "query, grape gRPC (Rust client)", None, o.k);
     // The Qdrant layer without the Python client: Rust clients of its gRPC and REST APIs, beside
     // Grape's own gRPC on the same (Qdrant-made) collection.
     let on_qd = GrapeSearch { client: &mut client, collection: "qd_rest", filter: "" };
-    let (ids, own_qps) = runtime.block_on(passes(on_qd, &queries, o.dim, o.k, o.min_secs))?;
-    rows.push(Row::new("query qd_rest, grape gRPC (Rust client): QPS", own_qps, "queries/s"));
-    rows.push(Row::new(format!("query qd_rest, grape gRPC: recall@{}", o.k), recall(&ids, &truth), "fraction"));
-    let mut layers = Vec::new();
+    let (measured, seconds) = cpu.during(|| runtime.block_on(passes(on_qd, &queries, o.dim, o.k, o.min_secs)));
+    let own = Queries::of(measured?, seconds, &truth);
+    own.push(&mut rows, "query qd_rest, grape gRPC (Rust client)", None, o.k);
     if !o.skip_grpc {
         let asker = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rest"))?;
-        layers.push(("Qdrant gRPC (Rust tonic client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
+        let (measured, seconds) = cpu.during(|| runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs)));
+        Queries::of(measured?, seconds, &truth).push(&mut rows, "query qd_rest, Qdrant gRPC (Rust tonic client)", Some(&own), o.k);
     }
     let asker = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rest"))?;
-    layers.push(("Qdrant REST (Rust HTTP/1.1 client)", runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs))?));
-    for (what, (ids, qps)) in layers {
-        eprintln!("{what}: {qps:.0} QPS at recall {:.3}", recall(&ids, &truth));
-        rows.push(Row::new(format!("query qd_rest, {what}: QPS"), qps, "queries/s"));
-        rows.push(Row::new(format!("query qd_rest, {what}: recall@{}", o.k), recall(&ids, &truth), "fraction"));
-        rows.push(Row::new(format!("query qd_rest, {what}: QPS / grape gRPC on qd_rest"), qps / own_qps.max(1e-9), "fraction"));
-    }
+    let (measured, seconds) = cpu.during(|| runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs)));
+    Queries::of(measured?, seconds, &truth).push(&mut rows, "query qd_rest, Qdrant REST (Rust HTTP/1.1 client)", Some(&own), o.k);
     for t in &transports {
-        let out = peer.run(t, "qd_rest", &["--phase", "query", "--k", &o.k.to_string(), "--min-secs", &o.min_secs.to_string()])?;
+        let args = ["--phase", "query", "--k", &o.k.to_string(), "--min-secs", &o.min_secs.to_string()];
+        let (out, seconds) = cpu.during(|| peer.run(t, "qd_rest", &args));
+        let out = out?;
         let ids: Vec<Vec<u64>> = serde_json::from_value(out["ids"].clone())?;
-        let qps = out["qps"].as_f64().unwrap_or(0.0);
-        eprintln!("qdrant-client {t}: {qps:.0} QPS at recall {:.3}", recall(&ids, &truth));
-        rows.push(Row::new(format!("query, qdrant-client {t}: QPS"), qps, "queries/s"));
-        rows.push(Row::new(format!("query, qdrant-client {t}: recall@{}", o.k), recall(&ids, &truth), "fraction"));
-        rows.push(Row::new(format!("query, qdrant-client {t}: QPS / grape gRPC"), qps / native_qps.max(1e-9), "fraction"));
+        let asked = out["asked"].as_u64().unwrap_or(1).max(1) as f64;
+        let measured = Queries { qps: out["qps"].as_f64().unwrap_or(0.0), recall: recall(&ids, &truth), cpu: seconds / asked };
+        measured.push(&mut rows, &format!("query qd_rest, qdrant-client {t}"), Some(&own), o.k);
     }
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
     let params = json!({ "rows": o.rows, "dim": o.dim, "queries": o.queries, "k": o.k, "batch": o.batch, "clients": 1, "profile": profile, "metric": "l2 (Euclid)" });
@@ -164,11 +161,66 @@ pub fn run(o: Options) -> Res<()> {
     Ok(())
 }
 
-/// Adds the rows of one upsert path through the Qdrant layer: its points/s, and that as a
-/// fraction of Grape's own (`native`).
-fn upsert_rows(rows: &mut Vec<Row>, path: &str, rate: f64, native: f64) {
-    rows.push(Row::new(format!("upsert, {path}"), rate, "points/s"));
-    rows.push(Row::new(format!("upsert, {path} / grape gRPC"), rate / native.max(1e-9), "fraction"));
+/// The server's CPU time (`grape dev`'s pid), charged to each measured path: the cost of the
+/// Qdrant layer itself, apart from its clients' cost and this VM's scheduling.
+struct ServerCpu(u32);
+
+impl ServerCpu {
+    /// Runs `f`; returns its answer and the CPU seconds the server used meanwhile.
+    fn during<T>(&self, f: impl FnOnce() -> T) -> (T, f64) {
+        let before = cpu_seconds(self.0);
+        let answer = f();
+        (answer, cpu_seconds(self.0) - before)
+    }
+}
+
+/// What one upsert path measured.
+struct Upserts {
+    /// Points per second.
+    rate: f64,
+    /// Server CPU seconds per point.
+    cpu: f64,
+}
+
+impl Upserts {
+    /// Adds this path's rows: points/s and server CPU per point, each also as a fraction of
+    /// Grape's own (`native`).
+    fn push(&self, rows: &mut Vec<Row>, path: &str, native: &Upserts) {
+        rows.push(Row::new(format!("upsert, {path}"), self.rate, "points/s"));
+        rows.push(Row::new(format!("upsert, {path} / grape gRPC"), self.rate / native.rate.max(1e-9), "fraction"));
+        rows.push(Row::new(format!("upsert, {path}: server CPU per point"), self.cpu * 1e6, "µs"));
+        rows.push(Row::new(format!("upsert, {path}: server CPU per point / grape gRPC's"), self.cpu / native.cpu.max(1e-12), "ratio"));
+    }
+}
+
+/// What one query path measured.
+struct Queries {
+    /// Queries per second.
+    qps: f64,
+    /// Recall@k of the first pass.
+    recall: f64,
+    /// Server CPU seconds per query.
+    cpu: f64,
+}
+
+impl Queries {
+    /// The figures of `measured`, during which the server used `seconds` of CPU.
+    fn of(measured: Passes, seconds: f64, truth: &[Vec<u32>]) -> Queries {
+        Queries { qps: measured.qps, recall: recall(&measured.ids, truth), cpu: seconds / measured.asked.max(1) as f64 }
+    }
+
+    /// Adds this path's rows: QPS, recall and server CPU per query, with QPS and CPU as
+    /// fractions of Grape's own gRPC on the same collection (`own`) when given.
+    fn push(&self, rows: &mut Vec<Row>, path: &str, own: Option<&Queries>, k: usize) {
+        eprintln!("{path}: {:.0} QPS at recall {:.3}, {:.0} µs server CPU per query", self.qps, self.recall, self.cpu * 1e6);
+        rows.push(Row::new(format!("{path}: QPS"), self.qps, "queries/s"));
+        rows.push(Row::new(format!("{path}: recall@{k}"), self.recall, "fraction"));
+        rows.push(Row::new(format!("{path}: server CPU per query"), self.cpu * 1e6, "µs"));
+        if let Some(own) = own {
+            rows.push(Row::new(format!("{path}: QPS / grape gRPC's"), self.qps / own.qps.max(1e-9), "fraction"));
+            rows.push(Row::new(format!("{path}: server CPU per query / grape gRPC's"), self.cpu / own.cpu.max(1e-12), "ratio"));
+        }
+    }
 }
 
 /// Writes `base.f32` and `queries.f32` beside the result file `out`; returns their directory.

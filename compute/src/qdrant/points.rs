@@ -550,13 +550,21 @@ fn points_batch(spec: &CollectionSpec, points: &[NewPoint]) -> Result<RecordBatc
     let mut fields = vec![Field::new(ID_COLUMN, arrow::datatypes::DataType::Utf8, false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ids)];
     for (i, field) in spec.vector_fields().iter().enumerate() {
-        let values = Float32Array::from_iter_values(points.iter().flat_map(|p| p.vectors.get(i).into_iter().flatten().copied()));
+        let mut values = Vec::with_capacity(points.len() * field.dim as usize);
+        for point in points {
+            values.extend_from_slice(point.vectors.get(i).map_or(&[][..], Vec::as_slice));
+        }
+        let values = Float32Array::from(values);
         let item = Arc::new(Field::new("item", arrow::datatypes::DataType::Float32, true));
         let vectors = FixedSizeListArray::try_new(item, field.dim as i32, Arc::new(values), None).map_err(crate::error::ComputeError::from)?;
         fields.push(Field::new(&field.name, vector_type(field.dim), false));
         columns.push(Arc::new(vectors));
     }
-    let payloads = StringArray::from_iter(points.iter().map(|p| p.payload.as_ref().map(|m| Value::Object(m.clone()).to_string())));
+    let payloads = points
+        .iter()
+        .map(|p| p.payload.as_ref().map(serde_json::to_string).transpose())
+        .collect::<Result<StringArray, _>>()
+        .map_err(|e| QdrantError::BadRequest(format!("Format error in JSON body: a payload: {e}")))?;
     fields.push(Field::new(PAYLOAD_COLUMN, arrow::datatypes::DataType::Utf8, true));
     columns.push(Arc::new(payloads));
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(crate::error::ComputeError::from)?)
