@@ -11,9 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     // Qdrant's files import each other by bare name, so `qdrant/` is their include root. The
     // clients serve the benchmarks (a Rust client of Grape's Qdrant gRPC API).
-    tonic_prost_build::configure().codec_path(CODEC).compile_protos(
-        &["qdrant/qdrant.proto", "qdrant/collections_service.proto", "qdrant/points_service.proto"],
-        &["qdrant"],
-    )?;
+    // `DenseVector` is written by hand (`dense_vector`) so that its floats decode in bulk.
+    tonic_prost_build::configure()
+        .codec_path(CODEC)
+        .extern_path(".qdrant.DenseVector", "crate::dense_vector::DenseVector")
+        .compile_protos(&["qdrant/qdrant.proto", "qdrant/collections_service.proto", "qdrant/points_service.proto"], &["qdrant"])?;
     Ok(())
 }

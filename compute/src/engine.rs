@@ -189,6 +189,11 @@ impl Engine {
         (held, missing)
     }
 
+    /// Whether a segment failed to load (the next sync tries it again).
+    pub fn any_failed(&self) -> bool {
+        !self.read().failed.is_empty()
+    }
+
     /// Why segment `id` is not ready here, if it failed to load.
     pub fn failure(&self, id: &str) -> Option<String> {
         self.read().failed.get(id).cloned()

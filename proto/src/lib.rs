@@ -15,6 +15,7 @@
 //!   existing Qdrant clients.
 //! - [`codec`]: the protobuf codec of every service and client (messages decoded from one
 //!   slice).
+//! - [`dense_vector`]: Qdrant's `DenseVector`, by hand so that its floats decode in bulk.
 //! - [`net`]: how every server accepts connections (`TCP_NODELAY`).
 //! - [`serving`]: serving threads, one single-threaded runtime per core, for the nodes' public port.
 //! - [`auth`]: API keys and the cluster secret, checked on every server and sent by every client.
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod dense_vector;
 pub mod net;
 pub mod rpc_metrics;
 pub mod serving;
@@ -74,4 +76,5 @@ pub mod compute {
 #[allow(missing_docs, clippy::all)]
 pub mod qdrant {
     tonic::include_proto!("qdrant");
+    pub use crate::dense_vector::DenseVector;
 }

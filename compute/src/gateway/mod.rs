@@ -21,11 +21,12 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use grape_meta::catalog::Collection;
+use grape_meta::catalog::{Catalog, Collection};
 use grape_storage::Storage;
 
 pub use by_id::{Page, MAX_IDS};
 pub use service::{GrapeService, MAX_MESSAGE_BYTES};
+pub use query::SearchHits;
 pub use write::{IngestJob, Inserted};
 
 use crate::engine::Engine;
@@ -54,8 +55,8 @@ pub struct Gateway {
     /// Id of this node, reported in status.
     pub(crate) node_id: u64,
     /// Serialises the start of catalog syncs (not their loads), so an older catalog never
-    /// replaces a newer one.
-    sync_lock: tokio::sync::Mutex<()>,
+    /// replaces a newer one; holds the catalog last synced.
+    sync_lock: tokio::sync::Mutex<Option<Arc<Catalog>>>,
     /// Age below which garbage collection keeps unreferenced objects; an ingest job must
     /// commit well within it (see `write.rs`).
     gc_grace: Duration,
@@ -78,7 +79,7 @@ impl Gateway {
             router,
             storage,
             node_id,
-            sync_lock: tokio::sync::Mutex::new(()),
+            sync_lock: tokio::sync::Mutex::new(None),
             gc_grace: DEFAULT_GC_GRACE,
             limits: Limits::default(),
             admission: Admission::new(),
@@ -167,10 +168,17 @@ impl Gateway {
     /// a node taking over many segments after a failover.
     pub async fn refresh(&self) {
         let to_load = {
-            let _guard = self.sync_lock.lock().await;
+            let mut synced = self.sync_lock.lock().await;
             let catalog = self.meta.applied_catalog();
+            // A sync visits every segment held. The same catalog again (a writer's own refresh,
+            // then the change watch's) changes nothing, unless a load failed: that is retried.
+            if synced.as_ref().is_some_and(|last| Arc::ptr_eq(last, &catalog)) && !self.engine.any_failed() {
+                return;
+            }
             self.engine.keys().retain(&crate::gc::referenced_paths(&catalog));
-            self.engine.begin_sync(self.router.wanted(&catalog))
+            let to_load = self.engine.begin_sync(self.router.wanted(&catalog));
+            *synced = Some(catalog);
+            to_load
         };
         self.engine.load_all(to_load).await;
     }

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
 use grape_proto::v1;
 
 use super::{Gateway, CATCH_UP_TIMEOUT};
@@ -16,11 +17,40 @@ use crate::router::{missing_error, MAX_REPLANS, READY_WAIT};
 use crate::search::{validate_vector, SearchQuery, MAX_K};
 use crate::sql::run_sql;
 
+/// The answer of a search before it is encoded for the wire: the API layers served in this
+/// process (Qdrant's) read the hits as they are, without an Arrow IPC round trip.
+#[derive(Debug)]
+pub struct SearchHits {
+    /// The hits, best first: `id`, `score`, the payload columns and (when asked) the vectors.
+    pub hits: RecordBatch,
+    /// The collection version searched.
+    pub version: u64,
+    /// Rows whose distance was computed.
+    pub rows_scanned: u64,
+    /// Ids of the segments left out of a partial answer.
+    pub missing_segments: Vec<String>,
+    /// Segments the collection has at that version.
+    pub segments_total: u64,
+}
+
 impl Gateway {
     /// Runs a k-nearest-neighbour search over every segment of the collection, wherever each
-    /// is held.
-    #[tracing::instrument(name = "search", skip_all, fields(collection = %req.collection, k = req.k))]
+    /// is held; the hits as an Arrow IPC stream.
     pub async fn search(&self, req: v1::SearchRequest) -> Result<v1::SearchResponse, ComputeError> {
+        let answer = self.search_hits(req).await?;
+        Ok(v1::SearchResponse {
+            arrow_ipc: encode_ipc(&answer.hits.schema(), &[answer.hits])?,
+            version: answer.version,
+            rows_scanned: answer.rows_scanned,
+            missing_segments: answer.missing_segments,
+            segments_total: answer.segments_total,
+        })
+    }
+
+    /// Runs a k-nearest-neighbour search over every segment of the collection, wherever each
+    /// is held; the hits as a record batch.
+    #[tracing::instrument(name = "search", skip_all, fields(collection = %req.collection, k = req.k))]
+    pub async fn search_hits(&self, req: v1::SearchRequest) -> Result<SearchHits, ComputeError> {
         let collection = self.wait_for_version(&req.collection, req.min_version, CATCH_UP_TIMEOUT).await?;
         let spec = &collection.spec;
         let field = spec.vector_field(&req.vector_name).ok_or_else(|| {
@@ -72,7 +102,7 @@ impl Gateway {
         collection: &grape_meta::Collection,
         schema: Option<&arrow::datatypes::SchemaRef>,
         query: &SearchQuery,
-    ) -> Result<v1::SearchResponse, ComputeError> {
+    ) -> Result<SearchHits, ComputeError> {
         let spec = &collection.spec;
         let total = collection.segments().count();
         // A partial answer is wanted now; a whole one may wait for segments being loaded.
@@ -86,8 +116,8 @@ impl Gateway {
         if !missing.is_empty() && !req.allow_partial {
             return Err(missing_error(&spec.name, total, &missing));
         }
-        Ok(v1::SearchResponse {
-            arrow_ipc: encode_ipc(&outcome.hits.schema(), &[outcome.hits])?,
+        Ok(SearchHits {
+            hits: outcome.hits,
             version: collection.version,
             rows_scanned: outcome.rows_scanned,
             missing_segments: missing.into_iter().map(|(m, _)| m.id).collect(),

@@ -14,7 +14,6 @@ use super::points::{checked_vector, normalised, parse_id, using_field, vector_of
 use super::reply::QdrantError;
 use super::QdrantApi;
 use crate::gateway::Page;
-use crate::ingest::decode_ipc;
 use crate::limits::RequestClass::Search;
 use crate::search::MAX_K;
 
@@ -281,8 +280,8 @@ impl QdrantApi {
             ..Default::default()
         };
         let gateway = &self.gateway;
-        let answer = gateway.guarded(Search, gateway.search(req)).await?;
-        let (_, batches) = decode_ipc(&answer.arrow_ipc)?;
+        let answer = gateway.guarded(Search, gateway.search_hits(req)).await?;
+        let batches = [answer.hits];
         let mut rows = Rows::from_batches(&spec, &batches)?;
         q.with_vector.apply(&mut rows);
         let scores: Vec<f32> = batches
