@@ -16,6 +16,7 @@ use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
 use grape_compute::datagen::gaussian_mixture;
+use grape_compute::engine::RETIRE_GRACE;
 use grape_compute::index::VecVectors;
 use grape_compute::ingest::{encode_ipc, vector_type};
 use grape_meta::catalog::Metric;
@@ -86,40 +87,53 @@ pub fn run(o: Options) -> Res<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut client = runtime.block_on(connect(&server.endpoint))?;
     let peer = Peer { python, url: format!("http://127.0.0.1:{rest}"), grpc, data, dim: o.dim };
-    let cpu = ServerCpu(server.pid());
+    let cpu = ServerCpu::measure(server.pid());
     let mut rows = Vec::new();
+    rows.push(Row::new("server CPU while idle (subtracted from every path's)", cpu.idle * 100.0, "% of a core"));
     let mut transports = vec!["rest"];
     if !o.skip_grpc {
         transports.push("grpc");
     }
+    // Every measured upsert starts from the same server, holding no other collection: the
+    // catalog sync after each commit visits every segment a node holds, so a path measured
+    // beside another collection's segments would pay for them. Each measured collection is
+    // dropped after (and its segments' retire grace waited out), but for `qd_rest`, measured
+    // last, which the queries use; `native` is inserted again, unmeasured, for them.
+    let drop = |name: &str| -> Res<()> {
+        server.cli(&["collection", "drop", name])?;
+        std::thread::sleep(RETIRE_GRACE + Duration::from_secs(1));
+        Ok(())
+    };
 
     eprintln!("grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
-    let (rate, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base)));
+    let (rate, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base, "native_timed")));
     let native = Upserts { rate: rate?, cpu: seconds / o.rows as f64 };
     rows.push(Row::new("upsert, grape gRPC (Rust client)", native.rate, "points/s"));
     rows.push(Row::new("upsert, grape gRPC: server CPU per point", native.cpu * 1e6, "µs"));
+    drop("native_timed")?;
     eprintln!("Qdrant REST (Rust client): upserting …");
     let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
     let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
     Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", &native);
-    server.cli(&["collection", "drop", "qd_rust"])?;
+    drop("qd_rust")?;
     if !o.skip_grpc {
         eprintln!("Qdrant gRPC (Rust client): upserting …");
         let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
         let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
         Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant gRPC (Rust tonic client)", &native);
-        server.cli(&["collection", "drop", "qd_rust_grpc"])?;
+        drop("qd_rust_grpc")?;
     }
-    for t in &transports {
+    for t in transports.iter().rev() {
         eprintln!("qdrant-client {t}: upserting …");
         let (out, seconds) = cpu.during(|| peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()]));
         let rate = out?["points_per_s"].as_f64().unwrap_or(0.0);
         Upserts { rate, cpu: seconds / o.rows as f64 }.push(&mut rows, &format!("qdrant-client {t}"), &native);
+        if *t != "rest" {
+            drop(&format!("qd_{t}"))?;
+        }
     }
-    // The gRPC copy only measured upserts; it would build indexes beside the queries.
-    if !o.skip_grpc {
-        server.cli(&["collection", "drop", "qd_grpc"])?;
-    }
+    eprintln!("grape gRPC: inserting `native` for the queries …");
+    runtime.block_on(insert_native(&mut client, &o, &base, "native"))?;
     server.cli(&["config", "set", "index/auto", "on"])?;
     for name in ["native", "qd_rest"] {
         eprintln!("{name}: compacting and waiting for the indexes …");
@@ -163,14 +177,42 @@ pub fn run(o: Options) -> Res<()> {
 
 /// The server's CPU time (`grape dev`'s pid), charged to each measured path: the cost of the
 /// Qdrant layer itself, apart from its clients' cost and this VM's scheduling.
-struct ServerCpu(u32);
+struct ServerCpu {
+    /// The server's pid.
+    pid: u32,
+    /// CPU seconds per second it uses while idle.
+    idle: f64,
+}
 
 impl ServerCpu {
-    /// Runs `f`; returns its answer and the CPU seconds the server used meanwhile.
+    /// Measures the idle server `pid` for a second.
+    fn measure(pid: u32) -> ServerCpu {
+        let (before, started) = (cpu_seconds(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        ServerCpu { pid, idle: (cpu_seconds(pid) - before) / started.elapsed().as_secs_f64() }
+    }
+
+    /// Runs `f`; returns its answer and the CPU seconds the server used for it: from the start
+    /// until it is idle again (segments still loading after the last answer are the path's
+    /// work), less what it uses while idle.
     fn during<T>(&self, f: impl FnOnce() -> T) -> (T, f64) {
-        let before = cpu_seconds(self.0);
+        const WINDOW: Duration = Duration::from_millis(200);
+        let (before, started) = (cpu_seconds(self.pid), Instant::now());
         let answer = f();
-        (answer, cpu_seconds(self.0) - before)
+        // /proc counts CPU in 10 ms ticks: a window is quiet when it used at most one tick
+        // more than idling would.
+        let quiet = self.idle * WINDOW.as_secs_f64() + 0.011;
+        let mut last = cpu_seconds(self.pid);
+        for _ in 0..25 {
+            std::thread::sleep(WINDOW);
+            let now = cpu_seconds(self.pid);
+            if now - last <= quiet {
+                break;
+            }
+            last = now;
+        }
+        let used = cpu_seconds(self.pid) - before - self.idle * started.elapsed().as_secs_f64();
+        (answer, used.max(0.0))
     }
 }
 
@@ -277,9 +319,10 @@ impl Peer {
     }
 }
 
-/// Creates `native` and inserts the base rows in batches through `Insert`; returns points/s.
-async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32]) -> Result<f64, String> {
-    let create = v1::CreateCollectionRequest { name: "native".into(), dim: o.dim as u32, metric: "l2".into(), ..Default::default() };
+/// Creates collection `name` and inserts the base rows in batches through `Insert`; returns
+/// points/s.
+async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32], name: &str) -> Result<f64, String> {
+    let create = v1::CreateCollectionRequest { name: name.into(), dim: o.dim as u32, metric: "l2".into(), ..Default::default() };
     client.create_collection(create).await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     for start in (0..o.rows).step_by(o.batch) {
@@ -291,7 +334,7 @@ async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f
         let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(start as u64..(start + n) as u64)), Arc::new(vectors)];
         let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
         let ipc = encode_ipc(&batch.schema(), &[batch]).map_err(|e| e.to_string())?;
-        client.insert(v1::InsertRequest { collection: "native".into(), arrow_ipc: ipc }).await.map_err(|e| e.to_string())?;
+        client.insert(v1::InsertRequest { collection: name.into(), arrow_ipc: ipc }).await.map_err(|e| e.to_string())?;
     }
     Ok(o.rows as f64 / started.elapsed().as_secs_f64())
 }
