@@ -99,7 +99,7 @@ pub fn run(o: Options) -> Res<()> {
     // beside another collection's segments would pay for them. Each measured collection is
     // dropped after (and its segments' retire grace waited out), but for `qd_rest`, measured
     // last, which the queries use; `native` is inserted again, unmeasured, for them.
-    let drop = |name: &str| -> Res<()> {
+    let drop_collection = |name: &str| -> Res<()> {
         server.cli(&["collection", "drop", name])?;
         std::thread::sleep(RETIRE_GRACE + Duration::from_secs(1));
         Ok(())
@@ -110,18 +110,18 @@ pub fn run(o: Options) -> Res<()> {
     let native = Upserts { rate: rate?, cpu: seconds / o.rows as f64 };
     rows.push(Row::new("upsert, grape gRPC (Rust client)", native.rate, "points/s"));
     rows.push(Row::new("upsert, grape gRPC: server CPU per point", native.cpu * 1e6, "µs"));
-    drop("native_timed")?;
+    drop_collection("native_timed")?;
     eprintln!("Qdrant REST (Rust client): upserting …");
     let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
     let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
     Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", &native);
-    drop("qd_rust")?;
+    drop_collection("qd_rust")?;
     if !o.skip_grpc {
         eprintln!("Qdrant gRPC (Rust client): upserting …");
         let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
         let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
         Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant gRPC (Rust tonic client)", &native);
-        drop("qd_rust_grpc")?;
+        drop_collection("qd_rust_grpc")?;
     }
     for t in transports.iter().rev() {
         eprintln!("qdrant-client {t}: upserting …");
@@ -129,7 +129,7 @@ pub fn run(o: Options) -> Res<()> {
         let rate = out?["points_per_s"].as_f64().unwrap_or(0.0);
         Upserts { rate, cpu: seconds / o.rows as f64 }.push(&mut rows, &format!("qdrant-client {t}"), &native);
         if *t != "rest" {
-            drop(&format!("qd_{t}"))?;
+            drop_collection(&format!("qd_{t}"))?;
         }
     }
     eprintln!("grape gRPC: inserting `native` for the queries …");
