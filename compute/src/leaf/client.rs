@@ -48,8 +48,11 @@ impl LeafClients {
 
     /// Searches segments on the node at `addr`.
     pub async fn search(&self, addr: &str, req: pb::SearchSegmentsRequest) -> Result<pb::SearchSegmentsResponse, ComputeError> {
-        let reply = self.client(addr)?.search_segments(req).await.map_err(|s| unreachable(addr, &s))?;
-        Ok(reply.into_inner())
+        let work = async {
+            let reply = self.client(addr)?.search_segments(req).await.map_err(|s| unreachable(addr, &s))?;
+            Ok(reply.into_inner())
+        };
+        within_leaf_timeout(addr, work).await
     }
 
     /// Scans one segment on the node at `addr`: all its matching rows, projected.
@@ -63,10 +66,18 @@ impl LeafClients {
             }
             Ok(batches)
         };
-        tokio::time::timeout(LEAF_TIMEOUT, work)
-            .await
-            .map_err(|_| ComputeError::Unavailable(format!("node {addr} did not answer within {} s", LEAF_TIMEOUT.as_secs())))?
+        within_leaf_timeout(addr, work).await
     }
+}
+
+/// Runs one whole leaf call, its response body included, within [`LEAF_TIMEOUT`]. The
+/// channel's own timeout covers only the wait for the response headers: a node stopped
+/// (SIGSTOP, a stalled VM) after sending them would otherwise hold the root's request until
+/// the request deadline, where the other replica could have answered.
+async fn within_leaf_timeout<T>(addr: &str, work: impl std::future::Future<Output = Result<T, ComputeError>>) -> Result<T, ComputeError> {
+    tokio::time::timeout(LEAF_TIMEOUT, work)
+        .await
+        .map_err(|_| ComputeError::Unavailable(format!("node {addr} did not answer within {} s", LEAF_TIMEOUT.as_secs())))?
 }
 
 /// A failed leaf call as an error of the replica (the root tries another), unless the leaf
