@@ -206,7 +206,7 @@ async fn collection_exists(State(api): Api, Path(name): Path<String>) -> Respons
 }
 
 async fn upsert(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
-    timed(async move { api.upsert(&name, parse_body::<UpsertBody>(&body)?).await }).await
+    timed(async move { api.upsert(&name, UpsertBody::from_json(&body)?).await }).await
 }
 
 async fn retrieve(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
