@@ -31,7 +31,24 @@ pub(super) struct Passes {
 }
 
 /// Asks every query once for its hits, then repeats passes until `min_secs` have gone by.
-pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k: usize, min_secs: f64) -> Result<Passes, String> {
+pub(super) async fn passes(asker: impl Asker, queries: &[f32], dim: usize, k: usize, min_secs: f64) -> Result<Passes, String> {
+    passes_at(asker, queries, dim, k, min_secs, None).await
+}
+
+/// [`passes`], asking at most `rate` queries per second when given (each query waits for its
+/// turn): a fast client paced to a slow one's rate, so that the server's CPU per query of
+/// the two compares like with like (at a low rate, every request pays for waking the
+/// server's threads).
+pub(super) async fn passes_at(
+    asker: impl Asker,
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    min_secs: f64,
+    rate: Option<f64>,
+) -> Result<Passes, String> {
+    let gap = rate.map(|r| std::time::Duration::from_secs_f64(1.0 / r.max(1e-3)));
+    let mut asker = Paced { inner: asker, gap, turn: Instant::now() };
     let mut ids = Vec::new();
     for q in queries.chunks(dim) {
         ids.push(asker.ask(q, k).await?);
@@ -45,6 +62,26 @@ pub(super) async fn passes(mut asker: impl Asker, queries: &[f32], dim: usize, k
     }
     let qps = answered as f64 / started.elapsed().as_secs_f64();
     Ok(Passes { asked: answered + ids.len(), ids, qps })
+}
+
+/// An [`Asker`] that asks no sooner than one `gap` after its previous turn.
+struct Paced<A> {
+    inner: A,
+    gap: Option<std::time::Duration>,
+    turn: Instant,
+}
+
+impl<A: Asker> Asker for Paced<A> {
+    async fn ask(&mut self, vector: &[f32], k: usize) -> Result<Vec<u64>, String> {
+        if let Some(gap) = self.gap {
+            // A thread sleep, not tokio's timer, whose millisecond ticks would stretch every
+            // gap below a millisecond or two (this one client's task alone waits).
+            std::thread::sleep(self.turn.saturating_duration_since(Instant::now()));
+            // Late (the answer took longer than a gap): no burst to catch up.
+            self.turn = self.turn.max(Instant::now()) + gap;
+        }
+        self.inner.ask(vector, k).await
+    }
 }
 
 /// Grape's own gRPC `Search` on `collection`, with an optional SQL filter.
@@ -180,9 +217,7 @@ impl QdrantRest {
         let points = format!("{collection}/points?wait=true");
         let started = Instant::now();
         for (b, rows) in base.chunks(dim * batch).enumerate() {
-            let ids: Vec<usize> = (b * batch..b * batch + rows.len() / dim).collect();
-            let vectors: Vec<&[f32]> = rows.chunks(dim).collect();
-            self.send("PUT", &points, &UpsertBody { batch: Batch { ids, vectors } }).await?;
+            self.send_json("PUT", &points, batch_body(rows, dim, b * batch)?).await?;
         }
         Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
     }
@@ -191,7 +226,11 @@ impl QdrantRest {
     /// writes each f32 in its shortest form, as a Rust client would (a `json!` value would
     /// widen it to f64 and write 17 digits).
     async fn send(&mut self, method: &str, path: &str, body: &impl Serialize) -> Result<Value, String> {
-        let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
+        self.send_json(method, path, serde_json::to_string(body).map_err(|e| e.to_string())?).await
+    }
+
+    /// [`QdrantRest::send`] with the body already written.
+    async fn send_json(&mut self, method: &str, path: &str, body: String) -> Result<Value, String> {
         let head =
             format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
         let io = |e: std::io::Error| e.to_string();
@@ -239,17 +278,26 @@ impl QdrantRest {
     }
 }
 
+/// The JSON body of a batch upsert of the vectors `rows` (ids from `first` on), each number
+/// in its shortest form as an `F`: as `f32`, the way a Rust client writes them; widened to
+/// `f64` (up to 17 digits), the way Python's `qdrant-client` does.
+pub(super) fn batch_body<F: Serialize>(rows: &[F], dim: usize, first: usize) -> Result<String, String> {
+    let ids = (first..first + rows.len() / dim).collect();
+    let vectors = rows.chunks(dim).collect();
+    serde_json::to_string(&UpsertBody { batch: Batch { ids, vectors } }).map_err(|e| e.to_string())
+}
+
 /// The body of a batch upsert: `{"batch": {"ids": [...], "vectors": [[...], ...]}}`.
 #[derive(Serialize)]
-struct UpsertBody<'a> {
-    batch: Batch<'a>,
+struct UpsertBody<'a, F> {
+    batch: Batch<'a, F>,
 }
 
 /// The columns of [`UpsertBody`].
 #[derive(Serialize)]
-struct Batch<'a> {
+struct Batch<'a, F> {
     ids: Vec<usize>,
-    vectors: Vec<&'a [f32]>,
+    vectors: Vec<&'a [F]>,
 }
 
 /// The body of a nearest-vector `query_points`.

@@ -6,7 +6,10 @@
 //! the default search parameters. The table shows points/s, QPS and recall@k side by side,
 //! each Qdrant path as a fraction of Grape's own, and the server's CPU time per point and per
 //! query on each path: the Rust clients and the server's CPU measure the Qdrant layer itself,
-//! `qdrant-client` adds its own cost per call, which is what a Python user sees.
+//! `qdrant-client` adds its own cost per call, which is what a Python user sees. Each
+//! `qdrant-client` query path is followed by Grape's own gRPC paced to its rate, so that the
+//! server's CPU per query compares at the same rate; and the scenario times reading one REST
+//! upsert body in this process, by serde_json and by the Qdrant layer's own reader.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +21,8 @@ use clap::Args;
 use grape_compute::datagen::gaussian_mixture;
 use grape_compute::engine::RETIRE_GRACE;
 use grape_compute::index::VecVectors;
+use grape_compute::qdrant::given::UpsertBody;
+use grape_compute::qdrant::reply::parse_body;
 use grape_compute::ingest::{encode_ipc, vector_type};
 use grape_meta::catalog::Metric;
 use grape_proto::v1::{self, grape_client::GrapeClient};
@@ -26,7 +31,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 use super::ann::{connect, exact_top_k, recall, wait_indexed};
-use super::askers::{passes, GrapeSearch, Passes, QdrantGrpc, QdrantRest};
+use super::askers::{batch_body, passes, passes_at, GrapeSearch, Passes, QdrantGrpc, QdrantRest};
 use super::processes::{cpu_seconds, free_port, DevServer};
 use crate::report::{report, Row};
 
@@ -168,10 +173,51 @@ pub fn run(o: Options) -> Res<()> {
         let asked = out["asked"].as_u64().unwrap_or(1).max(1) as f64;
         let measured = Queries { qps: out["qps"].as_f64().unwrap_or(0.0), recall: recall(&ids, &truth), cpu: seconds / asked };
         measured.push(&mut rows, &format!("query qd_rest, qdrant-client {t}"), Some(&own), o.k);
+        // Grape's own gRPC again, paced to this client's rate: what the server pays per query
+        // at that rate whatever the API, to tell the layer's cost from the rate's.
+        let on_qd = GrapeSearch { client: &mut client, collection: "qd_rest", filter: "" };
+        let rate = Some(measured.qps);
+        let (paced, seconds) = cpu.during(|| runtime.block_on(passes_at(on_qd, &queries, o.dim, o.k, o.min_secs, rate)));
+        let paced = Queries::of(paced?, seconds, &truth);
+        paced.push(&mut rows, &format!("query qd_rest, grape gRPC paced to qdrant-client {t}'s rate"), None, o.k);
+        let ratio = measured.cpu / paced.cpu.max(1e-12);
+        eprintln!("qdrant-client {t}: server CPU per query {ratio:.2}× Grape gRPC's at the same rate");
+        rows.push(Row::new(format!("query qd_rest, qdrant-client {t}: server CPU per query / grape gRPC's at the same rate"), ratio, "ratio"));
     }
+    decoding(&mut rows, &base, &o)?;
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
     let params = json!({ "rows": o.rows, "dim": o.dim, "queries": o.queries, "k": o.k, "batch": o.batch, "clients": 1, "profile": profile, "metric": "l2 (Euclid)" });
     report("Qdrant API: upserts and queries through qdrant-client beside Grape's gRPC (grape dev, 1 client)", params, &rows, &o.out)?;
+    Ok(())
+}
+
+/// What reading one REST upsert body of `o.batch` points costs, in this process: through
+/// serde alone and through the Qdrant layer's reader (what the server does), for numbers in
+/// their shortest f32 form (as the Rust client sends them) and in up to 17 digits (as
+/// `qdrant-client` sends them). Each the best of 20 reads.
+fn decoding(rows: &mut Vec<Row>, base: &[f32], o: &Options) -> Res<()> {
+    let first = &base[..o.batch.min(o.rows) * o.dim];
+    let wide: Vec<f64> = first.iter().map(|v| f64::from(*v)).collect();
+    let best_of_20 = |read: &dyn Fn() -> bool| -> Res<f64> {
+        let mut best = f64::INFINITY;
+        for _ in 0..20 {
+            let started = Instant::now();
+            if !read() {
+                return Err("an upsert body did not read".into());
+            }
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    for (form, body) in [("shortest f32 digits", batch_body(first, o.dim, 0)?), ("17 digits", batch_body(&wide, o.dim, 0)?)] {
+        let bytes = body.as_bytes();
+        let by_serde = best_of_20(&|| parse_body::<UpsertBody>(bytes).is_ok())?;
+        let by_reader = best_of_20(&|| UpsertBody::from_json(bytes).is_ok())?;
+        let (mb, points) = (bytes.len() as f64 / 1e6, first.len() / o.dim);
+        eprintln!("REST body, {form} ({mb:.2} MB, {points} points): serde {:.2} ms, Qdrant layer's reader {:.2} ms", by_serde * 1e3, by_reader * 1e3);
+        rows.push(Row::new(format!("REST upsert body, {form} ({mb:.2} MB): read by serde_json, per point"), by_serde / points as f64 * 1e6, "µs"));
+        rows.push(Row::new(format!("REST upsert body, {form} ({mb:.2} MB): read by the Qdrant layer, per point"), by_reader / points as f64 * 1e6, "µs"));
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Points to upsert as a request gives them, before they are checked against the collection:
 //! REST's upsert body, read straight into floats (a batch of 1,000 × 128 vectors is a
-//! megabyte of JSON numbers: no `serde_json::Value` per number, and in the usual case no
-//! serde_json number reader either, see [`reader`]), and gRPC's messages
+//! megabyte of JSON numbers: no `serde_json::Value` per number, and in the usual case not
+//! even serde's reader, see [`reader`]), and gRPC's messages
 //! (converted in [`super::grpc::convert`]).
 
 use std::fmt;
@@ -86,9 +86,8 @@ impl<'de> Deserialize<'de> for BatchVectors {
 }
 
 impl UpsertBody {
-    /// Reads the JSON body of a REST upsert: in one pass with the vectors' numbers read by
-    /// fast-float when it has the usual shape ([`reader`]), else by serde (its answer or
-    /// its error).
+    /// Reads the JSON body of a REST upsert: in one pass by [`reader`] when it has the usual
+    /// shape, else by serde (its answer or its error). Both read the same body alike.
     pub fn from_json(body: &[u8]) -> Result<UpsertBody, QdrantError> {
         match reader::read_upsert(body) {
             Some(read) => Ok(read),

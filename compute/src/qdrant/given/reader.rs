@@ -1,9 +1,9 @@
 //! A single-pass reader of a REST upsert's body. Nearly all of such a body is vectors as
-//! decimal text (a batch of 1,000 × 128 is 1.3 MB of numbers), and serde_json reads numbers
-//! a byte at a time: on this VM it took about as long to read a batch as Grape takes to
-//! insert it. This reader walks the body's structure itself, reads each vector's numbers with
-//! fast-float (Lemire's algorithm) after checking them against JSON's number grammar, and
-//! leaves ids and payloads to serde_json.
+//! decimal text (a batch of 1,000 × 128 is 1.3 MB of numbers), and reading it through serde
+//! took about as long as Grape takes to insert the batch. This reader walks the body's
+//! structure itself, reads each vector's numbers in one pass with serde_json's own arithmetic
+//! ([`number`]: the same f32 for every input, without serde's per-byte reader and visitor
+//! calls), and leaves ids and payloads to serde_json.
 //!
 //! It reads only well-formed bodies of the expected shape. Anything else (a syntax error, a
 //! key with escapes, a repeated key, a sparse vector, a value of the wrong type) makes it
@@ -210,15 +210,13 @@ impl<'a> Reader<'a> {
         Some(vectors)
     }
 
-    /// A list of numbers, each read as an f64 and narrowed to f32, as serde_json reads an f32.
+    /// A list of numbers, read as serde_json reads them into f32s.
     fn floats(&mut self) -> Option<Vec<f32>> {
         let mut out = Vec::with_capacity(self.dim);
         self.list(|r| {
             r.skip_space();
-            let rest = &r.bytes[r.at..];
-            let len = number_len(rest)?;
-            let value: f64 = fast_float2::parse(&rest[..len]).ok()?;
-            out.push(value as f32);
+            let (value, len) = number(&r.bytes[r.at..])?;
+            out.push(value);
             r.at += len;
             Some(())
         })?;
@@ -227,35 +225,78 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The length of the JSON number `text` starts with:
-/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; `None` if it does not start with one.
-fn number_len(text: &[u8]) -> Option<usize> {
-    let digits = |from: usize| text[from..].iter().take_while(|b| b.is_ascii_digit()).count();
-    let mut at = usize::from(text.first() == Some(&b'-'));
+/// Exact powers of ten as f64 (10^22 is the largest one exactly representable).
+const POW10: [f64; 23] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+
+/// The JSON number `text` starts with (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), as
+/// an f32, and its length; `None` if `text` does not start with one.
+///
+/// The usual vector element, a decimal of at most 19 digits with a decimal exponent within
+/// ±22, is computed here exactly as serde_json computes it (without its `float_roundtrip`
+/// feature): the digits as an integer, converted to f64 and divided or multiplied by an exact
+/// power of ten, then narrowed to f32. Any other number (an integer, more digits, a larger
+/// exponent) is handed to serde_json itself, so every number reads as serde reads it.
+fn number(text: &[u8]) -> Option<(f32, usize)> {
+    let digit = |at: usize| text.get(at).filter(|b| b.is_ascii_digit()).map(|b| u64::from(b - b'0'));
+    let negative = text.first() == Some(&b'-');
+    let mut at = usize::from(negative);
+    let mut significand = 0u64;
+    let mut digits = 0usize;
+    let mut read_digits = |at: &mut usize, significand: &mut u64| {
+        while let Some(d) = digit(*at) {
+            // Past 19 digits the integer may overflow: the answer is serde's (below).
+            *significand = significand.wrapping_mul(10).wrapping_add(d);
+            digits += 1;
+            *at += 1;
+        }
+    };
     match text.get(at)? {
         b'0' => at += 1,
-        b'1'..=b'9' => at += digits(at),
+        b'1'..=b'9' => read_digits(&mut at, &mut significand),
         _ => return None,
     }
+    let mut exponent = 0i64;
+    let mut decimal = false;
     if text.get(at) == Some(&b'.') {
-        let n = digits(at + 1);
-        if n == 0 {
+        at += 1;
+        let start = at;
+        read_digits(&mut at, &mut significand);
+        if at == start {
             return None;
         }
-        at += 1 + n;
+        exponent -= (at - start) as i64;
+        decimal = true;
     }
     if matches!(text.get(at), Some(b'e' | b'E')) {
         at += 1;
-        if matches!(text.get(at), Some(b'+' | b'-')) {
+        let sign = match text.get(at) {
+            Some(b'-') => -1,
+            Some(b'+') => 1,
+            _ => 0,
+        };
+        at += usize::from(sign != 0);
+        let start = at;
+        let mut power = 0i64;
+        while let Some(d) = digit(at) {
+            power = (power * 10 + d as i64).min(1 << 20);
             at += 1;
         }
-        let n = digits(at);
-        if n == 0 {
+        if at == start {
             return None;
         }
-        at += n;
+        exponent += if sign < 0 { -power } else { power };
+        decimal = true;
     }
-    Some(at)
+    // `digits` counts a leading `0.`'s zero too: a little conservative, never wrong.
+    let fast = decimal && digits <= 19 && exponent.unsigned_abs() < POW10.len() as u64;
+    if !fast {
+        return serde_json::from_slice::<f32>(&text[..at]).ok().map(|v| (v, at));
+    }
+    let power = POW10[exponent.unsigned_abs() as usize];
+    let magnitude = if exponent < 0 { significand as f64 / power } else { significand as f64 * power };
+    let value = if negative { -magnitude } else { magnitude };
+    Some((value as f32, at))
 }
 
 #[cfg(test)]
@@ -297,14 +338,16 @@ mod tests {
 
     #[test]
     fn only_json_numbers_are_numbers() {
-        for good in ["0", "-0", "12", "1.5", "-1.5e3", "2E-7", "1e+2"] {
-            assert_eq!(number_len(format!("{good},").as_bytes()), Some(good.len()), "{good}");
+        for good in ["0", "-0", "12", "1.5", "-1.5e3", "2E-7", "1e+2", "1e400", "12345678901234567890123.5"] {
+            let read = number(format!("{good},").as_bytes()).map(|(v, len)| (v.to_bits(), len));
+            let by_serde = serde_json::from_str::<f32>(good).ok().map(|v| (v.to_bits(), good.len()));
+            assert_eq!(read, by_serde, "{good}");
         }
         for bad in ["", "-", "+1", ".5", "-.5", "1.", "1.e5", "1e", "1e+", "nan", "inf", "\"1\"", "null"] {
-            assert_eq!(number_len(bad.as_bytes()), None, "{bad}");
+            assert_eq!(number(bad.as_bytes()), None, "{bad}");
         }
         // A leading zero ends the number: `01` is `0` and then a stray `1`.
-        assert_eq!(number_len(b"01"), Some(1));
+        assert_eq!(number(b"01"), Some((0.0, 1)));
     }
 
     #[test]
