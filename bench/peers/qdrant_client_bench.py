@@ -4,7 +4,7 @@
 
     python qdrant_client_bench.py --url URL [--grpc-port N] --transport rest|grpc --data DIR \\
         --dim D --collection NAME --phase upsert|query|count|index [--batch N] [--k K] \\
-        [--min-secs S] [--payloads] [--filter JSON] [--indexes KEY:TYPE,…]
+        [--min-secs S] [--payloads] [--filter JSON] [--indexes KEY:TYPE,…] [--keep-alive]
 
 DIR holds `base.f32` and `queries.f32` (row-major little-endian float32). `upsert` creates the
 collection (Euclid) and upserts every base row with id = row in batches (wait=true), with
@@ -14,13 +14,16 @@ collection (Euclid) and upserts every base row with id = row in batches (wait=tr
 the first pass included). `count` repeats an exact
 count for as long and prints `{"qps": …, "count": …}`. Both take `--filter` (Qdrant's filter
 JSON). `index` creates the payload indexes `--indexes` and prints `{"seconds": …}`. One
-client, one call at a time.
+client, one call at a time. Over REST to 127.0.0.1 the client opens a TCP connection per call
+(its own choice for local hosts); `--keep-alive` gives it a connection pool, as it has for a
+remote host.
 """
 
 import argparse
 import json
 import time
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models as m
 
@@ -40,9 +43,13 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--min-secs", type=float, default=2.0)
+    ap.add_argument("--keep-alive", action="store_true")
     a = ap.parse_args()
     grpc = a.transport == "grpc"
-    c = QdrantClient(url=a.url, grpc_port=a.grpc_port or 6334, prefer_grpc=grpc, timeout=600, check_compatibility=False)
+    # qdrant-client turns HTTP keep-alive off when the host is localhost or 127.0.0.1 (a new
+    # TCP connection per call); --keep-alive gives it the pool it uses for any other host.
+    extra = {"limits": httpx.Limits()} if a.keep_alive else {}
+    c = QdrantClient(url=a.url, grpc_port=a.grpc_port or 6334, prefer_grpc=grpc, timeout=600, check_compatibility=False, **extra)
     flt = m.Filter(**a.filter) if a.filter else None
     if a.phase == "index":
         started = time.perf_counter()

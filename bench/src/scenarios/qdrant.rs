@@ -165,9 +165,18 @@ pub fn run(o: Options) -> Res<()> {
     let asker = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rest"))?;
     let (measured, seconds) = cpu.during(|| runtime.block_on(passes(asker, &queries, o.dim, o.k, o.min_secs)));
     Queries::of(measured?, seconds, &truth).push(&mut rows, "query qd_rest, Qdrant REST (Rust HTTP/1.1 client)", Some(&own), o.k);
-    for t in &transports {
-        let args = ["--phase", "query", "--k", &o.k.to_string(), "--min-secs", &o.min_secs.to_string()];
-        let (out, seconds) = cpu.during(|| peer.run(t, "qd_rest", &args));
+    // qdrant-client opens a TCP connection per REST call to a local host; with keep-alive,
+    // as it calls a remote host, too.
+    let mut clients: Vec<(&str, bool)> = transports.iter().map(|t| (*t, false)).collect();
+    clients.insert(1, ("rest", true));
+    for (transport, keep_alive) in clients {
+        let (k, min_secs) = (o.k.to_string(), o.min_secs.to_string());
+        let mut args = vec!["--phase", "query", "--k", &k, "--min-secs", &min_secs];
+        if keep_alive {
+            args.push("--keep-alive");
+        }
+        let t = if keep_alive { "rest, keep-alive" } else { transport };
+        let (out, seconds) = cpu.during(|| peer.run(transport, "qd_rest", &args));
         let out = out?;
         let ids: Vec<Vec<u64>> = serde_json::from_value(out["ids"].clone())?;
         let asked = out["asked"].as_u64().unwrap_or(1).max(1) as f64;
