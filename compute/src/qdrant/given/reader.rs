@@ -88,30 +88,22 @@ impl<'a> Reader<'a> {
 
     /// An object: `each` is given every key, the reader at its value.
     fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            let key = self.plain_string()?;
-            self.eat(b':')?;
-            each(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.items(b'{', b'}', |r| {
+            let key = r.plain_string()?;
+            r.eat(b':')?;
+            each(r, key)
+        })
     }
 
     /// A list: `each` reads every item.
-    fn list(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
+    fn list(&mut self, each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.items(b'[', b']', each)
+    }
+
+    /// Items separated by commas between `open` and `close`, each read by `each`.
+    fn items(&mut self, open: u8, close: u8, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
@@ -119,7 +111,7 @@ impl<'a> Reader<'a> {
             each(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b']' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
