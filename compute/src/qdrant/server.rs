@@ -205,8 +205,23 @@ async fn collection_exists(State(api): Api, Path(name): Path<String>) -> Respons
     timed(async move { api.collection_exists(&name).await }).await
 }
 
+/// Upsert bodies at least this large are read on the blocking pool: a batch of 1,000 × 128
+/// vectors takes milliseconds to read, which would hold up every other task on the worker
+/// thread; a small one costs less to read than to hand over.
+const READ_OFF_RUNTIME_BYTES: usize = 64 * 1024;
+
 async fn upsert(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
-    timed(async move { api.upsert(&name, UpsertBody::from_json(&body)?).await }).await
+    timed(async move {
+        let points = if body.len() < READ_OFF_RUNTIME_BYTES {
+            UpsertBody::from_json(&body)?
+        } else {
+            tokio::task::spawn_blocking(move || UpsertBody::from_json(&body))
+                .await
+                .map_err(|e| QdrantError::Other(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the body failed: {e}")))??
+        };
+        api.upsert(&name, points).await
+    })
+    .await
 }
 
 async fn retrieve(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
