@@ -8,8 +8,11 @@
 //! query on each path: the Rust clients and the server's CPU measure the Qdrant layer itself,
 //! `qdrant-client` adds its own cost per call, which is what a Python user sees. Each
 //! `qdrant-client` query path is followed by Grape's own gRPC paced to its rate, so that the
-//! server's CPU per query compares at the same rate; and the scenario times reading one REST
-//! upsert body in this process, by serde_json and by the Qdrant layer's own reader.
+//! server's CPU per query compares at the same rate. The scenario times reading one REST
+//! upsert body in this process, by serde_json and by the Qdrant layer's own reader, and shows
+//! each REST path's server CPU per point also less that reading: what the layer costs beyond
+//! turning decimal text into numbers. Grape's own upserts and the Rust REST client's are
+//! taken in turns (`--upsert-rounds`), and the median round of each is shown.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +61,10 @@ pub struct Options {
     /// Points per upsert call.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Rounds of the upserts through Grape's gRPC and the Qdrant REST API with a Rust client,
+    /// taken in turns; each figure is the median round's (this VM's speed drifts).
+    #[arg(long, default_value_t = 3)]
+    upsert_rounds: usize,
     /// Repeat the queries until a pass lasts this long (seconds).
     #[arg(long, default_value_t = 3.0)]
     min_secs: f64,
@@ -110,17 +117,31 @@ pub fn run(o: Options) -> Res<()> {
         Ok(())
     };
 
-    eprintln!("grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
-    let (rate, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base, "native_timed")));
-    let native = Upserts { rate: rate?, cpu: seconds / o.rows as f64 };
+    // Reading a REST body costs the same in this process as in the server: timed first, so
+    // that the upsert rows can show the server's CPU less it.
+    let reading = decoding(&mut rows, &base, &o)?;
+    // Grape's own gRPC and the Qdrant REST API (Rust client) in turns, `upsert_rounds` times.
+    let (mut natives, mut rests) = (Vec::new(), Vec::new());
+    let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
+    for round in 1..=o.upsert_rounds.max(1) {
+        eprintln!("round {round}: grape gRPC: upserting {} points in batches of {} …", o.rows, o.batch);
+        let (rate, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base, "native_timed", None)));
+        natives.push(Upserts { rate: rate?, cpu: seconds / o.rows as f64 });
+        drop_collection("native_timed")?;
+        eprintln!("round {round}: Qdrant REST (Rust client): upserting …");
+        let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
+        rests.push(Upserts { rate: rate?, cpu: seconds / o.rows as f64 });
+        drop_collection("qd_rust")?;
+        let (n, r) = (&natives[round - 1], &rests[round - 1]);
+        eprintln!("round {round}: server CPU per point: grape gRPC {:.2} µs, Qdrant REST {:.2} µs ({:.2}×)", n.cpu * 1e6, r.cpu * 1e6, r.cpu / n.cpu.max(1e-12));
+    }
+    let native = Upserts::median(&natives);
     rows.push(Row::new("upsert, grape gRPC (Rust client)", native.rate, "points/s"));
     rows.push(Row::new("upsert, grape gRPC: server CPU per point", native.cpu * 1e6, "µs"));
-    drop_collection("native_timed")?;
-    eprintln!("Qdrant REST (Rust client): upserting …");
-    let mut upserter = runtime.block_on(QdrantRest::connect(&format!("127.0.0.1:{rest}"), "qd_rust"))?;
-    let (rate, seconds) = cpu.during(|| runtime.block_on(upserter.upsert_all(&base, o.dim, o.batch)));
-    Upserts { rate: rate?, cpu: seconds / o.rows as f64 }.push(&mut rows, "Qdrant REST (Rust HTTP/1.1 client)", &native);
-    drop_collection("qd_rust")?;
+    let path = "Qdrant REST (Rust HTTP/1.1 client)";
+    let measured = Upserts::median(&rests);
+    measured.push(&mut rows, path, &native);
+    measured.push_less_reading(&mut rows, path, &native, "grape gRPC's", reading.shortest);
     if !o.skip_grpc {
         eprintln!("Qdrant gRPC (Rust client): upserting …");
         let mut upserter = runtime.block_on(QdrantGrpc::connect(&format!("127.0.0.1:{grpc}"), "qd_rust_grpc"))?;
@@ -132,13 +153,28 @@ pub fn run(o: Options) -> Res<()> {
         eprintln!("qdrant-client {t}: upserting …");
         let (out, seconds) = cpu.during(|| peer.run(t, &format!("qd_{t}"), &["--phase", "upsert", "--batch", &o.batch.to_string()]));
         let rate = out?["points_per_s"].as_f64().unwrap_or(0.0);
-        Upserts { rate, cpu: seconds / o.rows as f64 }.push(&mut rows, &format!("qdrant-client {t}"), &native);
+        let measured = Upserts { rate, cpu: seconds / o.rows as f64 };
+        let path = format!("qdrant-client {t}");
+        measured.push(&mut rows, &path, &native);
+        // Grape's own gRPC again, paced to this client's rate: a server fed slowly pays more
+        // per point (its threads park and wake between calls), whatever the API.
+        eprintln!("grape gRPC paced to qdrant-client {t}'s rate: upserting …");
+        let (paced, seconds) = cpu.during(|| runtime.block_on(insert_native(&mut client, &o, &base, "native_paced", Some(rate))));
+        let paced = Upserts { rate: paced?, cpu: seconds / o.rows as f64 };
+        drop_collection("native_paced")?;
+        rows.push(Row::new(format!("upsert, grape gRPC paced to {path}'s rate: server CPU per point"), paced.cpu * 1e6, "µs"));
+        let same_rate = measured.cpu / paced.cpu.max(1e-12);
+        eprintln!("{path}: server CPU per point {same_rate:.2}× Grape gRPC's at the same rate");
+        rows.push(Row::new(format!("upsert, {path}: server CPU per point / grape gRPC's at the same rate"), same_rate, "ratio"));
+        if *t == "rest" {
+            measured.push_less_reading(&mut rows, &path, &paced, "grape gRPC's at the same rate", reading.seventeen);
+        }
         if *t != "rest" {
             drop_collection(&format!("qd_{t}"))?;
         }
     }
     eprintln!("grape gRPC: inserting `native` for the queries …");
-    runtime.block_on(insert_native(&mut client, &o, &base, "native"))?;
+    runtime.block_on(insert_native(&mut client, &o, &base, "native", None))?;
     server.cli(&["config", "set", "index/auto", "on"])?;
     for name in ["native", "qd_rest"] {
         eprintln!("{name}: compacting and waiting for the indexes …");
@@ -193,7 +229,6 @@ pub fn run(o: Options) -> Res<()> {
         eprintln!("qdrant-client {t}: server CPU per query {ratio:.2}× Grape gRPC's at the same rate");
         rows.push(Row::new(format!("query qd_rest, qdrant-client {t}: server CPU per query / grape gRPC's at the same rate"), ratio, "ratio"));
     }
-    decoding(&mut rows, &base, &o)?;
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
     let params = json!({ "rows": o.rows, "dim": o.dim, "queries": o.queries, "k": o.k, "batch": o.batch, "clients": 1, "profile": profile, "metric": "l2 (Euclid)" });
     report("Qdrant API: upserts and queries through qdrant-client beside Grape's gRPC (grape dev, 1 client)", params, &rows, &o.out)?;
@@ -204,7 +239,7 @@ pub fn run(o: Options) -> Res<()> {
 /// serde alone and through the Qdrant layer's reader (what the server does), for numbers in
 /// their shortest f32 form (as the Rust client sends them) and in up to 17 digits (as
 /// `qdrant-client` sends them). Each the best of 20 reads.
-fn decoding(rows: &mut Vec<Row>, base: &[f32], o: &Options) -> Res<()> {
+fn decoding(rows: &mut Vec<Row>, base: &[f32], o: &Options) -> Res<Reading> {
     let first = &base[..o.batch.min(o.rows) * o.dim];
     let wide: Vec<f64> = first.iter().map(|v| f64::from(*v)).collect();
     let best_of_20 = |read: &dyn Fn() -> bool| -> Res<f64> {
@@ -218,6 +253,7 @@ fn decoding(rows: &mut Vec<Row>, base: &[f32], o: &Options) -> Res<()> {
         }
         Ok(best)
     };
+    let mut per_point = Vec::new();
     for (form, body) in [("shortest f32 digits", batch_body(first, o.dim, 0)?), ("17 digits", batch_body(&wide, o.dim, 0)?)] {
         let bytes = body.as_bytes();
         let by_serde = best_of_20(&|| parse_body::<UpsertBody>(bytes).is_ok())?;
@@ -226,8 +262,17 @@ fn decoding(rows: &mut Vec<Row>, base: &[f32], o: &Options) -> Res<()> {
         eprintln!("REST body, {form} ({mb:.2} MB, {points} points): serde {:.2} ms, Qdrant layer's reader {:.2} ms", by_serde * 1e3, by_reader * 1e3);
         rows.push(Row::new(format!("REST upsert body, {form} ({mb:.2} MB): read by serde_json, per point"), by_serde / points as f64 * 1e6, "µs"));
         rows.push(Row::new(format!("REST upsert body, {form} ({mb:.2} MB): read by the Qdrant layer, per point"), by_reader / points as f64 * 1e6, "µs"));
+        per_point.push(by_reader / points as f64);
     }
-    Ok(())
+    Ok(Reading { shortest: per_point[0], seventeen: per_point[1] })
+}
+
+/// Seconds per point the Qdrant layer's reader takes over a REST upsert body.
+struct Reading {
+    /// With numbers in their shortest f32 form (as the Rust client sends them).
+    shortest: f64,
+    /// With numbers in 17 digits (as `qdrant-client` sends them).
+    seventeen: f64,
 }
 
 /// The server's CPU time (`grape dev`'s pid), charged to each measured path: the cost of the
@@ -287,6 +332,22 @@ impl Upserts {
         rows.push(Row::new(format!("upsert, {path} / grape gRPC"), self.rate / native.rate.max(1e-9), "fraction"));
         rows.push(Row::new(format!("upsert, {path}: server CPU per point"), self.cpu * 1e6, "µs"));
         rows.push(Row::new(format!("upsert, {path}: server CPU per point / grape gRPC's"), self.cpu / native.cpu.max(1e-12), "ratio"));
+    }
+
+    /// Adds the server's CPU per point less `reading` (seconds per point to read the JSON
+    /// body, timed in this process) as a fraction of Grape's own (`native`, named `against`):
+    /// what the layer costs beyond turning decimal text into numbers.
+    fn push_less_reading(&self, rows: &mut Vec<Row>, path: &str, native: &Upserts, against: &str, reading: f64) {
+        let rest = (self.cpu - reading).max(0.0);
+        rows.push(Row::new(format!("upsert, {path}: server CPU per point less reading the JSON"), rest * 1e6, "µs"));
+        rows.push(Row::new(format!("upsert, {path}: server CPU per point less reading the JSON / {against}"), rest / native.cpu.max(1e-12), "ratio"));
+    }
+
+    /// The median of `rounds` (by server CPU per point), or zeros if none.
+    fn median(rounds: &[Upserts]) -> Upserts {
+        let mut by_cpu: Vec<&Upserts> = rounds.iter().collect();
+        by_cpu.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
+        by_cpu.get(by_cpu.len() / 2).map_or(Upserts { rate: 0.0, cpu: 0.0 }, |m| Upserts { rate: m.rate, cpu: m.cpu })
     }
 }
 
@@ -376,11 +437,16 @@ impl Peer {
 
 /// Creates collection `name` and inserts the base rows in batches through `Insert`; returns
 /// points/s.
-async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32], name: &str) -> Result<f64, String> {
+async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32], name: &str, pace: Option<f64>) -> Result<f64, String> {
     let create = v1::CreateCollectionRequest { name: name.into(), dim: o.dim as u32, metric: "l2".into(), ..Default::default() };
     client.create_collection(create).await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     for start in (0..o.rows).step_by(o.batch) {
+        if let Some(rate) = pace {
+            // A thread sleep, as `Paced` does for queries: tokio's timer ticks in milliseconds.
+            let turn = started + Duration::from_secs_f64(start as f64 / rate.max(1.0));
+            std::thread::sleep(turn.saturating_duration_since(Instant::now()));
+        }
         let n = o.batch.min(o.rows - start);
         let values = Float32Array::from(base[start * o.dim..(start + n) * o.dim].to_vec());
         let item = Arc::new(Field::new("item", DataType::Float32, true));
