@@ -1057,6 +1057,76 @@ def step_legacy_recommend(c):
 
 
 # ---------------------------------------------------------------------------------------------
+# steps: grouped searches
+
+
+def groups_of(result):
+    return [
+        {"id": g.id, "hits": hits(g.hits), "lookup": rec(g.lookup) if g.lookup is not None else None}
+        for g in result.groups
+    ]
+
+
+def legacy_groups(c, n, kind, body, local):
+    """The older `search/groups` or `recommend/groups`, which this client version dropped: sent
+    to Grape directly (REST, or its gRPC stub with prefer_grpc); local mode answers the same
+    through `query_points_groups(n, **local)`."""
+    if is_local(c):
+        return groups_of(c.query_points_groups(n, **local))
+    if PREFER_GRPC:
+        from qdrant_client import grpc as G
+        from qdrant_client.conversions.conversion import GrpcToRest
+
+        common = {"collection_name": n, "limit": body["limit"], "group_by": body["group_by"],
+                  "group_size": body["group_size"], "with_payload": G.WithPayloadSelector(enable=True)}
+        if kind == "search":
+            answer = c._client.grpc_points.SearchGroups(G.SearchPointGroups(vector=body["vector"], **common), timeout=30)
+        else:
+            ids = lambda xs: [G.PointId(num=x) for x in xs]  # noqa: E731
+            answer = c._client.grpc_points.RecommendGroups(
+                G.RecommendPointGroups(positive=ids(body["positive"]), negative=ids(body["negative"]), **common), timeout=30)
+        return groups_of(GrpcToRest.convert_groups_result(answer.result))
+    return groups_of(M.GroupsResult(**raw_post(c, f"/collections/{n}/points/{kind}/groups", dict(body, with_payload=True))))
+
+
+def step_groups(c):
+    rng = rng_for("groups")
+    with fresh(c, "conf_groups", 8, COS) as n, fresh(c, "conf_groups_docs", 4, COS) as docs:
+        query_collection(c, n, rng)
+        # arrays join each of their groups; a point with a value that is neither a string nor an
+        # integer joins none
+        odd = [["s1", "s2", "s1"], [3, "s4"], [True, "s5"], 2.5, [], "s6"]
+        upsert(c, n, [M.PointStruct(id=600 + i, vector=vec(rng, 8), payload={"s": v, "g": 1}) for i, v in enumerate(odd)])
+        upsert(c, docs, [M.PointStruct(id=i, vector=vec(rng, 4), payload={"title": f"doc {i}"}) for i in range(4)])
+        q = vec(rng, 8)
+        f = M.Filter(must=[M.FieldCondition(key="x", range=M.Range(lt=30.0))])
+
+        def groups(**kw):
+            return groups_of(c.query_points_groups(n, **kw))
+
+        return {
+            "query": groups(group_by="g", query=q, limit=3, group_size=2),
+            "strings": groups(group_by="s", query=q, limit=20, group_size=3, with_payload=["s"]),
+            "filtered": groups(group_by="s", query=q, query_filter=f, limit=4, group_size=5, with_payload=False),
+            "by_id": groups(group_by="g", query=17, limit=2, group_size=3),
+            "threshold": groups(group_by="g", query=q, score_threshold=0.2, limit=10, group_size=2),
+            "vectors": groups(group_by="g", query=q, limit=2, group_size=1, with_vectors=True),
+            "lookup": groups(group_by="g", query=q, limit=6, group_size=1, with_lookup=docs),
+            "lookup_object": groups(group_by="g", query=q, limit=6, group_size=1,
+                                    with_lookup=M.WithLookup(collection=docs, with_payload=False, with_vectors=True)),
+            "recommend": groups(group_by="s", query=M.RecommendQuery(recommend=M.RecommendInput(positive=[1, 2], negative=[3])),
+                                limit=3, group_size=2),
+            "search": legacy_groups(c, n, "search", {"vector": q, "group_by": "g", "limit": 3, "group_size": 2},
+                                    dict(query=q, group_by="g", limit=3, group_size=2)),
+            "legacy_recommend": legacy_groups(
+                c, n, "recommend", {"positive": [1, 2], "negative": [3], "group_by": "s", "limit": 3, "group_size": 2},
+                dict(query=M.RecommendQuery(recommend=M.RecommendInput(positive=[1, 2], negative=[3])), group_by="s",
+                     limit=3, group_size=2)),
+            "missing_collection": expect_error(c, 404, lambda: c.query_points_groups("conf_groups_missing", group_by="g", query=q)),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
 # steps: filters. Every filter step builds the same 150-point collection and runs the filter in
 # query_points, count and scroll.
 
@@ -1252,7 +1322,7 @@ def step_big_10k(c):
         statuses = []
         for b in range(10):
             pts = [
-                M.PointStruct(id=i, vector=vec(rng, dim), payload={"group": i % 10, "x": i / 10000.0})
+                M.PointStruct(id=i, vector=vec(rng, dim), payload={"group": i % 10, "x": i / 10000.0, "rare": i % 997})
                 for i in range(b * 1000, (b + 1) * 1000)
             ]
             statuses.append(upsert(c, n, pts))
@@ -1273,6 +1343,10 @@ def step_big_10k(c):
         ]
         out["filtered_counts"] = [c.count(n, count_filter=f, exact=True).count for f in (g3, rg, both)]
         out["by_id"] = hits(c.query_points(n, query=1234, limit=10, search_params=exact).points)
+        # groups of about 10 points each: the best 3 groups fill only when far more candidates
+        # than 3 × 5 have been looked at
+        out["groups"] = groups_of(c.query_points_groups(n, query=qs[1], group_by="rare", limit=3, group_size=5,
+                                                        search_params=exact, with_payload=False))
         return out
 
 

@@ -11,7 +11,8 @@
 //! - [`collections`], [`points`], [`query`]: the endpoints, over the [`Gateway`];
 //!   [`aliases`] and [`payload_index`] (indexes declared, facets, `order_by`), which keep what
 //!   the catalog does not hold in the versioned config ([`settings`]); [`fusion`]: prefetch
-//!   and the fusion or re-ranking of its results.
+//!   and the fusion or re-ranking of its results; [`groups`]: searches whose hits are
+//!   gathered by a payload key's values.
 //! - [`given`]: points to upsert as requests give them (REST's body read straight into
 //!   floats).
 //! - [`reply`]: Qdrant's response envelope and error shape.
@@ -26,6 +27,7 @@ pub mod compile;
 pub mod condition;
 pub mod fusion;
 pub mod given;
+pub mod groups;
 pub mod grpc;
 pub mod ids;
 pub mod json_path;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::given::UpsertBody;
+use super::groups::Grouped;
 use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection};
 use super::reply::{parse_body, respond, QdrantError};
 use super::{QdrantApi, QDRANT_VERSION};
@@ -54,6 +55,9 @@ pub fn router(api: QdrantApi) -> Router {
         .route("/collections/{name}/points/search/batch", post(search_batch))
         .route("/collections/{name}/points/recommend", post(recommend))
         .route("/collections/{name}/points/recommend/batch", post(recommend_batch))
+        .route("/collections/{name}/points/query/groups", post(|s: Api, p: Path<String>, b: Bytes| grouped(s, p, b, Grouped::Query)))
+        .route("/collections/{name}/points/search/groups", post(|s: Api, p: Path<String>, b: Bytes| grouped(s, p, b, Grouped::Search)))
+        .route("/collections/{name}/points/recommend/groups", post(|s: Api, p: Path<String>, b: Bytes| grouped(s, p, b, Grouped::Recommend)))
         .fallback(|| async { respond(Instant::now(), Err(QdrantError::NotFound("Not found: no such endpoint".into()))) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
@@ -291,6 +295,10 @@ async fn search(State(api): Api, Path(name): Path<String>, body: Bytes) -> Respo
 
 async fn search_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
     timed(async move { api.search_batch(&name, &parse_body(&body)?, false).await }).await
+}
+
+async fn grouped(State(api): Api, Path(name): Path<String>, body: Bytes, kind: Grouped) -> Response {
+    timed(async move { api.groups(&name, &parse_body(&body)?, kind).await }).await
 }
 
 async fn recommend(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {

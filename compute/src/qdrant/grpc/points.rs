@@ -1,8 +1,8 @@
 //! The `Points` service: upsert, delete, get, the payload edits, scroll, count, facet, query
 //! (and its batch) and the older search and recommend (and their batches), over the REST
 //! handlers.
-//! Payload indexes are declared and facets counted as in REST. Named-vector edits, groups,
-//! discovery, distance matrices and batched updates are not supported.
+//! Payload indexes are declared, facets counted and hits grouped as in REST. Named-vector
+//! edits, discovery, distance matrices and batched updates are not supported.
 
 use grape_proto::qdrant as pb;
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ use super::convert::{self, json_of_ids, json_of_payload, malformed, points_field
 use super::filter::json_of_filter;
 use super::search;
 use super::{timed, unimplemented, QdrantGrpc, Reply};
+use crate::qdrant::groups::Grouped;
 use crate::qdrant::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, VectorSelector};
 use crate::qdrant::reply::QdrantError;
 
@@ -44,6 +45,29 @@ fn hits(value: Value) -> Converted<Vec<pb::ScoredPoint>> {
 /// The scored points of a `{"points": [ScoredPoint]}` result.
 fn query_hits(mut value: Value) -> Converted<Vec<pb::ScoredPoint>> {
     points_field(&mut value, convert::scored_point)
+}
+
+/// The groups of a grouped search's `{"groups": [{id, hits, lookup?}]}` result.
+fn groups(mut value: Value) -> Converted<Option<pb::GroupsResult>> {
+    use pb::group_id::Kind;
+    let group = |mut g: Value| -> Converted<pb::PointGroup> {
+        let kind = match &g["id"] {
+            Value::String(s) => Kind::StringValue(s.clone()),
+            v => match (v.as_u64(), v.as_i64()) {
+                (Some(u), _) => Kind::UnsignedValue(u),
+                (None, Some(i)) => Kind::IntegerValue(i),
+                _ => return Err(malformed(&format!("a group id is a string or an integer, got {v}"))),
+            },
+        };
+        let hits = points_of(g["hits"].take(), convert::scored_point)?;
+        let lookup = match g.get_mut("lookup").map(Value::take) {
+            None | Some(Value::Null) => None,
+            Some(found) => Some(convert::retrieved_point(found)?),
+        };
+        Ok(pb::PointGroup { id: Some(pb::GroupId { kind: Some(kind) }), hits, lookup })
+    };
+    let list = convert::items(value.get_mut("groups").map(Value::take).unwrap_or(Value::Array(Vec::new())))?;
+    Ok(Some(pb::GroupsResult { groups: list.into_iter().map(group).collect::<Converted<_>>()? }))
 }
 
 /// REST's name of the index type a `CreateFieldIndex` asks for: its `field_type`, else the
@@ -202,8 +226,11 @@ impl pb::points_server::Points for QdrantGrpc {
         Ok(Response::new(pb::SearchBatchResponse { result, time, usage: None }))
     }
 
-    async fn search_groups(&self, _: Request<pb::SearchPointGroups>) -> Reply<pb::SearchGroupsResponse> {
-        unimplemented("SearchGroups")
+    async fn search_groups(&self, r: Request<pb::SearchPointGroups>) -> Reply<pb::SearchGroupsResponse> {
+        let r = r.into_inner();
+        let name = r.collection_name.clone();
+        let (result, time) = timed(async { groups(self.0.groups(&name, &search::search_groups_body(r)?, Grouped::Search).await?) }).await?;
+        Ok(Response::new(pb::SearchGroupsResponse { result, time, usage: None }))
     }
 
     async fn scroll(&self, r: Request<pb::ScrollPoints>) -> Reply<pb::ScrollResponse> {
@@ -236,8 +263,12 @@ impl pb::points_server::Points for QdrantGrpc {
         Ok(Response::new(pb::RecommendBatchResponse { result, time, usage: None }))
     }
 
-    async fn recommend_groups(&self, _: Request<pb::RecommendPointGroups>) -> Reply<pb::RecommendGroupsResponse> {
-        unimplemented("RecommendGroups")
+    async fn recommend_groups(&self, r: Request<pb::RecommendPointGroups>) -> Reply<pb::RecommendGroupsResponse> {
+        let r = r.into_inner();
+        let name = r.collection_name.clone();
+        let (result, time) =
+            timed(async { groups(self.0.groups(&name, &search::recommend_groups_body(r)?, Grouped::Recommend).await?) }).await?;
+        Ok(Response::new(pb::RecommendGroupsResponse { result, time, usage: None }))
     }
 
     async fn discover(&self, _: Request<pb::DiscoverPoints>) -> Reply<pb::DiscoverResponse> {
@@ -274,8 +305,11 @@ impl pb::points_server::Points for QdrantGrpc {
         Ok(Response::new(pb::QueryBatchResponse { result, time, usage: None }))
     }
 
-    async fn query_groups(&self, _: Request<pb::QueryPointGroups>) -> Reply<pb::QueryGroupsResponse> {
-        unimplemented("QueryGroups")
+    async fn query_groups(&self, r: Request<pb::QueryPointGroups>) -> Reply<pb::QueryGroupsResponse> {
+        let r = r.into_inner();
+        let name = r.collection_name.clone();
+        let (result, time) = timed(async { groups(self.0.groups(&name, &search::query_groups_body(r)?, Grouped::Query).await?) }).await?;
+        Ok(Response::new(pb::QueryGroupsResponse { result, time, usage: None }))
     }
 
     async fn facet(&self, r: Request<pb::FacetCounts>) -> Reply<pb::FacetResponse> {

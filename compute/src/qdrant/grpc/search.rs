@@ -75,6 +75,92 @@ pub fn query_batch_body(batch: pb::QueryBatchPoints) -> Converted<Value> {
     Ok(json!({ "searches": searches }))
 }
 
+/// The body of `POST …/points/query/groups`.
+pub fn query_groups_body(q: pb::QueryPointGroups) -> Converted<Value> {
+    let grouping = Grouping { group_by: q.group_by, group_size: q.group_size, with_lookup: q.with_lookup };
+    let query = pb::QueryPoints {
+        collection_name: q.collection_name,
+        prefetch: q.prefetch,
+        query: q.query,
+        using: q.using,
+        filter: q.filter,
+        params: q.params,
+        score_threshold: q.score_threshold,
+        limit: q.limit,
+        with_vectors: q.with_vectors,
+        with_payload: q.with_payload,
+        lookup_from: q.lookup_from,
+        ..Default::default()
+    };
+    grouping.into(query_body(query)?)
+}
+
+/// The body of `POST …/points/search/groups`.
+pub fn search_groups_body(s: pb::SearchPointGroups) -> Converted<Value> {
+    let grouping = Grouping { group_by: s.group_by, group_size: Some(u64::from(s.group_size)), with_lookup: s.with_lookup };
+    let search = pb::SearchPoints {
+        collection_name: s.collection_name,
+        vector: s.vector,
+        filter: s.filter,
+        limit: u64::from(s.limit),
+        with_payload: s.with_payload,
+        params: s.params,
+        score_threshold: s.score_threshold,
+        vector_name: s.vector_name,
+        with_vectors: s.with_vectors,
+        sparse_indices: s.sparse_indices,
+        ..Default::default()
+    };
+    grouping.into(search_body(search)?)
+}
+
+/// The body of `POST …/points/recommend/groups`.
+pub fn recommend_groups_body(r: pb::RecommendPointGroups) -> Converted<Value> {
+    let grouping = Grouping { group_by: r.group_by, group_size: Some(u64::from(r.group_size)), with_lookup: r.with_lookup };
+    let recommend = pb::RecommendPoints {
+        collection_name: r.collection_name,
+        positive: r.positive,
+        negative: r.negative,
+        filter: r.filter,
+        limit: u64::from(r.limit),
+        with_payload: r.with_payload,
+        params: r.params,
+        score_threshold: r.score_threshold,
+        using: r.using,
+        with_vectors: r.with_vectors,
+        lookup_from: r.lookup_from,
+        strategy: r.strategy,
+        positive_vectors: r.positive_vectors,
+        negative_vectors: r.negative_vectors,
+        ..Default::default()
+    };
+    grouping.into(recommend_body(recommend)?)
+}
+
+/// What a grouped search adds to its search.
+struct Grouping {
+    /// `group_by`.
+    group_by: String,
+    /// `group_size` (absent: the endpoint's default).
+    group_size: Option<u64>,
+    /// `with_lookup`.
+    with_lookup: Option<pb::WithLookup>,
+}
+
+impl Grouping {
+    /// `search` (a search's REST body) with these fields.
+    fn into(self, search: Value) -> Converted<Value> {
+        let Value::Object(mut body) = search else { return Err(malformed("a grouped search is not an object")) };
+        let lookup = self.with_lookup.map(|l| {
+            json!({ "collection": l.collection, "with_payload": json_of_with_payload(l.with_payload), "with_vectors": json_of_with_vectors(l.with_vectors) })
+        });
+        body.insert("group_by".to_string(), json!(self.group_by));
+        body.insert("group_size".to_string(), json!(self.group_size));
+        body.insert("with_lookup".to_string(), lookup.unwrap_or(Value::Null));
+        Ok(Value::Object(body))
+    }
+}
+
 /// REST's `prefetch` of a query: a list of sub-queries (`null`: none).
 fn json_of_prefetches(prefetches: Vec<pb::PrefetchQuery>) -> Converted<Value> {
     if prefetches.is_empty() {
