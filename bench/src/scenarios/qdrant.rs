@@ -12,7 +12,7 @@
 //! upsert body in this process, by serde_json and by the Qdrant layer's own reader, and shows
 //! each REST path's server CPU per point also less that reading: what the layer costs beyond
 //! turning decimal text into numbers. Grape's own upserts and the Rust REST client's are
-//! taken in turns (`--upsert-rounds`), and the median round of each is shown.
+//! taken in turns (`--upsert-rounds`), and the round with the median ratio is shown.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,7 +62,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1000)]
     batch: usize,
     /// Rounds of the upserts through Grape's gRPC and the Qdrant REST API with a Rust client,
-    /// taken in turns; each figure is the median round's (this VM's speed drifts).
+    /// taken in turns; the round with the median ratio is shown (this VM's speed drifts).
     #[arg(long, default_value_t = 3)]
     upsert_rounds: usize,
     /// Repeat the queries until a pass lasts this long (seconds).
@@ -135,11 +135,10 @@ pub fn run(o: Options) -> Res<()> {
         let (n, r) = (&natives[round - 1], &rests[round - 1]);
         eprintln!("round {round}: server CPU per point: grape gRPC {:.2} µs, Qdrant REST {:.2} µs ({:.2}×)", n.cpu * 1e6, r.cpu * 1e6, r.cpu / n.cpu.max(1e-12));
     }
-    let native = Upserts::median(&natives);
+    let (native, measured) = median_round(natives, rests);
     rows.push(Row::new("upsert, grape gRPC (Rust client)", native.rate, "points/s"));
     rows.push(Row::new("upsert, grape gRPC: server CPU per point", native.cpu * 1e6, "µs"));
     let path = "Qdrant REST (Rust HTTP/1.1 client)";
-    let measured = Upserts::median(&rests);
     measured.push(&mut rows, path, &native);
     measured.push_less_reading(&mut rows, path, &native, "grape gRPC's", reading.shortest);
     if !o.skip_grpc {
@@ -342,13 +341,15 @@ impl Upserts {
         rows.push(Row::new(format!("upsert, {path}: server CPU per point less reading the JSON"), rest * 1e6, "µs"));
         rows.push(Row::new(format!("upsert, {path}: server CPU per point less reading the JSON / {against}"), rest / native.cpu.max(1e-12), "ratio"));
     }
+}
 
-    /// The median of `rounds` (by server CPU per point), or zeros if none.
-    fn median(rounds: &[Upserts]) -> Upserts {
-        let mut by_cpu: Vec<&Upserts> = rounds.iter().collect();
-        by_cpu.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
-        by_cpu.get(by_cpu.len() / 2).map_or(Upserts { rate: 0.0, cpu: 0.0 }, |m| Upserts { rate: m.rate, cpu: m.cpu })
-    }
+/// The round (Grape's upserts, the other path's) whose ratio of server CPU per point is the
+/// median one: the two figures of a round were measured side by side.
+fn median_round(natives: Vec<Upserts>, others: Vec<Upserts>) -> (Upserts, Upserts) {
+    let mut rounds: Vec<(Upserts, Upserts)> = natives.into_iter().zip(others).collect();
+    rounds.sort_by(|a, b| (a.1.cpu / a.0.cpu.max(1e-12)).total_cmp(&(b.1.cpu / b.0.cpu.max(1e-12))));
+    let middle = rounds.len() / 2;
+    rounds.swap_remove(middle)
 }
 
 /// What one query path measured.
