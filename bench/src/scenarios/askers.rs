@@ -142,7 +142,8 @@ impl QdrantGrpc {
     }
 
     /// Creates the collection (Euclid), upserts the rows of `base` with id = row in batches
-    /// of `batch` (`wait=true`), and returns points/s.
+    /// of `batch` (`wait=true`), and returns points/s. The requests are built before the
+    /// clock starts: the rate is the transport's and the server's, not the client's encoding.
     pub(super) async fn upsert_all(&mut self, base: &[f32], dim: usize, batch: usize) -> Result<f64, String> {
         let params = qd::VectorParams { size: dim as u64, distance: qd::Distance::Euclid as i32, ..Default::default() };
         let create = qd::CreateCollection {
@@ -151,8 +152,7 @@ impl QdrantGrpc {
             ..Default::default()
         };
         self.collections.create(create).await.map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        for (b, rows) in base.chunks(dim * batch).enumerate() {
+        let upserts: Vec<qd::UpsertPoints> = base.chunks(dim * batch).enumerate().map(|(b, rows)| {
             let points = rows
                 .chunks(dim)
                 .enumerate()
@@ -166,7 +166,10 @@ impl QdrantGrpc {
                     }
                 })
                 .collect();
-            let upsert = qd::UpsertPoints { collection_name: self.collection.clone(), wait: Some(true), points, ..Default::default() };
+            qd::UpsertPoints { collection_name: self.collection.clone(), wait: Some(true), points, ..Default::default() }
+        }).collect();
+        let started = Instant::now();
+        for upsert in upserts {
             self.client.upsert(upsert).await.map_err(|e| e.to_string())?;
         }
         Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
@@ -210,14 +213,16 @@ impl QdrantRest {
     }
 
     /// Creates the collection (Euclid), upserts the rows of `base` with id = row in batches
-    /// of `batch` (`wait=true`), and returns points/s.
+    /// of `batch` (`wait=true`), and returns points/s. The requests are built before the
+    /// clock starts: the rate is the transport's and the server's, not the client's encoding.
     pub(super) async fn upsert_all(&mut self, base: &[f32], dim: usize, batch: usize) -> Result<f64, String> {
         let collection = format!("/collections/{}", self.collection);
         self.send("PUT", &collection, &json!({ "vectors": { "size": dim, "distance": "Euclid" } })).await?;
         let points = format!("{collection}/points?wait=true");
+        let bodies = base.chunks(dim * batch).enumerate().map(|(b, rows)| batch_body(rows, dim, b * batch)).collect::<Result<Vec<_>, _>>()?;
         let started = Instant::now();
-        for (b, rows) in base.chunks(dim * batch).enumerate() {
-            self.send_json("PUT", &points, batch_body(rows, dim, b * batch)?).await?;
+        for body in bodies {
+            self.send_json("PUT", &points, body).await?;
         }
         Ok((base.len() / dim) as f64 / started.elapsed().as_secs_f64())
     }

@@ -441,24 +441,31 @@ impl Peer {
 async fn insert_native(client: &mut GrapeClient<Channel>, o: &Options, base: &[f32], name: &str, pace: Option<f64>) -> Result<f64, String> {
     let create = v1::CreateCollectionRequest { name: name.into(), dim: o.dim as u32, metric: "l2".into(), ..Default::default() };
     client.create_collection(create).await.map_err(|e| e.to_string())?;
+    // Encoded before the clock starts, as the REST client's bodies are: the figures are the
+    // transport's and the server's, not the client's encoding.
+    let bodies = (0..o.rows).step_by(o.batch).map(|start| ipc_batch(o, base, start)).collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
-    for start in (0..o.rows).step_by(o.batch) {
+    for (turn, ipc) in bodies.into_iter().enumerate() {
         if let Some(rate) = pace {
             // A thread sleep, as `Paced` does for queries: tokio's timer ticks in milliseconds.
-            let turn = started + Duration::from_secs_f64(start as f64 / rate.max(1.0));
-            std::thread::sleep(turn.saturating_duration_since(Instant::now()));
+            let due = started + Duration::from_secs_f64((turn * o.batch) as f64 / rate.max(1.0));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        let n = o.batch.min(o.rows - start);
-        let values = Float32Array::from(base[start * o.dim..(start + n) * o.dim].to_vec());
-        let item = Arc::new(Field::new("item", DataType::Float32, true));
-        let vectors = FixedSizeListArray::try_new(item, o.dim as i32, Arc::new(values), None).map_err(|e| e.to_string())?;
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::UInt64, false), Field::new("vector", vector_type(o.dim as u32), false)]));
-        let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(start as u64..(start + n) as u64)), Arc::new(vectors)];
-        let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
-        let ipc = encode_ipc(&batch.schema(), &[batch]).map_err(|e| e.to_string())?;
         client.insert(v1::InsertRequest { collection: name.into(), arrow_ipc: ipc }).await.map_err(|e| e.to_string())?;
     }
     Ok(o.rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The Arrow IPC stream of the batch of `base` starting at row `start`, ids = rows.
+fn ipc_batch(o: &Options, base: &[f32], start: usize) -> Result<Vec<u8>, String> {
+    let n = o.batch.min(o.rows - start);
+    let values = Float32Array::from(base[start * o.dim..(start + n) * o.dim].to_vec());
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let vectors = FixedSizeListArray::try_new(item, o.dim as i32, Arc::new(values), None).map_err(|e| e.to_string())?;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::UInt64, false), Field::new("vector", vector_type(o.dim as u32), false)]));
+    let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(start as u64..(start + n) as u64)), Arc::new(vectors)];
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
+    encode_ipc(&batch.schema(), &[batch]).map_err(|e| e.to_string())
 }
 
 /// Compacts `name`, waits for its compaction jobs, then for every segment's index.
