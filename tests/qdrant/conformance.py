@@ -824,6 +824,37 @@ def step_scroll_with_vectors(c):
         }
 
 
+def step_batch_update(c):
+    rng = rng_for("batch_update")
+    with fresh(c, "conf_batch_update", 4, COS) as n:
+        group_collection(c, n, rng)
+        in_group_2 = M.Filter(must=[M.FieldCondition(key="group", match=M.MatchValue(value=2))])
+        ops = [
+            M.UpsertOperation(upsert=M.PointsList(points=[
+                M.PointStruct(id=100 + i, vector=vec(rng, 4), payload={"new": i}) for i in range(3)
+            ])),
+            M.UpsertOperation(upsert=M.PointsBatch(batch=M.Batch(
+                ids=[200, 201], vectors=[vec(rng, 4), vec(rng, 4)], payloads=[{"b": 1}, {"b": 2}]))),
+            M.DeleteOperation(delete=M.PointIdsList(points=[0, 1, 100])),
+            M.DeleteOperation(delete=M.FilterSelector(filter=in_group_2)),
+            M.SetPayloadOperation(set_payload=M.SetPayload(payload={"tag": "x"}, points=[3, 4, 101])),
+            M.SetPayloadOperation(set_payload=M.SetPayload(payload={"deep": 1}, points=[12], key="inner")),
+            M.OverwritePayloadOperation(overwrite_payload=M.SetPayload(payload={"only": True}, points=[6])),
+            M.DeletePayloadOperation(delete_payload=M.DeletePayload(keys=["name"], points=[7, 9])),
+            M.ClearPayloadOperation(clear_payload=M.PointIdsList(points=[10])),
+        ]
+        statuses = [status(r) for r in c.batch_update_points(n, update_operations=ops, wait=True)]
+        after = recs(c.scroll(n, limit=100, with_payload=True, with_vectors=True)[0])
+        wrong_size = [M.UpsertOperation(upsert=M.PointsList(points=[M.PointStruct(id=300, vector=[0.1, 0.2])]))]
+        return {
+            "statuses": statuses,
+            "after": after,
+            "wrong_size": expect_error(c, 400, lambda: c.batch_update_points(n, update_operations=wrong_size, wait=True)),
+            "count_after_wrong_size": c.count(n, exact=True).count,
+            "missing_collection": expect_error(c, 404, lambda: c.batch_update_points("conf_batch_missing", update_operations=ops[:1])),
+        }
+
+
 # ---------------------------------------------------------------------------------------------
 # steps: query
 

@@ -13,6 +13,7 @@
 //!   the catalog does not hold in the versioned config ([`settings`]); [`fusion`]: prefetch
 //!   and the fusion or re-ranking of its results; [`groups`]: searches whose hits are
 //!   gathered by a payload key's values.
+//! - [`batch`]: a batch of upserts, deletes and payload edits applied in order.
 //! - [`given`]: points to upsert as requests give them (REST's body read straight into
 //!   floats).
 //! - [`reply`]: Qdrant's response envelope and error shape.
@@ -22,6 +23,7 @@
 //! - [`ids`]: point ids and their form in the `id` column.
 
 pub mod aliases;
+pub mod batch;
 pub mod collections;
 pub mod compile;
 pub mod condition;

@@ -14,6 +14,7 @@ use grape_proto::auth::{Access, AuthError, Keys};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use super::batch::UpdateOp;
 use super::given::UpsertBody;
 use super::groups::Grouped;
 use super::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection};
@@ -44,6 +45,7 @@ pub fn router(api: QdrantApi) -> Router {
         .route("/collections/{name}/points", put(upsert).post(retrieve))
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/collections/{name}/points/delete", post(delete_points))
+        .route("/collections/{name}/points/batch", post(update_batch))
         .route("/collections/{name}/points/payload", post(set_payload).put(overwrite_payload))
         .route("/collections/{name}/points/payload/delete", post(delete_payload))
         .route("/collections/{name}/points/payload/clear", post(clear_payload))
@@ -250,6 +252,10 @@ async fn get_point(State(api): Api, Path((name, id)): Path<(String, String)>) ->
 
 async fn delete_points(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
     timed(async move { api.delete_points(&name, parse_body::<Selection>(&body)?).await }).await
+}
+
+async fn update_batch(State(api): Api, Path(name): Path<String>, body: Bytes) -> Response {
+    timed(async move { api.update_batch(&name, UpdateOp::from_rest(&parse_body(&body)?)?).await }).await
 }
 
 /// A payload edit's handler.

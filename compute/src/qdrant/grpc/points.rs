@@ -1,8 +1,9 @@
 //! The `Points` service: upsert, delete, get, the payload edits, scroll, count, facet, query
 //! (and its batch) and the older search and recommend (and their batches), over the REST
 //! handlers.
-//! Payload indexes are declared, facets counted and hits grouped as in REST. Named-vector
-//! edits, discovery, distance matrices and batched updates are not supported.
+//! Payload indexes are declared, facets counted, hits grouped and batches of updates applied
+//! as in REST. Vector and named-vector edits, discovery and distance matrices are not
+//! supported.
 
 use grape_proto::qdrant as pb;
 use serde_json::{json, Value};
@@ -12,6 +13,7 @@ use super::convert::{self, json_of_ids, json_of_payload, malformed, points_field
 use super::filter::json_of_filter;
 use super::search;
 use super::{timed, unimplemented, QdrantGrpc, Reply};
+use crate::qdrant::batch::UpdateOp;
 use crate::qdrant::groups::Grouped;
 use crate::qdrant::points::{PayloadBody, PayloadEdit, PayloadSelector, Selection, VectorSelector};
 use crate::qdrant::reply::QdrantError;
@@ -29,6 +31,42 @@ fn selection(selector: Option<pb::PointsSelector>) -> Converted<Selection> {
         Some(PointsSelectorOneOf::Points(list)) => Ok(Selection { points: Some(json_of_ids(list.ids)?), filter: None }),
         Some(PointsSelectorOneOf::Filter(filter)) => Ok(Selection { points: None, filter: Some(json_of_filter(filter)?) }),
         None => Err(malformed("a points selector is empty: give point ids or a filter")),
+    }
+}
+
+/// One operation of an `UpdateBatch`, as its REST counterpart.
+// Older clients still send the deprecated forms of delete and clear payload.
+#[allow(deprecated)]
+fn update_op(op: pb::PointsUpdateOperation) -> Converted<UpdateOp> {
+    use pb::points_update_operation::Operation as O;
+    type Selector = Option<pb::PointsSelector>;
+    let payload = |edit: PayloadEdit, payload: std::collections::HashMap<String, pb::Value>, selector: Selector, key: Option<String>| -> Converted<UpdateOp> {
+        Ok(UpdateOp::Payload(edit, PayloadBody { payload: Some(json_of_payload(payload)?), keys: None, key, selection: selection(selector)? }))
+    };
+    let clear = |selector: Selector| -> Converted<UpdateOp> {
+        Ok(UpdateOp::Payload(PayloadEdit::Clear, PayloadBody { payload: None, keys: None, key: None, selection: selection(selector)? }))
+    };
+    match op.operation.ok_or_else(|| malformed("an update operation is empty"))? {
+        O::Upsert(list) => {
+            if list.update_filter.is_some() {
+                return Err(unsupported("conditional upserts (update_filter)"));
+            }
+            if list.update_mode.is_some_and(|m| m != pb::UpdateMode::Upsert as i32) {
+                return Err(unsupported("insert-only and update-only upserts (update_mode)"));
+            }
+            Ok(UpdateOp::Upsert(list.points.into_iter().map(convert::given_point).collect::<Converted<_>>()?))
+        }
+        O::DeleteDeprecated(selector) => Ok(UpdateOp::Delete(selection(Some(selector))?)),
+        O::DeletePoints(delete) => Ok(UpdateOp::Delete(selection(delete.points)?)),
+        O::SetPayload(set) => payload(PayloadEdit::Set, set.payload, set.points_selector, set.key),
+        O::OverwritePayload(set) => payload(PayloadEdit::Overwrite, set.payload, set.points_selector, set.key),
+        O::DeletePayload(delete) => {
+            let chosen = selection(delete.points_selector)?;
+            Ok(UpdateOp::Payload(PayloadEdit::DeleteKeys, PayloadBody { payload: None, keys: Some(delete.keys), key: None, selection: chosen }))
+        }
+        O::ClearPayloadDeprecated(selector) => clear(Some(selector)),
+        O::ClearPayload(c) => clear(c.points),
+        O::UpdateVectors(_) | O::DeleteVectors(_) => Err(unsupported("vector edits (update_vectors, delete_vectors)")),
     }
 }
 
@@ -287,8 +325,15 @@ impl pb::points_server::Points for QdrantGrpc {
         Ok(Response::new(pb::CountResponse { result: Some(pb::CountResult { count }), time, usage: None }))
     }
 
-    async fn update_batch(&self, _: Request<pb::UpdateBatchPoints>) -> Reply<pb::UpdateBatchResponse> {
-        unimplemented("UpdateBatch")
+    async fn update_batch(&self, r: Request<pb::UpdateBatchPoints>) -> Reply<pb::UpdateBatchResponse> {
+        let r = r.into_inner();
+        let (result, time) = timed(async {
+            let operations = r.operations.into_iter().map(update_op).collect::<Converted<Vec<_>>>()?;
+            let results = self.0.update_batch(&r.collection_name, operations).await?;
+            Ok(convert::items(results)?.iter().map(convert::update_result).collect())
+        })
+        .await?;
+        Ok(Response::new(pb::UpdateBatchResponse { result, time, usage: None }))
     }
 
     async fn query(&self, r: Request<pb::QueryPoints>) -> Reply<pb::QueryResponse> {
