@@ -1378,6 +1378,9 @@ def step_big_10k(c):
         # than 3 × 5 have been looked at
         out["groups"] = groups_of(c.query_points_groups(n, query=qs[1], group_by="rare", limit=3, group_size=5,
                                                         search_params=exact, with_payload=False))
+        # … and by a point's id, whose point is left out of the up to 10,000 candidates
+        out["groups_by_id"] = groups_of(c.query_points_groups(n, query=1234, group_by="rare", limit=3, group_size=5,
+                                                              search_params=exact, with_payload=False))
         return out
 
 

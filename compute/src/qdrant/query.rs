@@ -262,10 +262,13 @@ impl QdrantApi {
             Target::BestScore(positive, negative) => return self.best_score(name, positive, negative, &q).await,
         };
         let spec = self.collection(name)?.spec;
-        let k = q.limit + q.offset + q.exclude.len();
-        if k > MAX_K {
-            return Err(QdrantError::wrong_input(format!("limit + offset is {k}; at most {MAX_K} hits can be asked for")));
+        let wanted = q.limit + q.offset;
+        if wanted > MAX_K {
+            return Err(QdrantError::wrong_input(format!("limit + offset is {wanted}; at most {MAX_K} hits can be asked for")));
         }
+        // Room for the examples named by id, which are left out of the hits, within the
+        // engine's limit (a grouped search asks for up to MAX_K candidates).
+        let k = (wanted + q.exclude.len()).min(MAX_K);
         let req = v1::SearchRequest {
             collection: name.to_string(),
             vector,
