@@ -9,6 +9,8 @@
 //! ungrouped search, asked for more candidates until the first `limit` groups are full or the
 //! candidates run out, so the answer is the one a search of every point would give.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 
 use super::json_path::KeyPath;
@@ -67,6 +69,8 @@ impl Grouping {
     /// are full.
     fn gather(&self, hits: Vec<Value>) -> (Vec<(Value, Vec<Value>)>, bool) {
         let mut groups: Vec<(Value, Vec<Value>)> = Vec::new();
+        // Each group's place, by its id's JSON text (which tells "1" from 1).
+        let mut places: HashMap<String, usize> = HashMap::new();
         for mut hit in hits {
             let Some(ids) = self.group_ids(&hit["payload"]) else { continue };
             let payload = match hit["payload"].take() {
@@ -75,13 +79,10 @@ impl Grouping {
             };
             hit["payload"] = self.payload.apply(payload);
             for id in ids {
-                let at = match groups.iter().position(|(g, _)| *g == id) {
-                    Some(at) => at,
-                    None => {
-                        groups.push((id, Vec::new()));
-                        groups.len() - 1
-                    }
-                };
+                let at = *places.entry(id.to_string()).or_insert_with(|| {
+                    groups.push((id, Vec::new()));
+                    groups.len() - 1
+                });
                 if groups[at].1.len() < self.group_size {
                     groups[at].1.push(hit.clone());
                 }
