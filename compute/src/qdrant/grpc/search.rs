@@ -92,7 +92,7 @@ pub fn query_groups_body(q: pb::QueryPointGroups) -> Converted<Value> {
         lookup_from: q.lookup_from,
         ..Default::default()
     };
-    grouping.into(query_body(query)?)
+    grouping.added_to(query_body(query)?)
 }
 
 /// The body of `POST …/points/search/groups`.
@@ -111,7 +111,7 @@ pub fn search_groups_body(s: pb::SearchPointGroups) -> Converted<Value> {
         sparse_indices: s.sparse_indices,
         ..Default::default()
     };
-    grouping.into(search_body(search)?)
+    grouping.added_to(search_body(search)?)
 }
 
 /// The body of `POST …/points/recommend/groups`.
@@ -134,7 +134,7 @@ pub fn recommend_groups_body(r: pb::RecommendPointGroups) -> Converted<Value> {
         negative_vectors: r.negative_vectors,
         ..Default::default()
     };
-    grouping.into(recommend_body(recommend)?)
+    grouping.added_to(recommend_body(recommend)?)
 }
 
 /// What a grouped search adds to its search.
@@ -149,7 +149,7 @@ struct Grouping {
 
 impl Grouping {
     /// `search` (a search's REST body) with these fields.
-    fn into(self, search: Value) -> Converted<Value> {
+    fn added_to(self, search: Value) -> Converted<Value> {
         let Value::Object(mut body) = search else { return Err(malformed("a grouped search is not an object")) };
         let lookup = self.with_lookup.map(|l| {
             json!({ "collection": l.collection, "with_payload": json_of_with_payload(l.with_payload), "with_vectors": json_of_with_vectors(l.with_vectors) })
